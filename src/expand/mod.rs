@@ -1,2 +1,357 @@
 //! Stage 2: expand the matrix into cells and render each cell's link
 //! (templates, slugs, UTM-tagged destinations, governance rules).
+//!
+//! Expansion is a pure function of the spec: the same spec gives the same links in the
+//! same order on every machine. Dry-run and build both go through `Expander::render`.
+
+pub mod rules;
+pub mod slug;
+pub mod utm;
+
+use crate::plan::{Cell, DomainRef, PlannedLink};
+use crate::spec::Problem;
+use crate::spec::model::{Cells, LinkTemplates, Override, Spec, UTM_FIELDS};
+use crate::spec::source::Location;
+use crate::spec::template::Template;
+use std::collections::BTreeMap;
+
+const UTM_PARAMS: [&str; 9] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_id",
+    "utm_source_platform",
+    "utm_creative_format",
+    "utm_marketing_tactic",
+];
+
+pub struct Expander<'s> {
+    pub spec: &'s Spec,
+}
+
+/// Non-fatal findings, deduplicated (one line per distinct medium, not per link).
+#[derive(Debug, Default)]
+pub struct Warnings {
+    unassigned_media: BTreeMap<String, (u64, String)>,
+}
+
+impl Warnings {
+    pub fn into_messages(self) -> Vec<String> {
+        self.unassigned_media
+            .into_iter()
+            .map(|(medium, (n, first))| {
+                format!(
+                    "utm_medium `{medium}` ({n} link(s), e.g. {first}) matches no GA4 default channel group: GA4 will report it as \"Unassigned\" (use e.g. cpc, paid-social, email, display, affiliate, referral, sms; or set rules.ga4_channel_check = \"off\")"
+                )
+            })
+            .collect()
+    }
+}
+
+/// Cells in plan order: (ordinal, value index per dimension). The ordinal is the
+/// combination number (matrix) or row number (rows) and lets a cell be rebuilt later.
+pub struct CellIter<'s> {
+    spec: &'s Spec,
+    next: u64,
+    total: u64,
+    pub excluded: u64,
+}
+
+impl Iterator for CellIter<'_> {
+    type Item = (u64, Vec<usize>);
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next < self.total {
+            let ordinal = self.next;
+            self.next += 1;
+            let cell = cell_at(self.spec, ordinal);
+            if self
+                .spec
+                .excludes
+                .iter()
+                .any(|e| matches(&e.matches, &cell))
+            {
+                self.excluded += 1;
+                continue;
+            }
+            return Some((ordinal, cell));
+        }
+        None
+    }
+}
+
+/// Rebuild a cell from its ordinal (mixed radix, last dimension fastest).
+pub fn cell_at(spec: &Spec, ordinal: u64) -> Vec<usize> {
+    match &spec.cells {
+        Cells::Rows(rows) => rows[ordinal as usize].cell.clone(),
+        Cells::Matrix => {
+            let mut cell = vec![0; spec.dimensions.len()];
+            let mut rest = ordinal;
+            for (i, d) in spec.dimensions.iter().enumerate().rev() {
+                let n = d.values.len() as u64;
+                cell[i] = (rest % n) as usize;
+                rest /= n;
+            }
+            cell
+        }
+    }
+}
+
+fn matches(m: &[Option<Vec<bool>>], cell: &[usize]) -> bool {
+    m.iter()
+        .zip(cell)
+        .all(|(set, &v)| set.as_ref().is_none_or(|s| s[v]))
+}
+
+impl<'s> Expander<'s> {
+    pub fn new(spec: &'s Spec) -> Self {
+        Expander { spec }
+    }
+
+    pub fn cells(&self) -> CellIter<'s> {
+        CellIter {
+            spec: self.spec,
+            next: 0,
+            total: u64::try_from(self.spec.combinations()).unwrap_or(u64::MAX),
+            excluded: 0,
+        }
+    }
+
+    pub fn cell(&self, values: &[usize]) -> Cell {
+        Cell(
+            self.spec
+                .dimensions
+                .iter()
+                .zip(values)
+                .map(|(d, &v)| (d.name.clone(), d.values[v].key.clone()))
+                .collect(),
+        )
+    }
+
+    pub fn label(&self, values: &[usize]) -> String {
+        self.cell(values).label()
+    }
+
+    /// Render one cell into a link, or every problem it has.
+    pub fn render(
+        &self,
+        ordinal: u64,
+        values: &[usize],
+        warnings: &mut Warnings,
+    ) -> Result<PlannedLink, Vec<Problem>> {
+        let spec = self.spec;
+        let dims = &spec.dimensions;
+        let row = match &spec.cells {
+            Cells::Rows(rows) => Some(&rows[ordinal as usize].fields),
+            Cells::Matrix => None,
+        };
+        let overrides: Vec<&Override> = spec
+            .overrides
+            .iter()
+            .filter(|o| matches(&o.matches, values))
+            .collect();
+        let pick = |f: &dyn Fn(&LinkTemplates) -> Option<&Template>| -> Option<&Template> {
+            row.and_then(f)
+                .or_else(|| overrides.iter().rev().find_map(|o| f(&o.fields)))
+                .or_else(|| f(&spec.link))
+        };
+        let mut problems = Vec::new();
+        let label = || self.label(values);
+        let mut fail = |loc: &Location, msg: String, help: String| {
+            problems.push(loc.problem(format!("{msg} (cell {})", label()), Some(help)));
+        };
+
+        // Domain.
+        let mut domain = DomainRef::default();
+        if let Some(t) = pick(&|l| l.domain.as_ref()) {
+            let host = t
+                .render(dims, values)
+                .trim()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            if host.is_empty()
+                || host.contains("://")
+                || host.contains('/')
+                || host.contains(char::is_whitespace)
+                || !host.contains('.')
+            {
+                fail(
+                    &t.location,
+                    format!("short domain `{host}` is not a host name"),
+                    "give the bare host, e.g. go.acme.com (no https://, no path)".into(),
+                );
+            } else {
+                domain.host = Some(host);
+            }
+        }
+        if let Some(t) = pick(&|l| l.domain_id.as_ref()) {
+            let id = t.render(dims, values).trim().to_string();
+            if uuid::Uuid::parse_str(&id).is_err() {
+                fail(&t.location, format!("domain_id `{id}` is not a UUID"), "copy the domain's id from Nimriz (GET /api/v1/domains), or use domain = \"<host>\"".into());
+            } else {
+                domain.id = Some(id.to_ascii_lowercase());
+            }
+        }
+
+        // Slug.
+        let rules = &spec.rules;
+        let mut slug = String::new();
+        if let Some(t) = pick(&|l| l.slug.as_ref()) {
+            let raw = t.render(dims, values);
+            slug = slug::slugify(&raw, rules.max_slug_length);
+            let verbatim = row
+                .and_then(|r| r.slug.as_ref())
+                .is_some_and(|r| std::ptr::eq(r, t));
+            if verbatim && slug != raw {
+                fail(
+                    &t.location,
+                    format!("slug `{raw}` is not a valid slug"),
+                    format!("use lowercase letters, digits and dashes, e.g. `{slug}`"),
+                );
+            } else if slug.is_empty() {
+                fail(
+                    &t.location,
+                    format!("slug template `{}` gives an empty slug", t.text),
+                    "make sure the slug contains letters or digits".into(),
+                );
+            } else if slug::RESERVED_SLUGS.contains(&slug.as_str()) {
+                fail(
+                    &t.location,
+                    format!("slug `{slug}` is reserved by Nimriz"),
+                    format!(
+                        "reserved slugs: {}; change the slug template or the key",
+                        slug::RESERVED_SLUGS.join(", ")
+                    ),
+                );
+            } else if slug.len() < rules.min_slug_length {
+                fail(&t.location, format!("slug `{slug}` is shorter than {} characters", rules.min_slug_length), "Nimriz rejects slugs below the domain's minimum length; lengthen the slug template".into());
+            }
+        }
+
+        // UTM values, checked.
+        let mut utm_pairs: Vec<(&'static str, String)> = Vec::new();
+        let mut utm_map = BTreeMap::new();
+        for (i, field) in UTM_FIELDS.iter().enumerate() {
+            let Some(t) = pick(&|l| l.utm[i].as_ref()) else {
+                continue;
+            };
+            let mut value = t.render(dims, values).trim().to_string();
+            if value.is_empty() {
+                continue;
+            }
+            for v in rules::check_utm_value(rules, field, &mut value) {
+                fail(&t.location, v.message, v.help);
+            }
+            utm_map.insert(UTM_PARAMS[i].to_string(), value.clone());
+            utm_pairs.push((UTM_PARAMS[i], value));
+        }
+        for req in &rules.required {
+            let param = format!("utm_{req}");
+            if !utm_map.contains_key(&param) {
+                let loc = rules.location.clone();
+                fail(
+                    &loc,
+                    format!("required {param} is missing or empty"),
+                    format!("set [utm] {req} = \"...\" (rules.required lists it)"),
+                );
+            }
+        }
+        if rules.ga4_channel_check {
+            if let Some(m) = utm_map.get("utm_medium") {
+                let s = utm_map.get("utm_source").map_or("", String::as_str);
+                let c = utm_map.get("utm_campaign").map_or("", String::as_str);
+                if rules::ga4_channel_group(s, m, c).is_none() {
+                    let e = warnings
+                        .unassigned_media
+                        .entry(m.clone())
+                        .or_insert((0, String::new()));
+                    if e.0 == 0 {
+                        e.1 = label();
+                    }
+                    e.0 += 1;
+                }
+            }
+        }
+
+        // Destination.
+        let mut destination = String::new();
+        if let Some(t) = pick(&|l| l.destination.as_ref()) {
+            let raw = t.render(dims, values);
+            match utm::build_destination(
+                &raw,
+                &utm_pairs,
+                spec.utm_conflict,
+                rules.allow_http,
+                domain.host.as_deref(),
+            ) {
+                Ok(d) if d.len() > rules.max_destination_length => fail(
+                    &t.location,
+                    format!(
+                        "destination is {} characters long (max {})",
+                        d.len(),
+                        rules.max_destination_length
+                    ),
+                    "shorten the URL, or raise rules.max_destination_length".into(),
+                ),
+                Ok(d) => destination = d,
+                Err(p) => {
+                    let (msg, help) = p.describe(&raw);
+                    fail(&t.location, msg, help);
+                }
+            }
+        }
+
+        let mut tags: Vec<String> = Vec::new();
+        let tag_templates = row
+            .and_then(|r| r.tags.as_ref())
+            .or_else(|| overrides.iter().rev().find_map(|o| o.fields.tags.as_ref()))
+            .or(spec.link.tags.as_ref());
+        for t in tag_templates.into_iter().flatten() {
+            let tag = t.render(dims, values).trim().to_string();
+            if !tag.is_empty() && !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        let space = pick(&|l| l.space.as_ref())
+            .map(|t| t.render(dims, values).trim().to_string())
+            .filter(|s| !s.is_empty());
+        let redirect = row
+            .and_then(|r| r.redirect.as_ref())
+            .or_else(|| {
+                overrides
+                    .iter()
+                    .rev()
+                    .find_map(|o| o.fields.redirect.as_ref())
+            })
+            .or(spec.link.redirect.as_ref())
+            .map_or(302, |r| r.0);
+        let expires_at = row
+            .and_then(|r| r.expires_at.as_ref())
+            .or_else(|| {
+                overrides
+                    .iter()
+                    .rev()
+                    .find_map(|o| o.fields.expires_at.as_ref())
+            })
+            .or(spec.link.expires_at.as_ref())
+            .map(|e| e.0.clone());
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let short_url = domain.host.as_ref().map(|h| format!("https://{h}/{slug}"));
+        Ok(PlannedLink {
+            cell: self.cell(values),
+            slug,
+            domain,
+            short_url,
+            destination,
+            utm: utm_map,
+            redirect,
+            expires_at,
+            tags,
+            space,
+        })
+    }
+}

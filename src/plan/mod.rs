@@ -1,22 +1,183 @@
 //! Stage 3: the plan — every link a build would send — and its dry-run output.
+//!
+//! `walk` is the one expansion loop: dry-run streams it to the chosen format, `validate`
+//! runs it for problems only, and `load` collects it for `build`. So the preview can
+//! never disagree with what is sent.
 
 mod model;
+pub mod render;
+pub mod walk;
+
 pub use model::{Cell, DomainRef, InputFile, Plan, PlanSource, PlannedLink};
 
-use crate::cli::{BuildArgs, ValidateArgs};
+use crate::cli::{BuildArgs, PlanFormat, ValidateArgs};
 use crate::output::Printer;
-use crate::{Error, Result};
+use crate::spec::{Problem, Spec, SpecReport};
+use crate::{Error, Result, exit};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
+use walk::WalkResult;
+
+/// Parse and check a spec, including the size guard.
+pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value)> {
+    let (spec, resolved) = crate::spec::load(path)?;
+    let combos = spec.combinations();
+    if combos > u128::from(max_links) {
+        let sizes = spec
+            .dimensions
+            .iter()
+            .map(|d| format!("{} {}", d.values.len(), d.name))
+            .collect::<Vec<_>>()
+            .join(" × ");
+        return Err(SpecReport {
+            problems: vec![Problem {
+                file: spec.path_display.clone(),
+                line: 0,
+                column: 0,
+                message: format!("the matrix has {combos} combinations ({sizes}), more than the limit of {max_links}"),
+                help: Some("split the campaign into several specs, or raise the limit with --max-links N".into()),
+                snippet: None,
+            }],
+        }
+        .into());
+    }
+    Ok((spec, resolved))
+}
+
+fn into_report(result: &WalkResult) -> Option<SpecReport> {
+    if result.problem_count == 0 {
+        return None;
+    }
+    let mut problems = result.problems.clone();
+    let more = result.problem_count - problems.len();
+    if more > 0 {
+        problems.push(Problem {
+            file: String::new(),
+            line: 0,
+            column: 0,
+            message: format!("… and {more} more problem(s) not listed"),
+            help: Some("fix the ones above and run validate again".into()),
+            snippet: None,
+        });
+    }
+    Some(SpecReport { problems })
+}
+
+fn source_of(spec: &Spec, resolved: serde_json::Value) -> PlanSource {
+    PlanSource {
+        spec_path: spec.path_display.clone(),
+        spec_sha256: spec.sha256.clone(),
+        inputs: spec.inputs.clone(),
+        campaign: spec.campaign.get("name").cloned(),
+        resolved_spec: resolved,
+    }
+}
 
 /// Load, expand and validate a spec into an in-memory plan (what `build` sends).
-pub fn load(_spec: &Path, _max_links: u64, _printer: &Printer) -> Result<Plan> {
-    Err(Error::Usage("spec loading is not built yet".into()))
+pub fn load(path: &Path, max_links: u64, printer: &Printer) -> Result<Plan> {
+    let (spec, resolved) = load_spec(path, max_links)?;
+    let mut links = Vec::new();
+    let result = walk::walk(&spec, |l| {
+        links.push(l.clone());
+        Ok(())
+    })
+    .map_err(|walk::SinkError::Io(e)| Error::io("collect", path, e))?;
+    if let Some(r) = into_report(&result) {
+        return Err(r.into());
+    }
+    for w in &result.warnings {
+        printer.warn(w);
+    }
+    Ok(Plan {
+        source: source_of(&spec, resolved),
+        links,
+        warnings: result.warnings,
+    })
 }
 
-pub fn validate_command(_args: &ValidateArgs, _printer: &Printer) -> Result<u8> {
-    Err(Error::Usage("validate is not built yet".into()))
+pub fn validate_command(args: &ValidateArgs, printer: &Printer) -> Result<u8> {
+    let (spec, _) = load_spec(&args.spec, args.max_links)?;
+    let result = walk::walk(&spec, |_| Ok(()))
+        .map_err(|walk::SinkError::Io(e)| Error::io("check", &args.spec, e))?;
+    if let Some(r) = into_report(&result) {
+        return Err(r.into());
+    }
+    for w in &result.warnings {
+        printer.warn(w);
+    }
+    printer.info(format!("{}: valid", spec.path_display));
+    for line in render::summary_lines(&spec, &result.summary) {
+        printer.info(line);
+    }
+    Ok(exit::OK)
 }
 
-pub fn dry_run_command(_args: &BuildArgs, _printer: &Printer) -> Result<u8> {
-    Err(Error::Usage("dry-run is not built yet".into()))
+/// Spill to disk past this size so a million-row plan doesn't sit in memory.
+const SPOOL_BYTES: usize = 8 << 20;
+
+pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
+    let (spec, _) = load_spec(&args.spec, args.max_links)?;
+    // Output is buffered until the whole plan is known to be valid: bad input never leaves
+    // half a plan behind.
+    let spool = tempfile::SpooledTempFile::new(SPOOL_BYTES);
+    let mut writer = render::PlanWriter::new(
+        args.format,
+        std::io::BufWriter::with_capacity(1 << 16, spool),
+        &spec,
+    );
+    let io_err = |e| Error::io("write", "the plan buffer", e);
+    writer.begin(&spec).map_err(io_err)?;
+    let result =
+        walk::walk(&spec, |l| writer.link(l)).map_err(|walk::SinkError::Io(e)| io_err(e))?;
+    if let Some(r) = into_report(&result) {
+        return Err(r.into());
+    }
+    let buf = writer.finish(&spec, &result.summary).map_err(io_err)?;
+    let mut spool = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    spool.rewind().map_err(io_err)?;
+    for w in &result.warnings {
+        printer.warn(w);
+    }
+    match args.output.as_deref() {
+        Some(p) if p != Path::new("-") => {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .map_err(|e| Error::io("create a file in", dir, e))?;
+            std::io::copy(&mut spool, &mut tmp).map_err(|e| Error::io("write", p, e))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| Error::io("write", p, e))?;
+            tmp.persist(p).map_err(|e| Error::io("write", p, e.error))?;
+            if args.format != PlanFormat::Table {
+                for line in render::summary_lines(&spec, &result.summary) {
+                    printer.info(line);
+                }
+            }
+        }
+        _ => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            if let Err(e) = copy_to(&mut spool, &mut lock) {
+                // `nimriz-matrix build --dry-run | head` is fine: stop quietly.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(exit::OK);
+                }
+                return Err(Error::io("write", "stdout", e));
+            }
+            if args.format != PlanFormat::Table {
+                for line in render::summary_lines(&spec, &result.summary) {
+                    printer.detail(line);
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn copy_to(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
+    std::io::copy(from, to)?;
+    to.flush()
 }

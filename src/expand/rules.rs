@@ -1,0 +1,153 @@
+//! Governance rules for UTM values, checked offline so CI can run them.
+
+use crate::spec::model::{Lowercase, Rules};
+use crate::spec::template::closest;
+
+/// One broken rule: the message and the fix.
+pub struct RuleViolation {
+    pub message: String,
+    pub help: String,
+}
+
+/// Check (and, with `lowercase = "normalize"`, rewrite) one UTM value.
+pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<RuleViolation> {
+    let mut out = Vec::new();
+    let param = format!("utm_{field}");
+    match rules.lowercase {
+        Lowercase::Normalize if value.chars().any(char::is_uppercase) => {
+            *value = value.to_lowercase();
+        }
+        Lowercase::Error if value.chars().any(char::is_uppercase) => out.push(RuleViolation {
+            message: format!("{param} `{value}` is not lowercase"),
+            help: format!(
+                "use `{}` (GA4 treats case-variants as different values), or set rules.lowercase = \"normalize\"",
+                value.to_lowercase()
+            ),
+        }),
+        _ => {}
+    }
+    if rules.no_spaces && value.chars().any(char::is_whitespace) {
+        out.push(RuleViolation {
+            message: format!("{param} `{value}` contains a space"),
+            help: format!(
+                "use `-` or `_` instead, e.g. `{}`",
+                value.split_whitespace().collect::<Vec<_>>().join("-")
+            ),
+        });
+    }
+    if value.chars().count() > rules.max_utm_length {
+        out.push(RuleViolation {
+            message: format!(
+                "{param} is {} characters long (max {})",
+                value.chars().count(),
+                rules.max_utm_length
+            ),
+            help: "shorten the value, or raise rules.max_utm_length".into(),
+        });
+    }
+    if let Some(allowed) = rules.allowed.get(field) {
+        if !allowed.iter().any(|a| a == value) {
+            let hint = closest(value, allowed.iter().map(String::as_str))
+                .map_or_else(String::new, |c| format!("did you mean `{c}`? "));
+            out.push(RuleViolation {
+                message: format!("{param} `{value}` is not an allowed value"),
+                help: format!("{hint}allowed: {}", allowed.join(", ")),
+            });
+        }
+    }
+    out
+}
+
+/// GA4's default channel group for a source/medium/campaign, or `None` when the traffic
+/// would land in "Unassigned". Simplified from Google's published rules (medium-based ones;
+/// source-list rules such as "Paid Search needs a search engine source" are not modelled).
+pub fn ga4_channel_group(source: &str, medium: &str, campaign: &str) -> Option<&'static str> {
+    let s = source.to_ascii_lowercase();
+    let m = medium.to_ascii_lowercase();
+    let c = campaign.to_ascii_lowercase();
+    let email = ["email", "e-mail", "e_mail", "e mail"];
+    if c.contains("cross-network") {
+        return Some("Cross-network");
+    }
+    if m.contains("cp") || m == "ppc" || m == "retargeting" || m.starts_with("paid") {
+        return Some("Paid (Search/Social/Video/Shopping/Other)");
+    }
+    if ["display", "banner", "expandable", "interstitial", "cpm"].contains(&m.as_str()) {
+        return Some("Display");
+    }
+    if [
+        "social",
+        "social-network",
+        "social-media",
+        "sm",
+        "social network",
+        "social media",
+    ]
+    .contains(&m.as_str())
+    {
+        return Some("Organic Social");
+    }
+    if m.contains("video") {
+        return Some("Organic Video");
+    }
+    if m == "organic" {
+        return Some("Organic Search");
+    }
+    if ["referral", "app", "link"].contains(&m.as_str()) {
+        return Some("Referral");
+    }
+    if email.contains(&m.as_str()) || email.contains(&s.as_str()) {
+        return Some("Email");
+    }
+    if m == "affiliate" {
+        return Some("Affiliates");
+    }
+    if m == "audio" {
+        return Some("Audio");
+    }
+    if m == "sms" || s == "sms" {
+        return Some("SMS");
+    }
+    if m.ends_with("push") || m.contains("mobile") || m.contains("notification") || s == "firebase"
+    {
+        return Some("Mobile Push Notifications");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ga4_groups() {
+        assert_eq!(
+            ga4_channel_group("google", "cpc", "x"),
+            Some("Paid (Search/Social/Video/Shopping/Other)")
+        );
+        assert_eq!(
+            ga4_channel_group("meta", "paid-social", "x"),
+            Some("Paid (Search/Social/Video/Shopping/Other)")
+        );
+        assert_eq!(ga4_channel_group("newsletter", "email", "x"), Some("Email"));
+        assert_eq!(ga4_channel_group("acme", "newsletter", "x"), None);
+    }
+
+    #[test]
+    fn lowercase_and_allowed() {
+        let mut rules = Rules::default();
+        rules
+            .allowed
+            .insert("medium".into(), vec!["cpc".into(), "email".into()]);
+        let mut v = "CPC".to_string();
+        let errs = check_utm_value(&rules, "medium", &mut v);
+        assert_eq!(errs.len(), 2, "not lowercase, and not allowed as written");
+        rules.lowercase = Lowercase::Normalize;
+        let mut v = "CPC".to_string();
+        assert!(check_utm_value(&rules, "medium", &mut v).is_empty());
+        assert_eq!(v, "cpc");
+        let mut v = "emial".to_string();
+        let errs = check_utm_value(&rules, "medium", &mut v);
+        assert!(errs[0].help.contains("did you mean `email`"));
+    }
+}

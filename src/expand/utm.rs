@@ -1,0 +1,207 @@
+//! Build the destination: parse it, keep its query and fragment, append UTM parameters
+//! (percent-encoded by the `url` crate), and refuse what Nimriz would refuse.
+
+use crate::spec::model::UtmConflict;
+use url::Url;
+
+/// Nimriz's shared short domains: a destination there would be a redirect loop.
+pub const NIMRIZ_SHORT_DOMAINS: [&str; 3] = ["nim.lu", "riz.to", "rix.to"];
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum UrlProblem {
+    Invalid(String),
+    Scheme(String),
+    Http,
+    NoHost,
+    Loop(String),
+    /// The destination already has this `utm_*` and the spec sets it too.
+    Conflict {
+        param: String,
+        existing: String,
+    },
+}
+
+impl UrlProblem {
+    pub fn describe(&self, destination: &str) -> (String, String) {
+        match self {
+            UrlProblem::Invalid(e) => (
+                format!("destination `{destination}` is not a valid URL ({e})"),
+                "write a full URL such as https://www.example.com/page".into(),
+            ),
+            UrlProblem::Scheme(s) => (
+                format!("destination `{destination}` uses `{s}:`, which Nimriz refuses"),
+                "destinations must be https:// web pages".into(),
+            ),
+            UrlProblem::Http => (
+                format!("destination `{destination}` is plain http://"),
+                "use https://, or set rules.allow_http = true if your domain's policy allows http".into(),
+            ),
+            UrlProblem::NoHost => (
+                format!("destination `{destination}` has no host"),
+                "write a full URL such as https://www.example.com/page".into(),
+            ),
+            UrlProblem::Loop(h) => (
+                format!("destination `{destination}` points at the short domain `{h}` (a redirect loop)"),
+                "point the link at the landing page, not at another short link".into(),
+            ),
+            UrlProblem::Conflict { param, existing } => (
+                format!("destination `{destination}` already has {param}={existing}, which the spec also sets"),
+                "remove it from the destination, or set [link] utm_conflict = \"spec\" or \"destination\" to say which wins".into(),
+            ),
+        }
+    }
+}
+
+/// `utms` are `(full param name, value)` in output order; empty values are skipped.
+/// `short_host` is the link's own short domain, for loop prevention.
+pub fn build_destination(
+    destination: &str,
+    utms: &[(&'static str, String)],
+    conflict: UtmConflict,
+    allow_http: bool,
+    short_host: Option<&str>,
+) -> Result<String, UrlProblem> {
+    let mut url = Url::parse(destination.trim()).map_err(|e| UrlProblem::Invalid(e.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => return Err(UrlProblem::Http),
+        other => return Err(UrlProblem::Scheme(other.to_string())),
+    }
+    let host = url
+        .host_str()
+        .ok_or(UrlProblem::NoHost)?
+        .to_ascii_lowercase();
+    if NIMRIZ_SHORT_DOMAINS.contains(&host.as_str())
+        || short_host.is_some_and(|s| s.eq_ignore_ascii_case(&host))
+    {
+        return Err(UrlProblem::Loop(host));
+    }
+    let mut skip_from_spec: Vec<&str> = Vec::new();
+    // Keep the existing query byte-for-byte, except params the spec replaces.
+    let mut kept: Vec<&str> = Vec::new();
+    let existing = url.query().map(str::to_string);
+    if let Some(q) = existing.as_deref() {
+        for piece in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = url::form_urlencoded::parse(piece.as_bytes())
+                .next()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .unwrap_or_default();
+            match utms
+                .iter()
+                .find(|(name, val)| *name == k && !val.is_empty())
+            {
+                Some((name, _)) => match conflict {
+                    UtmConflict::Error => {
+                        return Err(UrlProblem::Conflict {
+                            param: k,
+                            existing: v,
+                        });
+                    }
+                    UtmConflict::Spec => {}
+                    UtmConflict::Destination => {
+                        skip_from_spec.push(name);
+                        kept.push(piece);
+                    }
+                },
+                None => kept.push(piece),
+            }
+        }
+    }
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in utms {
+        if !value.is_empty() && !skip_from_spec.contains(name) {
+            ser.append_pair(name, value);
+        }
+    }
+    let added = ser.finish();
+    let mut query = kept.join("&");
+    if !added.is_empty() {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&added);
+    }
+    url.set_query(if query.is_empty() { None } else { Some(&query) });
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utm(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    }
+
+    #[test]
+    fn keeps_query_and_fragment() {
+        let d = build_destination(
+            "https://acme.example/spring?lang=en#offer",
+            &utm(&[("utm_source", "google"), ("utm_content", "a b&c")]),
+            UtmConflict::Error,
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            "https://acme.example/spring?lang=en&utm_source=google&utm_content=a+b%26c#offer"
+        );
+    }
+
+    #[test]
+    fn conflict_policies() {
+        let u = utm(&[("utm_source", "google")]);
+        let dest = "https://a.example/?utm_source=bing&x=1";
+        assert!(matches!(
+            build_destination(dest, &u, UtmConflict::Error, false, None),
+            Err(UrlProblem::Conflict { .. })
+        ));
+        assert_eq!(
+            build_destination(dest, &u, UtmConflict::Spec, false, None).unwrap(),
+            "https://a.example/?x=1&utm_source=google"
+        );
+        assert_eq!(
+            build_destination(dest, &u, UtmConflict::Destination, false, None).unwrap(),
+            "https://a.example/?utm_source=bing&x=1"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_schemes_and_loops() {
+        assert_eq!(
+            build_destination("javascript:alert(1)", &[], UtmConflict::Error, false, None),
+            Err(UrlProblem::Scheme("javascript".into()))
+        );
+        assert_eq!(
+            build_destination("ftp://x.example/f", &[], UtmConflict::Error, false, None),
+            Err(UrlProblem::Scheme("ftp".into()))
+        );
+        assert_eq!(
+            build_destination("http://x.example/", &[], UtmConflict::Error, false, None),
+            Err(UrlProblem::Http)
+        );
+        assert!(
+            build_destination("http://x.example/", &[], UtmConflict::Error, true, None).is_ok()
+        );
+        assert!(matches!(
+            build_destination("https://nim.lu/abc", &[], UtmConflict::Error, false, None),
+            Err(UrlProblem::Loop(_))
+        ));
+        assert!(matches!(
+            build_destination(
+                "https://go.acme.example/x",
+                &[],
+                UtmConflict::Error,
+                false,
+                Some("go.acme.example")
+            ),
+            Err(UrlProblem::Loop(_))
+        ));
+        assert!(matches!(
+            build_destination("not a url", &[], UtmConflict::Error, false, None),
+            Err(UrlProblem::Invalid(_))
+        ));
+    }
+}

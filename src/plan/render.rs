@@ -1,0 +1,224 @@
+//! Dry-run output formats. Output is a pure function of the plan: no clocks, no hash-map
+//! order, so two runs are byte-identical.
+
+use super::PlannedLink;
+use super::walk::Summary;
+use crate::cli::PlanFormat;
+use crate::spec::Spec;
+use crate::spec::model::{Cells, UTM_FIELDS};
+use std::io::{self, Write};
+
+pub struct PlanWriter<W: Write> {
+    format: PlanFormat,
+    out: W,
+    dims: Vec<String>,
+    utm_columns: Vec<&'static str>,
+    first: bool,
+    /// The table needs every row to size its columns (tables are for humans: hundreds of
+    /// rows, not millions — use csv/jsonl for big plans).
+    table_rows: Vec<[String; 3]>,
+}
+
+/// A spreadsheet opens `=`, `+`, `-`, `@`, tab and CR as formulas: prefix a quote (OWASP).
+pub fn neutralize_formula(field: &str) -> std::borrow::Cow<'_, str> {
+    match field.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{field}").into(),
+        _ => field.into(),
+    }
+}
+
+impl<W: Write> PlanWriter<W> {
+    pub fn new(format: PlanFormat, out: W, spec: &Spec) -> Self {
+        // Only UTM columns the spec can set, so the CSV stays narrow.
+        let used = |i: usize| {
+            spec.link.utm[i].is_some()
+                || spec.overrides.iter().any(|o| o.fields.utm[i].is_some())
+                || matches!(&spec.cells, Cells::Rows(rows) if rows.iter().any(|r| r.fields.utm[i].is_some()))
+        };
+        let utm_columns = (0..UTM_FIELDS.len())
+            .filter(|&i| used(i))
+            .map(|i| UTM_PARAM_NAMES[i])
+            .collect();
+        PlanWriter {
+            format,
+            out,
+            dims: spec.dimensions.iter().map(|d| d.name.clone()).collect(),
+            utm_columns,
+            first: true,
+            table_rows: Vec::new(),
+        }
+    }
+
+    pub fn begin(&mut self, spec: &Spec) -> io::Result<()> {
+        match self.format {
+            PlanFormat::Csv => {
+                let mut header: Vec<String> = self.dims.clone();
+                header.extend(
+                    ["slug", "short_url", "domain", "domain_id", "destination"].map(String::from),
+                );
+                header.extend(self.utm_columns.iter().map(|s| s.to_string()));
+                header.extend(["tags", "space", "redirect", "expires_at"].map(String::from));
+                self.csv_row(&header)
+            }
+            PlanFormat::Json => {
+                let campaign = spec.campaign.get("name");
+                write!(
+                    self.out,
+                    "{{\"spec\":{},\"campaign\":{},\"links\":[",
+                    serde_json::to_string(&spec.path_display)?,
+                    serde_json::to_string(&campaign)?
+                )
+            }
+            PlanFormat::Jsonl | PlanFormat::Table => Ok(()),
+        }
+    }
+
+    pub fn link(&mut self, link: &PlannedLink) -> io::Result<()> {
+        match self.format {
+            PlanFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, link)?;
+                self.out.write_all(b"\n")
+            }
+            PlanFormat::Json => {
+                if !self.first {
+                    self.out.write_all(b",")?;
+                }
+                self.first = false;
+                self.out.write_all(b"\n")?;
+                serde_json::to_writer(&mut self.out, link).map_err(io::Error::from)
+            }
+            PlanFormat::Csv => {
+                let mut row: Vec<String> = link.cell.0.iter().map(|(_, k)| k.clone()).collect();
+                row.push(link.slug.clone());
+                row.push(link.short_url.clone().unwrap_or_default());
+                row.push(link.domain.host.clone().unwrap_or_default());
+                row.push(link.domain.id.clone().unwrap_or_default());
+                row.push(link.destination.clone());
+                for c in &self.utm_columns {
+                    row.push(link.utm.get(*c).cloned().unwrap_or_default());
+                }
+                row.push(link.tags.join(";"));
+                row.push(link.space.clone().unwrap_or_default());
+                row.push(link.redirect.to_string());
+                row.push(link.expires_at.clone().unwrap_or_default());
+                self.csv_row(&row)
+            }
+            PlanFormat::Table => {
+                let short = link
+                    .short_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}", link.domain.key(), link.slug));
+                self.table_rows
+                    .push([link.slug.clone(), short, link.destination.clone()]);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn finish(mut self, spec: &Spec, summary: &Summary) -> io::Result<W> {
+        match self.format {
+            PlanFormat::Json => {
+                write!(self.out, "\n],\"summary\":")?;
+                serde_json::to_writer(&mut self.out, summary)?;
+                self.out.write_all(b"}\n")?;
+            }
+            PlanFormat::Table => {
+                let head = [
+                    "SLUG".to_string(),
+                    "SHORT URL".to_string(),
+                    "DESTINATION".to_string(),
+                ];
+                let w0 = self
+                    .table_rows
+                    .iter()
+                    .map(|r| r[0].len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(head[0].len());
+                let w1 = self
+                    .table_rows
+                    .iter()
+                    .map(|r| r[1].len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(head[1].len());
+                let rows = std::mem::take(&mut self.table_rows);
+                writeln!(self.out, "{:<w0$}  {:<w1$}  {}", head[0], head[1], head[2])?;
+                for r in &rows {
+                    writeln!(self.out, "{:<w0$}  {:<w1$}  {}", r[0], r[1], r[2])?;
+                }
+                writeln!(self.out)?;
+                for line in summary_lines(spec, summary) {
+                    writeln!(self.out, "{line}")?;
+                }
+            }
+            PlanFormat::Csv | PlanFormat::Jsonl => {}
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn csv_row(&mut self, fields: &[String]) -> io::Result<()> {
+        let mut line = String::new();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            let f = neutralize_formula(f);
+            if f.contains([',', '"', '\n', '\r']) {
+                line.push('"');
+                line.push_str(&f.replace('"', "\"\""));
+                line.push('"');
+            } else {
+                line.push_str(&f);
+            }
+        }
+        line.push('\n');
+        self.out.write_all(line.as_bytes())
+    }
+}
+
+const UTM_PARAM_NAMES: [&str; 9] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_id",
+    "utm_source_platform",
+    "utm_creative_format",
+    "utm_marketing_tactic",
+];
+
+/// Human summary: how the count came about.
+pub fn summary_lines(spec: &Spec, s: &Summary) -> Vec<String> {
+    let mut lines = Vec::new();
+    let how = match &spec.cells {
+        Cells::Matrix => spec
+            .dimensions
+            .iter()
+            .map(|d| format!("{} {}", d.values.len(), d.name))
+            .collect::<Vec<_>>()
+            .join(" × "),
+        Cells::Rows(_) => "rows".to_string(),
+    };
+    lines.push(format!(
+        "{} link(s) planned: {how} = {} combination(s), {} excluded, {} with overrides{}",
+        s.links,
+        s.combinations,
+        s.excluded,
+        s.overridden,
+        if s.hash_suffixed > 0 {
+            format!(", {} hash-suffixed slug(s)", s.hash_suffixed)
+        } else {
+            String::new()
+        }
+    ));
+    let domains: Vec<String> = s
+        .per_domain
+        .iter()
+        .map(|(d, n)| format!("{d} ({n})"))
+        .collect();
+    lines.push(format!("short domains: {}", domains.join(", ")));
+    lines
+}

@@ -1,0 +1,124 @@
+//! CSV files the spec loads: dimension values (`from = "brands.csv"`) and row-per-link input.
+
+use super::Problem;
+use super::source::{Location, SourceFile};
+use crate::plan::InputFile;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub struct CsvTable {
+    pub source: SourceFile,
+    pub headers: Vec<String>,
+    /// (1-based line, fields) per record.
+    pub records: Vec<(usize, Vec<String>)>,
+    pub input: InputFile,
+}
+
+/// Read and check a CSV: UTF-8 without BOM, a header row of unique non-empty names,
+/// every row as wide as the header. Fields are trimmed (spreadsheets leave stray spaces).
+pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<CsvTable, Problem> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        referenced_at.problem(
+            format!("cannot read CSV file `{display}`: {}", io_reason(&e)),
+            Some("the path is relative to the spec file's folder; check the name".into()),
+        )
+    })?;
+    let input = InputFile {
+        path: display.to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    };
+    let whole = Location {
+        file: display.to_string(),
+        line: 1,
+        column: 1,
+        snippet: None,
+    };
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(whole.problem(
+            "CSV file starts with a byte-order mark (BOM)",
+            Some("re-save it as plain UTF-8 CSV without BOM (in Excel: \"CSV (Comma delimited)\", not \"CSV UTF-8\"), or strip the first 3 bytes".into()),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
+        Location {
+            line,
+            ..whole.clone()
+        }
+        .problem(
+            "CSV file is not valid UTF-8",
+            Some("re-save it with UTF-8 encoding".into()),
+        )
+    })?;
+    let source = SourceFile::new(display, text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(source.text.as_bytes());
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => return Err(csv_problem(&source, &e)),
+    };
+    if headers.is_empty() || headers.iter().all(String::is_empty) {
+        return Err(source.locate_line(1).problem(
+            "CSV file has no header row",
+            Some("the first line must name the columns, e.g. `key,name,site`".into()),
+        ));
+    }
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            return Err(source.locate_line(1).problem(
+                format!("CSV header column {} has no name", i + 1),
+                Some("name every column in the header row".into()),
+            ));
+        }
+        if headers[..i].contains(h) {
+            return Err(source.locate_line(1).problem(
+                format!("CSV header names column `{h}` twice"),
+                Some("column names must be unique".into()),
+            ));
+        }
+    }
+    let mut records = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| csv_problem(&source, &e))?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        records.push((line, rec.iter().map(str::to_string).collect()));
+    }
+    Ok(CsvTable {
+        source,
+        headers,
+        records,
+        input,
+    })
+}
+
+fn csv_problem(source: &SourceFile, e: &csv::Error) -> Problem {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    let loc = if line > 0 {
+        source.locate_line(line)
+    } else {
+        source.whole()
+    };
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => loc.problem(
+            format!("CSV row has {len} field(s) but the header has {expected_len} (ragged row)"),
+            Some(
+                "every row needs one field per header column; quote fields that contain commas"
+                    .into(),
+            ),
+        ),
+        _ => loc.problem(format!("CSV file could not be read: {e}"), None),
+    }
+}
+
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
