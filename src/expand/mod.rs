@@ -159,8 +159,23 @@ impl<'s> Expander<'s> {
         let mut problems = Vec::new();
         let label = || self.label(values);
         let mut fail = |loc: &Location, msg: String, help: String| {
-            problems.push(loc.problem(format!("{msg} (cell {})", label()), Some(help)));
+            problems.push(loc.problem(msg, Some(help)));
         };
+        // Only row input can leave these unset ([link] requires them for a matrix).
+        let row_loc = match &spec.cells {
+            Cells::Rows(rows) => &rows[ordinal as usize].location,
+            Cells::Matrix => &spec.link_location,
+        };
+        if pick(&|l| l.destination.as_ref()).is_none() {
+            fail(
+                row_loc,
+                "row has no destination".into(),
+                "fill the `destination` column, or set [link] destination".into(),
+            );
+        }
+        if pick(&|l| l.domain.as_ref()).is_none() && pick(&|l| l.domain_id.as_ref()).is_none() {
+            fail(row_loc, "row names no short domain".into(), "fill a `domain` (short host) or `domain_id` column, or set [link] domain in a TOML spec with [rows]".into());
+        }
 
         // Domain.
         let mut domain = DomainRef::default();

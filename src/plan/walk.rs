@@ -60,6 +60,21 @@ pub fn walk(
     };
     let mut problems = Vec::new();
     let mut problem_count = 0usize;
+    // The same broken template usually breaks many cells: report it once, with a count.
+    // Value: (index in `problems`, cells affected, first cell).
+    let mut same: HashMap<(String, usize, usize, String), (usize, u64, String)> = HashMap::new();
+    let mut push_cell = |p: Problem, cell: &str, problems: &mut Vec<Problem>, count: &mut usize| {
+        let key = (p.file.clone(), p.line, p.column, p.message.clone());
+        if let Some(entry) = same.get_mut(&key) {
+            entry.1 += 1;
+            return;
+        }
+        *count += 1;
+        if problems.len() < MAX_LISTED_PROBLEMS {
+            same.insert(key, (problems.len(), 1, cell.to_string()));
+            problems.push(p);
+        }
+    };
     let push = |p: Problem, problems: &mut Vec<Problem>, count: &mut usize| {
         *count += 1;
         if problems.len() < MAX_LISTED_PROBLEMS {
@@ -74,8 +89,9 @@ pub fn walk(
         let mut link = match ex.render(ordinal, &values, &mut warnings) {
             Ok(l) => l,
             Err(ps) => {
+                let label = ex.label(&values);
                 for p in ps {
-                    push(p, &mut problems, &mut problem_count);
+                    push_cell(p, &label, &mut problems, &mut problem_count);
                 }
                 continue;
             }
@@ -164,6 +180,14 @@ pub fn walk(
         }
     }
     summary.excluded = cells.excluded;
+    for (_, (i, n, first)) in same {
+        let p = &mut problems[i];
+        p.message = if n == 1 {
+            format!("{} (cell {first})", p.message)
+        } else {
+            format!("{} ({n} cells, e.g. {first})", p.message)
+        };
+    }
     Ok(WalkResult {
         summary,
         problems,

@@ -103,6 +103,8 @@ struct Compiler<'a> {
     source: SourceFile,
     problems: Vec<Problem>,
     inputs: Vec<InputFile>,
+    /// Dimensions that failed to load: templates naming them are not reported again.
+    failed_dims: Vec<String>,
     resolved: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -115,6 +117,7 @@ impl<'a> Compiler<'a> {
             source,
             problems: Vec::new(),
             inputs: Vec::new(),
+            failed_dims: Vec::new(),
             resolved: serde_json::Map::new(),
         }
     }
@@ -249,14 +252,15 @@ impl<'a> Compiler<'a> {
                     ),
                 );
             } else {
-                if link.destination.is_none() {
+                let given = raw.link.as_ref().map(Spanned::get_ref);
+                if given.is_some_and(|l| l.destination.is_none()) {
                     self.problem(
                         &link_location,
                         "[link] has no `destination`",
                         Some("add e.g. destination = \"https://{brand.site}/spring\"".to_string()),
                     );
                 }
-                if link.domain.is_none() && link.domain_id.is_none() {
+                if given.is_some_and(|l| l.domain.is_none() && l.domain_id.is_none()) {
                     self.problem(&link_location, "[link] names no short domain", Some("add domain = \"go.example.com\" (a short host, may be a template like \"{brand.short_domain}\") or domain_id = \"<uuid>\"".to_string()));
                 }
             }
@@ -278,34 +282,6 @@ impl<'a> Compiler<'a> {
             .iter()
             .filter_map(|o| self.override_(o, &dimensions, &campaign))
             .collect();
-        if let Cells::Rows(rows) = &cells {
-            for row in rows {
-                let f = &row.fields;
-                if link.destination.is_none() && f.destination.is_none() {
-                    self.problem(
-                        &row.location,
-                        "row has no destination",
-                        Some(
-                            "fill the `destination` column, or set [link] destination".to_string(),
-                        ),
-                    );
-                }
-                if link.domain.is_none()
-                    && link.domain_id.is_none()
-                    && f.domain.is_none()
-                    && f.domain_id.is_none()
-                {
-                    self.problem(
-                        &row.location,
-                        "row names no short domain",
-                        Some(
-                            "fill a `domain` (host) or `domain_id` column, or set [link] domain"
-                                .to_string(),
-                        ),
-                    );
-                }
-            }
-        }
         self.resolved.insert(
             "rules".into(),
             serde_json::to_value(&rules).unwrap_or_default(),
@@ -382,20 +358,6 @@ impl<'a> Compiler<'a> {
             .collect::<Vec<_>>()
             .join("-");
         link.slug = Template::parse(&text, whole.clone(), &dimensions, &campaign).ok();
-        if let Cells::Rows(rows) = &cells {
-            for row in rows {
-                if row.fields.destination.is_none() {
-                    self.problem(
-                        &row.location,
-                        "row has no destination",
-                        Some("fill the `destination` column".to_string()),
-                    );
-                }
-                if row.fields.domain.is_none() && row.fields.domain_id.is_none() {
-                    self.problem(&row.location, "row names no short domain", Some("add a `domain` (short host) or `domain_id` column, or use a TOML spec with [rows] and [link] domain".to_string()));
-                }
-            }
-        }
         let rules = Rules::default();
         self.resolved
             .insert("rows".into(), serde_json::json!({"from": display}));
@@ -626,6 +588,7 @@ impl<'a> Compiler<'a> {
             }
             let dim = match (&d.values, &d.from) {
                 (Some(_), Some(f)) => {
+                    self.failed_dims.push(name.clone());
                     let loc = self.loc(f);
                     self.problem(
                         &loc,
@@ -652,8 +615,12 @@ impl<'a> Compiler<'a> {
                     self.csv_values(&name, f, &key_col, name_loc.clone())
                 }
             };
-            let Some(dim) = dim else { continue };
+            let Some(dim) = dim else {
+                self.failed_dims.push(name);
+                continue;
+            };
             if dim.values.is_empty() {
+                self.failed_dims.push(name.clone());
                 self.problem(&name_loc, format!("dimension `{name}` is empty"), Some("give it at least one value (a matrix with an empty dimension has no links)".to_string()));
                 continue;
             }
@@ -989,6 +956,14 @@ impl<'a> Compiler<'a> {
         let loc = self.loc(s);
         match Template::parse(s.get_ref(), loc.clone(), dims, campaign) {
             Ok(t) => Some(t),
+            Err(_)
+                if self
+                    .failed_dims
+                    .iter()
+                    .any(|d| s.get_ref().contains(&format!("{{{d}"))) =>
+            {
+                None
+            }
             Err(e) => {
                 // Point inside the quoted string at the placeholder (+1 for the quote).
                 let at = s.span().start + 1 + e.offset;

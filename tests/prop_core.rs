@@ -1,0 +1,85 @@
+//! Property tests for the pure core: slugify, destination building, expansion.
+
+use nimriz_matrix::expand::slug::slugify;
+use nimriz_matrix::expand::utm::build_destination;
+use nimriz_matrix::spec::model::UtmConflict;
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+proptest! {
+    #[test]
+    fn slugify_output_is_always_slug_shaped(s in "\\PC{0,80}", cap in 1usize..60) {
+        let slug = slugify(&s, cap);
+        prop_assert!(slug.len() <= cap);
+        prop_assert!(slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        prop_assert!(!slug.starts_with('-') && !slug.ends_with('-'));
+        prop_assert!(!slug.contains("--"));
+        // Idempotent: a slug is its own slug.
+        prop_assert_eq!(slugify(&slug, cap), slug.clone());
+    }
+
+    #[test]
+    fn utm_values_round_trip_and_query_and_fragment_survive(
+        path in "[a-z]{1,8}",
+        existing in proptest::collection::vec(("[a-z]{1,6}", "[a-zA-Z0-9 %&=+]{0,8}"), 0..4),
+        source in "\\PC{1,20}",
+        content in "\\PC{1,20}",
+        frag in proptest::option::of("[a-z]{1,6}"),
+    ) {
+        let mut base = url::Url::parse(&format!("https://shop.example/{path}")).unwrap();
+        {
+            let mut q = base.query_pairs_mut();
+            for (k, v) in &existing {
+                q.append_pair(&format!("x{k}"), v);
+            }
+        }
+        if existing.is_empty() { base.set_query(None); }
+        base.set_fragment(frag.as_deref());
+        let utms = vec![("utm_source", source.trim().to_string()), ("utm_content", content.trim().to_string())];
+        let out = build_destination(base.as_str(), &utms, UtmConflict::Error, false, None).unwrap();
+        let parsed = url::Url::parse(&out).unwrap();
+        prop_assert_eq!(parsed.fragment(), frag.as_deref());
+        prop_assert_eq!(parsed.path(), base.path());
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        // Existing pairs first, unchanged and in order; then the UTMs.
+        let want_existing: Vec<(String, String)> = base.query_pairs().into_owned().collect();
+        prop_assert_eq!(&pairs[..want_existing.len()], &want_existing[..]);
+        for (k, v) in utms.iter().filter(|(_, v)| !v.is_empty()) {
+            prop_assert!(pairs.contains(&(k.to_string(), v.clone())), "{} missing from {}", k, out);
+        }
+    }
+
+    #[test]
+    fn expansion_is_the_product_minus_excludes_and_deterministic(
+        sizes in proptest::collection::vec(1usize..5, 1..4),
+        exclude_first in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut toml = String::from("[link]\ndomain = \"go.x.example\"\ndestination = \"https://x.example/\"\n");
+        let names: Vec<String> = (0..sizes.len()).map(|i| format!("d{i}")).collect();
+        toml.push_str(&format!("slug = \"k-{}\"\n", names.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join("-")));
+        for (name, n) in names.iter().zip(&sizes) {
+            let vals: Vec<String> = (0..*n).map(|v| format!("\"v{v}\"")).collect();
+            toml.push_str(&format!("[[dimension]]\nname = \"{name}\"\nvalues = [{}]\n", vals.join(",")));
+        }
+        if exclude_first {
+            toml.push_str("[[exclude]]\nd0 = \"v0\"\n");
+        }
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let run = || {
+            let (spec, _) = nimriz_matrix::spec::load(&path).unwrap();
+            let mut slugs = Vec::new();
+            let r = nimriz_matrix::plan::walk::walk(&spec, |l| { slugs.push(l.slug.clone()); Ok(()) }).unwrap();
+            (slugs, r.summary.links, r.problem_count)
+        };
+        let (a, links, problems) = run();
+        let total: usize = sizes.iter().product();
+        let excluded = if exclude_first { total / sizes[0] } else { 0 };
+        prop_assert_eq!(problems, 0);
+        prop_assert_eq!(links as usize, total - excluded);
+        prop_assert_eq!(a.len(), total - excluded);
+        prop_assert_eq!(a.iter().collect::<HashSet<_>>().len(), a.len());
+        prop_assert_eq!(run().0, a);
+    }
+}
