@@ -38,6 +38,9 @@ pub enum SinkError {
     Io(std::io::Error),
 }
 
+/// (file, line, column, message): the same problem from the same template.
+type ProblemKey = (String, usize, usize, String);
+
 fn key_hash(domain: &str, slug: &str) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     domain.hash(&mut h);
@@ -62,7 +65,7 @@ pub fn walk(
     let mut problem_count = 0usize;
     // The same broken template usually breaks many cells: report it once, with a count.
     // Value: (index in `problems`, cells affected, first cell).
-    let mut same: HashMap<(String, usize, usize, String), (usize, u64, String)> = HashMap::new();
+    let mut same: HashMap<ProblemKey, (usize, u64, String)> = HashMap::new();
     let mut push_cell = |p: Problem, cell: &str, problems: &mut Vec<Problem>, count: &mut usize| {
         let key = (p.file.clone(), p.line, p.column, p.message.clone());
         if let Some(entry) = same.get_mut(&key) {
