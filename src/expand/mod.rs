@@ -34,14 +34,30 @@ pub struct Expander<'s> {
 /// Non-fatal findings, deduplicated (one line per distinct medium, not per link).
 #[derive(Debug, Default)]
 pub struct Warnings {
-    unassigned_media: BTreeMap<String, (u64, String)>,
+    /// medium → (links, ordinal of the first, its cell label)
+    unassigned_media: BTreeMap<String, (u64, u64, String)>,
 }
 
 impl Warnings {
+    /// Combine warnings gathered by parallel workers; the earliest cell stays the example.
+    pub fn merge(&mut self, other: Warnings) {
+        for (medium, (n, ord, label)) in other.unassigned_media {
+            let e = self
+                .unassigned_media
+                .entry(medium)
+                .or_insert((0, u64::MAX, String::new()));
+            e.0 += n;
+            if ord < e.1 {
+                e.1 = ord;
+                e.2 = label;
+            }
+        }
+    }
+
     pub fn into_messages(self) -> Vec<String> {
         self.unassigned_media
             .into_iter()
-            .map(|(medium, (n, first))| {
+            .map(|(medium, (n, _, first))| {
                 format!(
                     "utm_medium `{medium}` ({n} link(s), e.g. {first}) matches no GA4 default channel group: GA4 will report it as \"Unassigned\" (use e.g. cpc, paid-social, email, display, affiliate, referral, sms; or set rules.ga4_channel_check = \"off\")"
                 )
@@ -116,6 +132,20 @@ impl<'s> Expander<'s> {
             total: u64::try_from(self.spec.combinations()).unwrap_or(u64::MAX),
             excluded: 0,
         }
+    }
+
+    pub fn is_excluded(&self, values: &[usize]) -> bool {
+        self.spec
+            .excludes
+            .iter()
+            .any(|e| matches(&e.matches, values))
+    }
+
+    pub fn has_override(&self, values: &[usize]) -> bool {
+        self.spec
+            .overrides
+            .iter()
+            .any(|o| matches(&o.matches, values))
     }
 
     pub fn cell(&self, values: &[usize]) -> Cell {
@@ -277,12 +307,14 @@ impl<'s> Expander<'s> {
                 let s = utm_map.get("utm_source").map_or("", String::as_str);
                 let c = utm_map.get("utm_campaign").map_or("", String::as_str);
                 if rules::ga4_channel_group(s, m, c).is_none() {
-                    let e = warnings
-                        .unassigned_media
-                        .entry(m.clone())
-                        .or_insert((0, String::new()));
-                    if e.0 == 0 {
-                        e.1 = label();
+                    let e = warnings.unassigned_media.entry(m.clone()).or_insert((
+                        0,
+                        u64::MAX,
+                        String::new(),
+                    ));
+                    if ordinal < e.1 {
+                        e.1 = ordinal;
+                        e.2 = label();
                     }
                     e.0 += 1;
                 }

@@ -117,39 +117,49 @@ const SPOOL_BYTES: usize = 8 << 20;
 
 pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
     let (spec, _) = load_spec(&args.spec, args.max_links)?;
-    // Output is buffered until the whole plan is known to be valid: bad input never leaves
-    // half a plan behind.
-    let spool = tempfile::SpooledTempFile::new(SPOOL_BYTES);
-    let mut writer = render::PlanWriter::new(
-        args.format,
-        std::io::BufWriter::with_capacity(1 << 16, spool),
-        &spec,
-    );
-    let io_err = |e| Error::io("write", "the plan buffer", e);
-    writer.begin(&spec).map_err(io_err)?;
-    let result =
-        walk::walk(&spec, |l| writer.link(l)).map_err(|walk::SinkError::Io(e)| io_err(e))?;
-    if let Some(r) = into_report(&result) {
-        return Err(r.into());
-    }
-    let buf = writer.finish(&spec, &result.summary).map_err(io_err)?;
-    let mut spool = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
-    spool.rewind().map_err(io_err)?;
-    for w in &result.warnings {
-        printer.warn(w);
-    }
-    match args.output.as_deref() {
-        Some(p) if p != Path::new("-") => {
+    // Output is staged until the whole plan is known to be valid, so bad input never leaves
+    // half a plan behind: a temp file beside `--output` (renamed into place at the end), or
+    // a spool that spills to disk for stdout.
+    let to_file = args.output.as_deref().filter(|p| *p != Path::new("-"));
+    let staged = match to_file {
+        Some(p) => {
             let dir = p
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .map_err(|e| Error::io("create a file in", dir, e))?;
-            std::io::copy(&mut spool, &mut tmp).map_err(|e| Error::io("write", p, e))?;
-            tmp.as_file()
-                .sync_all()
-                .map_err(|e| Error::io("write", p, e))?;
+            Staged::File(
+                tempfile::NamedTempFile::new_in(dir)
+                    .map_err(|e| Error::io("create a file in", dir, e))?,
+            )
+        }
+        None => Staged::Spool(tempfile::SpooledTempFile::new(SPOOL_BYTES)),
+    };
+    let mut writer = render::PlanWriter::new(
+        args.format,
+        std::io::BufWriter::with_capacity(1 << 16, staged),
+        &spec,
+    );
+    let io_err = |e| Error::io("write", "the plan", e);
+    writer.begin(&spec).map_err(io_err)?;
+    let encoder = writer.encoder();
+    let result = walk::walk_prepared(
+        &spec,
+        |l| encoder.encode(l),
+        |l, bytes| writer.link(l, &bytes),
+    )
+    .map_err(|walk::SinkError::Io(e)| io_err(e))?;
+    if let Some(r) = into_report(&result) {
+        return Err(r.into());
+    }
+    let buf = writer.finish(&spec, &result.summary).map_err(io_err)?;
+    let staged = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    for w in &result.warnings {
+        printer.warn(w);
+    }
+    match staged {
+        Staged::File(tmp) => {
+            let p = to_file.unwrap_or(Path::new("-"));
+            set_shareable(tmp.as_file());
             tmp.persist(p).map_err(|e| Error::io("write", p, e.error))?;
             if args.format != PlanFormat::Table {
                 for line in render::summary_lines(&spec, &result.summary) {
@@ -157,7 +167,8 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
                 }
             }
         }
-        _ => {
+        Staged::Spool(mut spool) => {
+            spool.rewind().map_err(io_err)?;
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             if let Err(e) = copy_to(&mut spool, &mut lock) {
@@ -175,6 +186,38 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Where a dry-run plan is written until it is known to be complete.
+enum Staged {
+    File(tempfile::NamedTempFile),
+    Spool(tempfile::SpooledTempFile),
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Staged::File(f) => f.write(buf),
+            Staged::Spool(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Staged::File(f) => f.flush(),
+            Staged::Spool(s) => s.flush(),
+        }
+    }
+}
+
+/// Temp files are created owner-only; a plan is an ordinary output file.
+fn set_shareable(file: &std::fs::File) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    #[cfg(not(unix))]
+    let _ = file;
 }
 
 fn copy_to(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {

@@ -9,10 +9,9 @@ use crate::spec::model::{Cells, UTM_FIELDS};
 use std::io::{self, Write};
 
 pub struct PlanWriter<W: Write> {
-    format: PlanFormat,
+    encoder: LinkEncoder,
     out: W,
     dims: Vec<String>,
-    utm_columns: Vec<&'static str>,
     first: bool,
     /// The table needs every row to size its columns (tables are for humans: hundreds of
     /// rows, not millions — use csv/jsonl for big plans).
@@ -40,25 +39,33 @@ impl<W: Write> PlanWriter<W> {
             .map(|i| UTM_PARAM_NAMES[i])
             .collect();
         PlanWriter {
-            format,
+            encoder: LinkEncoder {
+                format,
+                utm_columns,
+            },
             out,
             dims: spec.dimensions.iter().map(|d| d.name.clone()).collect(),
-            utm_columns,
             first: true,
             table_rows: Vec::new(),
         }
     }
 
+    /// The per-link encoder, to run on the rendering threads (`walk_prepared`).
+    pub fn encoder(&self) -> LinkEncoder {
+        self.encoder.clone()
+    }
+
     pub fn begin(&mut self, spec: &Spec) -> io::Result<()> {
-        match self.format {
+        match self.encoder.format {
             PlanFormat::Csv => {
                 let mut header: Vec<String> = self.dims.clone();
                 header.extend(
                     ["slug", "short_url", "domain", "domain_id", "destination"].map(String::from),
                 );
-                header.extend(self.utm_columns.iter().map(|s| s.to_string()));
+                header.extend(self.encoder.utm_columns.iter().map(|s| s.to_string()));
                 header.extend(["tags", "space", "redirect", "expires_at"].map(String::from));
-                self.csv_row(&header)
+                let line = csv_line(&header);
+                self.out.write_all(line.as_bytes())
             }
             PlanFormat::Json => {
                 let campaign = spec.campaign.get("name");
@@ -73,36 +80,16 @@ impl<W: Write> PlanWriter<W> {
         }
     }
 
-    pub fn link(&mut self, link: &PlannedLink) -> io::Result<()> {
-        match self.format {
-            PlanFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, link)?;
-                self.out.write_all(b"\n")
-            }
+    /// Write one link, given what `LinkEncoder::encode` made of it.
+    pub fn link(&mut self, link: &PlannedLink, encoded: &[u8]) -> io::Result<()> {
+        match self.encoder.format {
             PlanFormat::Json => {
-                if !self.first {
-                    self.out.write_all(b",")?;
-                }
+                self.out
+                    .write_all(if self.first { b"\n" } else { b",\n" })?;
                 self.first = false;
-                self.out.write_all(b"\n")?;
-                serde_json::to_writer(&mut self.out, link).map_err(io::Error::from)
+                self.out.write_all(encoded)
             }
-            PlanFormat::Csv => {
-                let mut row: Vec<String> = link.cell.0.iter().map(|(_, k)| k.clone()).collect();
-                row.push(link.slug.clone());
-                row.push(link.short_url.clone().unwrap_or_default());
-                row.push(link.domain.host.clone().unwrap_or_default());
-                row.push(link.domain.id.clone().unwrap_or_default());
-                row.push(link.destination.clone());
-                for c in &self.utm_columns {
-                    row.push(link.utm.get(*c).cloned().unwrap_or_default());
-                }
-                row.push(link.tags.join(";"));
-                row.push(link.space.clone().unwrap_or_default());
-                row.push(link.redirect.to_string());
-                row.push(link.expires_at.clone().unwrap_or_default());
-                self.csv_row(&row)
-            }
+            PlanFormat::Jsonl | PlanFormat::Csv => self.out.write_all(encoded),
             PlanFormat::Table => {
                 let short = link
                     .short_url
@@ -116,7 +103,7 @@ impl<W: Write> PlanWriter<W> {
     }
 
     pub fn finish(mut self, spec: &Spec, summary: &Summary) -> io::Result<W> {
-        match self.format {
+        match self.encoder.format {
             PlanFormat::Json => {
                 write!(self.out, "\n],\"summary\":")?;
                 serde_json::to_writer(&mut self.out, summary)?;
@@ -157,25 +144,63 @@ impl<W: Write> PlanWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
 
-    fn csv_row(&mut self, fields: &[String]) -> io::Result<()> {
-        let mut line = String::new();
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
+/// Turns one link into its bytes for the line-based formats. Stateless, so it runs on
+/// the rendering threads.
+#[derive(Debug, Clone)]
+pub struct LinkEncoder {
+    format: PlanFormat,
+    utm_columns: Vec<&'static str>,
+}
+
+impl LinkEncoder {
+    pub fn encode(&self, link: &PlannedLink) -> Vec<u8> {
+        match self.format {
+            PlanFormat::Jsonl => {
+                let mut v = serde_json::to_vec(link).unwrap_or_default();
+                v.push(b'\n');
+                v
             }
-            let f = neutralize_formula(f);
-            if f.contains([',', '"', '\n', '\r']) {
-                line.push('"');
-                line.push_str(&f.replace('"', "\"\""));
-                line.push('"');
-            } else {
-                line.push_str(&f);
+            PlanFormat::Json => serde_json::to_vec(link).unwrap_or_default(),
+            PlanFormat::Csv => {
+                let mut row: Vec<String> = link.cell.0.iter().map(|(_, k)| k.clone()).collect();
+                row.push(link.slug.clone());
+                row.push(link.short_url.clone().unwrap_or_default());
+                row.push(link.domain.host.clone().unwrap_or_default());
+                row.push(link.domain.id.clone().unwrap_or_default());
+                row.push(link.destination.clone());
+                for c in &self.utm_columns {
+                    row.push(link.utm.get(*c).cloned().unwrap_or_default());
+                }
+                row.push(link.tags.join(";"));
+                row.push(link.space.clone().unwrap_or_default());
+                row.push(link.redirect.to_string());
+                row.push(link.expires_at.clone().unwrap_or_default());
+                csv_line(&row).into_bytes()
             }
+            PlanFormat::Table => Vec::new(),
         }
-        line.push('\n');
-        self.out.write_all(line.as_bytes())
     }
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let mut line = String::new();
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        let f = neutralize_formula(f);
+        if f.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&f.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(&f);
+        }
+    }
+    line.push('\n');
+    line
 }
 
 const UTM_PARAM_NAMES: [&str; 9] = [
@@ -214,11 +239,20 @@ pub fn summary_lines(spec: &Spec, s: &Summary) -> Vec<String> {
             String::new()
         }
     ));
-    let domains: Vec<String> = s
+    const SHOWN: usize = 10;
+    let mut domains: Vec<String> = s
         .per_domain
         .iter()
+        .take(SHOWN)
         .map(|(d, n)| format!("{d} ({n})"))
         .collect();
-    lines.push(format!("short domains: {}", domains.join(", ")));
+    if s.per_domain.len() > SHOWN {
+        domains.push(format!("… and {} more", s.per_domain.len() - SHOWN));
+    }
+    lines.push(format!(
+        "short domains ({}): {}",
+        s.per_domain.len(),
+        domains.join(", ")
+    ));
     lines
 }

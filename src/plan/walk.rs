@@ -38,6 +38,26 @@ pub enum SinkError {
     Io(std::io::Error),
 }
 
+/// Keys are already hashes: hashing them again would only cost time.
+#[derive(Default)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type SeenMap = HashMap<u64, u64, std::hash::BuildHasherDefault<PassThroughHasher>>;
+
 /// (file, line, column, message): the same problem from the same template.
 type ProblemKey = (String, usize, usize, String);
 
@@ -48,82 +68,256 @@ fn key_hash(domain: &str, slug: &str) -> u64 {
     h.finish()
 }
 
+/// Below this many cells, render on the calling thread (threads cost more than they save).
+const PARALLEL_FROM: u128 = 20_000;
+/// Ordinals per unit of parallel work.
+const CHUNK: u64 = 512;
+
+/// What a worker hands back for one chunk of ordinals, in order.
+struct Chunk<T> {
+    /// (ordinal, cell, rendering) for every cell not excluded.
+    items: Vec<(u64, Vec<usize>, RenderResult<T>)>,
+    excluded: u64,
+}
+
+type RenderResult<T> = Result<Rendered<T>, Vec<Problem>>;
+
+/// A rendered link with the work done for it off the collector thread: its
+/// (domain, slug) hash and whatever the caller's `prepare` made of it (e.g. output bytes).
+struct Rendered<T> {
+    link: PlannedLink,
+    hash: u64,
+    prepared: T,
+}
+
+fn render_chunk<T>(
+    ex: &Expander<'_>,
+    start: u64,
+    end: u64,
+    warnings: &mut Warnings,
+    prepare: &(impl Fn(&PlannedLink) -> T + Sync),
+) -> Chunk<T> {
+    let mut chunk = Chunk {
+        items: Vec::with_capacity((end - start) as usize),
+        excluded: 0,
+    };
+    for ordinal in start..end {
+        let values = cell_at(ex.spec, ordinal);
+        if ex.is_excluded(&values) {
+            chunk.excluded += 1;
+            continue;
+        }
+        let r = ex.render(ordinal, &values, warnings).map(|link| Rendered {
+            hash: key_hash(link.domain.key(), &link.slug),
+            prepared: prepare(&link),
+            link,
+        });
+        chunk.items.push((ordinal, values, r));
+    }
+    chunk
+}
+
 /// Render every link and hand the valid ones to `sink` in plan order. Problems are
-/// collected, not returned early, so the user sees all of them at once. A caller that must
-/// not emit partial output buffers what `sink` receives until the walk is clean.
+/// collected, not returned early, so the user sees all of them at once; once there is a
+/// problem, `sink` gets nothing more (callers buffer output until the walk is clean).
+///
+/// Rendering is spread over the machine's cores; collision checks and `sink` stay on this
+/// thread, in order, so output is identical however many threads ran.
 pub fn walk(
     spec: &Spec,
     mut sink: impl FnMut(&PlannedLink) -> std::io::Result<()>,
 ) -> Result<WalkResult, SinkError> {
+    walk_prepared(spec, |_| (), |l, ()| sink(l))
+}
+
+/// `walk`, with `prepare` run on the rendering threads for each link (and again on the
+/// collector for the rare link whose slug it changes); `sink` gets its result.
+pub fn walk_prepared<T: Send>(
+    spec: &Spec,
+    prepare: impl Fn(&PlannedLink) -> T + Sync,
+    mut sink: impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
+) -> Result<WalkResult, SinkError> {
     let ex = Expander::new(spec);
+    let total = u64::try_from(spec.combinations()).unwrap_or(u64::MAX);
+    let mut c = Collector::new(&ex, total);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let mut warnings = Warnings::default();
-    let mut summary = Summary {
-        combinations: u64::try_from(spec.combinations()).unwrap_or(u64::MAX),
-        ..Summary::default()
-    };
-    let mut problems = Vec::new();
-    let mut problem_count = 0usize;
-    // The same broken template usually breaks many cells: report it once, with a count.
-    // Value: (index in `problems`, cells affected, first cell).
-    let mut same: HashMap<ProblemKey, (usize, u64, String)> = HashMap::new();
-    let mut push_cell = |p: Problem, cell: &str, problems: &mut Vec<Problem>, count: &mut usize| {
+    if workers < 2 || spec.combinations() < PARALLEL_FROM {
+        let mut start = 0;
+        while start < total {
+            let end = (start + CHUNK).min(total);
+            let chunk = render_chunk(&ex, start, end, &mut warnings, &prepare);
+            c.take(chunk, &prepare, &mut sink)?;
+            start = end;
+        }
+    } else {
+        let chunks = total.div_ceil(CHUNK);
+        let result = std::thread::scope(|scope| {
+            // Worker w renders chunks w, w+W, w+2W, ... into its own small queue, so the
+            // collector can read them back in order with bounded memory.
+            let mut queues = Vec::new();
+            let mut handles = Vec::new();
+            for w in 0..workers as u64 {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<T>>(2);
+                queues.push(rx);
+                let (ex, prepare) = (&ex, &prepare);
+                handles.push(scope.spawn(move || {
+                    let mut warnings = Warnings::default();
+                    let mut i = w;
+                    while i < chunks {
+                        let start = i * CHUNK;
+                        let end = (start + CHUNK).min(total);
+                        let chunk = render_chunk(ex, start, end, &mut warnings, prepare);
+                        if tx.send(chunk).is_err() {
+                            break; // the collector stopped early
+                        }
+                        i += workers as u64;
+                    }
+                    warnings
+                }));
+            }
+            let mut outcome = Ok(());
+            for i in 0..chunks {
+                let Ok(chunk) = queues[(i % workers as u64) as usize].recv() else {
+                    break;
+                };
+                if let Err(e) = c.take(chunk, &prepare, &mut sink) {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            drop(queues);
+            for h in handles {
+                if let Ok(w) = h.join() {
+                    warnings.merge(w);
+                }
+            }
+            outcome
+        });
+        result?;
+    }
+    Ok(c.finish(warnings))
+}
+
+/// The in-order half of the walk: collisions, counts, problems, and the sink.
+struct Collector<'e, 's> {
+    ex: &'e Expander<'s>,
+    summary: Summary,
+    problems: Vec<Problem>,
+    problem_count: usize,
+    /// The same broken template usually breaks many cells: report it once, with a count.
+    /// Value: (index in `problems`, cells affected, first cell).
+    same: HashMap<ProblemKey, (usize, u64, String)>,
+    /// (domain, slug) hash → ordinal << 1 | suffixed. Collisions of the hash itself are
+    /// told apart by re-rendering the earlier cell.
+    seen: SeenMap,
+}
+
+impl<'e, 's> Collector<'e, 's> {
+    fn new(ex: &'e Expander<'s>, total: u64) -> Self {
+        Collector {
+            ex,
+            summary: Summary {
+                combinations: total,
+                ..Summary::default()
+            },
+            problems: Vec::new(),
+            problem_count: 0,
+            same: HashMap::new(),
+            seen: SeenMap::default(),
+        }
+    }
+
+    fn push(&mut self, p: Problem) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED_PROBLEMS {
+            self.problems.push(p);
+        }
+    }
+
+    fn push_cell(&mut self, p: Problem, cell: &str) {
         let key = (p.file.clone(), p.line, p.column, p.message.clone());
-        if let Some(entry) = same.get_mut(&key) {
+        if let Some(entry) = self.same.get_mut(&key) {
             entry.1 += 1;
             return;
         }
-        *count += 1;
-        if problems.len() < MAX_LISTED_PROBLEMS {
-            same.insert(key, (problems.len(), 1, cell.to_string()));
-            problems.push(p);
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED_PROBLEMS {
+            self.same
+                .insert(key, (self.problems.len(), 1, cell.to_string()));
+            self.problems.push(p);
         }
-    };
-    let push = |p: Problem, problems: &mut Vec<Problem>, count: &mut usize| {
-        *count += 1;
-        if problems.len() < MAX_LISTED_PROBLEMS {
-            problems.push(p);
-        }
-    };
-    // (domain, slug) hash → ordinal << 1 | suffixed. Collisions of the hash itself are
-    // told apart by re-rendering the earlier cell.
-    let mut seen: HashMap<u64, u64> = HashMap::new();
-    let mut cells = ex.cells();
-    for (ordinal, values) in cells.by_ref() {
-        let mut link = match ex.render(ordinal, &values, &mut warnings) {
-            Ok(l) => l,
-            Err(ps) => {
-                let label = ex.label(&values);
-                for p in ps {
-                    push_cell(p, &label, &mut problems, &mut problem_count);
+    }
+
+    fn slug_location(&self) -> &crate::spec::source::Location {
+        let spec = self.ex.spec;
+        spec.link
+            .slug
+            .as_ref()
+            .map_or(&spec.link_location, |t| &t.location)
+    }
+
+    fn take<T>(
+        &mut self,
+        chunk: Chunk<T>,
+        prepare: &impl Fn(&PlannedLink) -> T,
+        sink: &mut impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
+    ) -> Result<(), SinkError> {
+        self.summary.excluded += chunk.excluded;
+        for (ordinal, values, rendered) in chunk.items {
+            let Rendered {
+                link,
+                hash,
+                mut prepared,
+            } = match rendered {
+                Ok(r) => r,
+                Err(ps) => {
+                    let label = self.ex.label(&values);
+                    for p in ps {
+                        self.push_cell(p, &label);
+                    }
+                    continue;
                 }
-                continue;
+            };
+            if let Some((link, changed)) = self.check_collision(ordinal, link, hash) {
+                self.count(&values, &link);
+                if self.problem_count == 0 {
+                    if changed {
+                        prepared = prepare(&link);
+                    }
+                    sink(&link, prepared).map_err(SinkError::Io)?;
+                }
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// Record the link's (domain, slug); `None` when it collides (a problem is recorded).
+    /// The flag says whether the slug was changed (hash suffix).
+    fn check_collision(
+        &mut self,
+        ordinal: u64,
+        mut link: PlannedLink,
+        mut hash: u64,
+    ) -> Option<(PlannedLink, bool)> {
+        let spec = self.ex.spec;
         let mut suffixed = false;
-        if let Some(earlier) = find_collision(&ex, &seen, &link) {
-            let earlier_label = ex.label(&cell_at(spec, earlier));
+        if let Some(earlier) = find_collision(self.ex, &self.seen, &link, hash) {
             match spec.slug_collision {
                 SlugCollision::Error => {
-                    let loc = spec
-                        .link
-                        .slug
-                        .as_ref()
-                        .map_or(&spec.link_location, |t| &t.location);
-                    push(
-                        loc.problem(
-                            format!(
-                                "slug `{}` on `{}` is produced by two cells: {} and {}",
-                                link.slug,
-                                link.domain.key(),
-                                earlier_label,
-                                link.cell.label()
-                            ),
-                            Some("add a dimension to the slug template so each cell is unique, or set [link] slug_collision = \"hash\" to append a short stable hash".into()),
+                    let earlier_label = self.ex.label(&cell_at(spec, earlier));
+                    let p = self.slug_location().problem(
+                        format!(
+                            "slug `{}` on `{}` is produced by two cells: {} and {}",
+                            link.slug,
+                            link.domain.key(),
+                            earlier_label,
+                            link.cell.label()
                         ),
-                        &mut problems,
-                        &mut problem_count,
+                        Some("add a dimension to the slug template so each cell is unique, or set [link] slug_collision = \"hash\" to append a short stable hash".into()),
                     );
-                    continue;
+                    self.push(p);
+                    return None;
                 }
                 SlugCollision::Hash => {
                     let suffix = slug::stable_suffix(&link.cell.label());
@@ -132,76 +326,67 @@ pub fn walk(
                         link.short_url = Some(format!("https://{h}/{}", link.slug));
                     }
                     suffixed = true;
-                    summary.hash_suffixed += 1;
-                    if find_collision(&ex, &seen, &link).is_some() {
-                        let loc = spec
-                            .link
-                            .slug
-                            .as_ref()
-                            .map_or(&spec.link_location, |t| &t.location);
-                        push(
-                            loc.problem(
-                                format!(
-                                    "slug `{}` still collides after adding a hash (cell {})",
-                                    link.slug,
-                                    link.cell.label()
-                                ),
-                                Some("make the slug template unique per cell".into()),
+                    self.summary.hash_suffixed += 1;
+                    hash = key_hash(link.domain.key(), &link.slug);
+                    if find_collision(self.ex, &self.seen, &link, hash).is_some() {
+                        let p = self.slug_location().problem(
+                            format!(
+                                "slug `{}` still collides after adding a hash (cell {})",
+                                link.slug,
+                                link.cell.label()
                             ),
-                            &mut problems,
-                            &mut problem_count,
+                            Some("make the slug template unique per cell".into()),
                         );
-                        continue;
+                        self.push(p);
+                        return None;
                     }
                 }
             }
         }
-        seen.insert(
-            key_hash(link.domain.key(), &link.slug),
-            (ordinal << 1) | u64::from(suffixed),
-        );
-        summary.links += 1;
-        if spec.overrides.iter().any(|o| {
-            o.matches
-                .iter()
-                .zip(&values)
-                .all(|(m, &v)| m.as_ref().is_none_or(|s| s[v]))
-        }) {
-            summary.overridden += 1;
+        self.seen.insert(hash, (ordinal << 1) | u64::from(suffixed));
+        Some((link, suffixed))
+    }
+
+    fn count(&mut self, values: &[usize], link: &PlannedLink) {
+        let s = &mut self.summary;
+        s.links += 1;
+        if self.ex.has_override(values) {
+            s.overridden += 1;
         }
-        *summary
-            .per_domain
-            .entry(
-                link.domain
-                    .host
-                    .clone()
-                    .unwrap_or_else(|| link.domain.key().to_string()),
-            )
-            .or_default() += 1;
-        if problem_count == 0 {
-            sink(&link).map_err(SinkError::Io)?;
+        let domain = link
+            .domain
+            .host
+            .as_deref()
+            .unwrap_or_else(|| link.domain.key());
+        match s.per_domain.get_mut(domain) {
+            Some(n) => *n += 1,
+            None => {
+                s.per_domain.insert(domain.to_string(), 1);
+            }
         }
     }
-    summary.excluded = cells.excluded;
-    for (_, (i, n, first)) in same {
-        let p = &mut problems[i];
-        p.message = if n == 1 {
-            format!("{} (cell {first})", p.message)
-        } else {
-            format!("{} ({n} cells, e.g. {first})", p.message)
-        };
+
+    fn finish(mut self, warnings: Warnings) -> WalkResult {
+        for (_, (i, n, first)) in self.same {
+            let p = &mut self.problems[i];
+            p.message = if n == 1 {
+                format!("{} (cell {first})", p.message)
+            } else {
+                format!("{} ({n} cells, e.g. {first})", p.message)
+            };
+        }
+        WalkResult {
+            summary: self.summary,
+            problems: self.problems,
+            problem_count: self.problem_count,
+            warnings: warnings.into_messages(),
+        }
     }
-    Ok(WalkResult {
-        summary,
-        problems,
-        problem_count,
-        warnings: warnings.into_messages(),
-    })
 }
 
 /// The ordinal of an earlier link with the same (domain, slug), if any.
-fn find_collision(ex: &Expander<'_>, seen: &HashMap<u64, u64>, link: &PlannedLink) -> Option<u64> {
-    let packed = *seen.get(&key_hash(link.domain.key(), &link.slug))?;
+fn find_collision(ex: &Expander<'_>, seen: &SeenMap, link: &PlannedLink, hash: u64) -> Option<u64> {
+    let packed = *seen.get(&hash)?;
     let (ordinal, suffixed) = (packed >> 1, packed & 1 == 1);
     let values = cell_at(ex.spec, ordinal);
     let mut scratch = Warnings::default();
