@@ -83,3 +83,56 @@ proptest! {
         prop_assert_eq!(run().0, a);
     }
 }
+
+/// The parallel walk must give exactly the sequential result: same links, same order,
+/// same problems and warnings (a hash-suffixed collision and a GA4 warning included).
+#[test]
+fn parallel_walk_equals_sequential_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals = |p: &str, n: usize| {
+        (0..n)
+            .map(|i| format!("\"{p}{i}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let toml = format!(
+        "[link]\ndomain = \"go.x.example\"\ndestination = \"https://x.example/{{a}}\"\nslug = \"{{a}}-{{b}}-{{c}}\"\nslug_collision = \"hash\"\n\
+         [utm]\nmedium = \"{{c}}\"\n\
+         [[dimension]]\nname = \"a\"\nvalues = [{}]\n[[dimension]]\nname = \"b\"\nvalues = [{}, \"b1x\"]\n[[dimension]]\nname = \"c\"\nvalues = [{}]\n\
+         [[exclude]]\nb = \"b3\"\n[[override]]\nmatch = {{ a = \"a1\" }}\nslug = \"same-{{b}}\"\n",
+        vals("a", 40),
+        vals("b", 30),
+        vals("c", 25)
+    );
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, toml).unwrap();
+    let (spec, _) = nimriz_matrix::spec::load(&path).unwrap();
+    let run = |threads| {
+        let mut out = Vec::new();
+        let r = nimriz_matrix::plan::walk::walk_on_threads(
+            &spec,
+            threads,
+            |l| serde_json::to_string(l).unwrap(),
+            |_, s| {
+                out.push(s);
+                Ok(())
+            },
+        )
+        .unwrap();
+        (
+            out,
+            r.summary.links,
+            r.summary.hash_suffixed,
+            r.warnings,
+            r.problem_count,
+        )
+    };
+    let seq = run(1);
+    assert!(seq.1 > 20_000, "big enough to span many chunks");
+    assert!(seq.2 > 0, "the override makes collisions that get hashed");
+    assert!(!seq.3.is_empty(), "unassigned media warn");
+    assert_eq!(seq.4, 0);
+    for threads in [2, 3, 4] {
+        assert_eq!(run(threads), seq, "{threads} threads differ from 1");
+    }
+}

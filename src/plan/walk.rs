@@ -135,14 +135,29 @@ pub fn walk(
 pub fn walk_prepared<T: Send>(
     spec: &Spec,
     prepare: impl Fn(&PlannedLink) -> T + Sync,
+    sink: impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
+) -> Result<WalkResult, SinkError> {
+    let workers = if spec.combinations() < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    };
+    walk_on_threads(spec, workers, prepare, sink)
+}
+
+/// `walk_prepared` with an explicit number of rendering threads (1 = this thread only).
+/// The result does not depend on `workers`; tests check exactly that.
+pub fn walk_on_threads<T: Send>(
+    spec: &Spec,
+    workers: usize,
+    prepare: impl Fn(&PlannedLink) -> T + Sync,
     mut sink: impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
 ) -> Result<WalkResult, SinkError> {
     let ex = Expander::new(spec);
     let total = u64::try_from(spec.combinations()).unwrap_or(u64::MAX);
     let mut c = Collector::new(&ex, total);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let mut warnings = Warnings::default();
-    if workers < 2 || spec.combinations() < PARALLEL_FROM {
+    if workers < 2 {
         let mut start = 0;
         while start < total {
             let end = (start + CHUNK).min(total);
