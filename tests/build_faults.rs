@@ -793,3 +793,37 @@ async fn api_key_never_reaches_manifest_or_journal() {
             .all(|r| r.headers.get("authorization").unwrap() == format!("Bearer {KEY}").as_str())
     );
 }
+
+#[tokio::test]
+async fn ctrl_c_cuts_a_long_retry_wait_short() {
+    let server = MockServer::start().await;
+    let fake = Fake::new(Script {
+        fail_first: Some((usize::MAX, 429, Some("2"))),
+        ..Script::default()
+    });
+    mount(&server, &fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&server, dir.path(), 10, 1);
+    // Base 20 ms: Retry-After 2 s is honoured in full (cap 2.4 s).
+    s.api.retry = RetryPolicy::with_base(Duration::from_millis(20));
+    let start = Instant::now();
+    let report = run_build_until(plan(3), &s, &Printer::quiet(), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await
+    .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(report.exit_code(), exit::INTERRUPTED);
+    assert_eq!(report.counts.pending, 3);
+    assert_eq!(fake.st().bulk_calls, 1, "no retry after the interrupt");
+    let m = load(&s);
+    assert!(m.links.iter().all(|l| l.status == LinkStatus::Pending));
+    assert_eq!(
+        m.runs.last().unwrap().outcome.as_deref(),
+        Some("interrupted")
+    );
+}

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinSet;
 
+/// Why in-flight requests stop retrying after Ctrl-C (also how we recognise them).
+const INTERRUPTED: &str = "interrupted by the user (Ctrl-C)";
+
 /// Compact the journal into the manifest after this many batches (long runs).
 const CHECKPOINT_EVERY_BATCHES: u32 = 50;
 
@@ -279,6 +282,9 @@ impl Run<'_> {
                     if self.stop.is_none() {
                         self.stop = Some(Stop::Interrupted);
                     }
+                    // Requests on the wire finish; none starts a new retry. Rows whose
+                    // request gives up stay pending and are resent (same keys) next run.
+                    self.client.stop(INTERRUPTED);
                     self.progress.note(self.printer, &format!(
                         "interrupted: sending nothing new; waiting for {} request(s) in flight, \
                          then writing the manifest",
@@ -298,6 +304,12 @@ impl Run<'_> {
     }
 
     fn stop_with(&mut self, stop: Stop) {
+        // After Ctrl-C, requests cut short by our own stop are not a failure of the API.
+        if let (Some(Stop::Interrupted), Stop::Fatal(Error::Api(msg))) = (&self.stop, &stop) {
+            if msg == INTERRUPTED {
+                return;
+            }
+        }
         if let Stop::Fatal(e) = &stop {
             // Requests still retrying give up at their next step.
             self.client.stop(&e.to_string());

@@ -624,8 +624,9 @@ impl Client {
                         }
                         Err(_) => reason,
                     };
+                    let rate_limited = matches!(&outcome, Ok((429, _, _)));
                     brake
-                        .on_transient(&host, &reason)
+                        .on_transient(&host, &reason, rate_limited)
                         .map_err(ClientError::Stopped)?;
                     if attempt >= policy.max_attempts {
                         return Err(ClientError::Unreachable {
@@ -644,7 +645,7 @@ impl Client {
                             policy.max_attempts
                         ));
                     }
-                    tokio::time::sleep(wait).await;
+                    brake.sleep(wait).await.map_err(ClientError::Stopped)?;
                 }
                 (_, Ok((status, _, body))) => {
                     // The server answered: the service is alive even if it said no.

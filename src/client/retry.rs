@@ -206,7 +206,10 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
 #[derive(Debug)]
 pub struct Brake {
     policy: RetryPolicy,
+    /// Transient failures in a row that say "down" (5xx, timeouts, connection errors).
     consecutive_failures: AtomicU32,
+    /// Every transient failure since the last answer, 429s included.
+    since_answer: AtomicU32,
     last_success: Mutex<Instant>,
     tripped: Mutex<Option<String>>,
     retries: AtomicU64,
@@ -217,6 +220,7 @@ impl Brake {
         Brake {
             policy,
             consecutive_failures: AtomicU32::new(0),
+            since_answer: AtomicU32::new(0),
             last_success: Mutex::new(Instant::now()),
             tripped: Mutex::new(None),
             retries: AtomicU64::new(0),
@@ -239,14 +243,23 @@ impl Brake {
     /// The server answered properly (any non-transient response): reset the streak.
     pub fn on_answer(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.since_answer.store(0, Ordering::Relaxed);
         if let Ok(mut t) = self.last_success.lock() {
             *t = Instant::now();
         }
     }
 
     /// Count a transient failure; pulls the brake (and returns why) when the run should stop.
-    pub fn on_transient(&self, host: &str, reason: &str) -> Result<(), String> {
-        let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    /// A 429 (`rate_limited`) is a live server asking us to slow down: it does not count
+    /// towards the "N in a row" streak, only towards the time window (and each request's
+    /// own attempt limit still applies).
+    pub fn on_transient(&self, host: &str, reason: &str, rate_limited: bool) -> Result<(), String> {
+        let streak = if rate_limited {
+            self.consecutive_failures.load(Ordering::Relaxed)
+        } else {
+            self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        let failures = self.since_answer.fetch_add(1, Ordering::Relaxed) + 1;
         let quiet_for = self
             .last_success
             .lock()
@@ -258,7 +271,7 @@ impl Brake {
                  giving up. Check that the service is up and reachable, then re-run: links \
                  already created are recorded and will not be created twice"
             ));
-        } else if streak >= 2 && quiet_for >= self.policy.brake_window {
+        } else if failures >= 2 && quiet_for >= self.policy.brake_window {
             self.trip(format!(
                 "the Nimriz API at {host} has not answered successfully for {}s \
                  (last: {reason}); giving up. Check that the service is up and reachable, then \
@@ -273,6 +286,21 @@ impl Brake {
     pub fn trip(&self, why: String) {
         if let Ok(mut t) = self.tripped.lock() {
             t.get_or_insert(why);
+        }
+    }
+
+    /// Wait before a retry, giving up early (with why) if the brake is pulled meanwhile,
+    /// so Ctrl-C or a fatal error elsewhere does not wait out a long `Retry-After`.
+    pub async fn sleep(&self, wait: Duration) -> Result<(), String> {
+        const SLICE: Duration = Duration::from_millis(50);
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            self.check()?;
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep((until - now).min(SLICE)).await;
         }
     }
 
@@ -354,21 +382,42 @@ mod tests {
         let p = RetryPolicy::with_base(Duration::from_secs(10));
         let b = Brake::new(p.clone());
         for _ in 0..p.brake_after - 1 {
-            assert!(b.on_transient("h", "HTTP 503").is_ok());
+            assert!(b.on_transient("h", "HTTP 503", false).is_ok());
         }
         b.on_answer();
         for _ in 0..p.brake_after - 1 {
-            assert!(b.on_transient("h", "HTTP 503").is_ok());
+            assert!(b.on_transient("h", "HTTP 503", false).is_ok());
         }
-        let why = b.on_transient("h", "HTTP 503").unwrap_err();
+        let why = b.on_transient("h", "HTTP 503", false).unwrap_err();
         assert!(why.contains("failed 10 requests in a row"), "{why}");
         assert!(b.check().is_err());
     }
 
     #[test]
+    fn rate_limits_do_not_count_as_down() {
+        let b = Brake::new(RetryPolicy::with_base(Duration::from_secs(10)));
+        for _ in 0..50 {
+            assert!(b.on_transient("h", "HTTP 429", true).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn sleep_is_cut_short_by_the_brake() {
+        let b = std::sync::Arc::new(Brake::new(RetryPolicy::default()));
+        let b2 = b.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            b2.trip("stop".into());
+        });
+        let start = Instant::now();
+        assert!(b.sleep(Duration::from_secs(10)).await.is_err());
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
     fn brake_trips_on_long_silence() {
         let b = Brake::new(RetryPolicy::with_base(Duration::ZERO));
-        assert!(b.on_transient("h", "x").is_ok());
-        assert!(b.on_transient("h", "x").is_err());
+        assert!(b.on_transient("h", "x", true).is_ok());
+        assert!(b.on_transient("h", "x", true).is_err());
     }
 }
