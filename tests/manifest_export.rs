@@ -190,6 +190,18 @@ fn missing_and_damaged_manifests_fail_with_exit_4_saying_which() {
             .and(predicate::str::contains("bad.manifest.json")),
     );
 
+    // Exporting over the record itself is refused before anything is read or written.
+    let before = std::fs::read(&damaged).unwrap();
+    export(&[
+        &damaged,
+        &"-o",
+        &dir.path().join(".").join("bad.manifest.json"),
+    ])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("would overwrite the manifest"));
+    assert_eq!(std::fs::read(&damaged).unwrap(), before);
+
     // An output folder that does not exist is an I/O error too, and names the folder.
     let good = build_realistic_manifest(dir.path());
     let out = dir.path().join("no-such-dir").join("x.csv");

@@ -298,6 +298,52 @@ fn unknown_fields_load_but_a_newer_format_is_not_rewritten() {
     );
 }
 
+#[test]
+fn load_while_a_build_writes_never_sees_a_link_go_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    let writer = std::thread::spawn(move || {
+        for i in 0..400 {
+            let slug = format!("s{i}");
+            store.record(&[record(&slug, LinkStatus::Pending)]).unwrap();
+            store.record(&[record(&slug, LinkStatus::Created)]).unwrap();
+            if i % 3 == 0 {
+                store.checkpoint().unwrap();
+            }
+        }
+        store.finish(RunCounts::default(), "completed").unwrap();
+    });
+    // Every link before the newest one seen is done; what was once done stays done.
+    let mut done_before = 0;
+    let mut loads = 0;
+    loop {
+        let finished = writer.is_finished();
+        let m = manifest::load(&path).unwrap();
+        loads += 1;
+        let links = &m.links;
+        let done = links
+            .iter()
+            .take_while(|l| l.status == LinkStatus::Created)
+            .count();
+        assert!(
+            done + 1 >= links.len(),
+            "a link before the last is not done"
+        );
+        assert!(
+            done >= done_before,
+            "went backwards: {done} < {done_before}"
+        );
+        done_before = done;
+        if finished {
+            break;
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(done_before, 400);
+    assert!(loads > 2, "the reader never overlapped the writer");
+}
+
 // ---- real crashes -------------------------------------------------------------------
 
 const CHILD_ENV: &str = "NIMRIZ_MANIFEST_CRASH_CHILD";
