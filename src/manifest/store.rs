@@ -48,6 +48,8 @@ impl ManifestStore {
         let replay = journal::parse(&jpath, &journal_bytes)?;
         let index = merge(&mut manifest, replay.records);
 
+        // From here on M is written in this version's format.
+        manifest.schema_version = SCHEMA_VERSION;
         manifest.tool_version = env!("CARGO_PKG_VERSION").to_string();
         manifest.source = source.clone();
         manifest.api_host = api_host.map(str::to_string);
