@@ -178,7 +178,8 @@ pub fn load_with_notes(path: &Path) -> Result<(Manifest, Vec<String>)> {
 /// (e.g. `created` → `pending`), so retry until `M` did not change around the journal
 /// read and the journal only grew meanwhile (a compaction truncates it).
 fn read_snapshot(path: &Path, jpath: &Path) -> Result<(Option<Vec<u8>>, Vec<u8>)> {
-    const TRIES: u32 = 50;
+    // ~5 s: compactions are occasional, a clean window comes quickly.
+    const TRIES: u32 = 250;
     for _ in 0..TRIES {
         let m1 = read_opt(path, "read the manifest")?;
         let j1 = read_opt(jpath, "read the journal")?.unwrap_or_default();
