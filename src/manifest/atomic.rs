@@ -24,6 +24,16 @@ pub fn write_atomic(
     target: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
+    // Replace what a symlink points at, not the link itself.
+    let resolved;
+    let target = match fs::symlink_metadata(target) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved =
+                fs::canonicalize(target).map_err(|e| Error::io("follow the link", target, e))?;
+            resolved.as_path()
+        }
+        _ => target,
+    };
     let dir = parent_dir(target);
     let tmp = dir.join(format!(
         "{}{}-{}",
@@ -122,6 +132,24 @@ mod tests {
         assert_eq!(err.exit_code(), crate::exit::LOCAL);
         assert_eq!(fs::read_to_string(&target).unwrap(), "old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_target_keeps_its_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let link = dir.path().join("link.json");
+        fs::write(&real, "old").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, |w| w.write_all(b"new")).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new");
     }
 
     #[test]

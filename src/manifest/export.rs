@@ -1,9 +1,9 @@
 //! `nimriz-matrix export MANIFEST`: the manifest as CSV (for the media team's spreadsheets)
 //! or JSON (the manifest with its journal replayed).
 
-use super::atomic::write_atomic;
+use super::atomic::{parent_dir, write_atomic};
 use super::model::{LinkRecord, Manifest};
-use super::store::load_with_notes;
+use super::store::{journal_path, load_with_notes, lock_path};
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::{Error, Result, exit};
 use std::borrow::Cow;
@@ -27,6 +27,9 @@ pub const LINK_COLUMNS: [&str; 12] = [
 ];
 
 pub fn export_command(args: &ExportArgs) -> Result<u8> {
+    if let Some(out) = args.output.as_deref() {
+        refuse_to_overwrite_the_record(&args.manifest, out)?;
+    }
     let (manifest, notes) = load_with_notes(&args.manifest)?;
     for note in notes {
         let _ = writeln!(io::stderr(), "warning: {note}");
@@ -48,6 +51,31 @@ pub fn export_command(args: &ExportArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// `export m.json -o m.json` would replace the record with its own CSV.
+fn refuse_to_overwrite_the_record(manifest: &Path, output: &Path) -> Result<()> {
+    // Compare folder (resolved) + file name: the output need not exist yet.
+    let resolve = |p: &Path| {
+        let dir = std::fs::canonicalize(parent_dir(p)).ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    let Some(out) = resolve(output) else {
+        return Ok(());
+    };
+    for own in [
+        manifest.to_path_buf(),
+        journal_path(manifest),
+        lock_path(manifest),
+    ] {
+        if resolve(&own).is_some_and(|own| own == out) {
+            return Err(Error::Usage(format!(
+                "--output {} would overwrite the manifest's own files; choose another file",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn write_json(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
@@ -130,6 +158,37 @@ fn csv_io(e: csv::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::model::{LinkStatus, Manifest};
+    use crate::plan::{Cell, DomainRef, PlanSource};
+
+    #[test]
+    fn dimension_named_like_a_fixed_column_is_prefixed() {
+        let mut m = Manifest::new(PlanSource::default(), None);
+        m.links.push(LinkRecord {
+            key: "go.example/a".into(),
+            cell: Cell(vec![("status".into(), "vip".into())]),
+            slug: "a".into(),
+            domain: DomainRef {
+                id: None,
+                host: Some("go.example".into()),
+            },
+            destination: "https://example.com/".into(),
+            idempotency_key: "k".into(),
+            status: LinkStatus::Pending,
+            short_url: None,
+            url_id: None,
+            existing_destination: None,
+            error: None,
+            attempts: 0,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        });
+        let mut out = Vec::new();
+        write_csv(&m, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().starts_with("cell_status,slug,"));
+        assert!(lines.next().unwrap().starts_with("vip,a,"));
+    }
 
     #[test]
     fn neutralizes_only_formula_triggers() {

@@ -61,16 +61,6 @@ pub(crate) struct Replay {
     pub notes: Vec<String>,
 }
 
-/// Read and parse a journal. A missing file is an empty journal.
-pub(crate) fn read(path: &Path) -> Result<Replay> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Replay::default()),
-        Err(e) => return Err(Error::io("read the journal", path, e)),
-    };
-    parse(path, &bytes)
-}
-
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
     let mut replay = Replay::default();
     // (1-based line number, bytes) of every non-blank line.

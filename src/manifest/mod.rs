@@ -10,8 +10,8 @@ mod atomic;
 mod export;
 mod journal;
 mod lock;
-mod model;
-mod store;
+pub mod model;
+pub mod store;
 
 pub use atomic::write_atomic;
 pub use export::{LINK_COLUMNS, export_command, neutralize, write_csv, write_json};

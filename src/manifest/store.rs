@@ -34,16 +34,22 @@ impl ManifestStore {
         let lock = Lock::acquire(&lock_path(path), path)?;
         // We hold the lock, so any temp file beside M is from a writer that crashed.
         atomic::remove_stale_temps(path);
-        let mut manifest = match read_manifest(path)? {
-            Some(m) => {
+        // Nobody else writes while we hold the lock, so one plain read of each is consistent.
+        let jpath = journal_path(path);
+        let mut manifest = match read_opt(path, "read the manifest")? {
+            Some(bytes) => {
+                let m = parse_manifest(path, &bytes)?;
                 ensure_writable(path, &m)?;
                 m
             }
             None => Manifest::new(source.clone(), None),
         };
-        let replay = journal::read(&journal_path(path))?;
+        let journal_bytes = read_opt(&jpath, "read the journal")?.unwrap_or_default();
+        let replay = journal::parse(&jpath, &journal_bytes)?;
         let index = merge(&mut manifest, replay.records);
 
+        // From here on M is written in this version's format.
+        manifest.schema_version = SCHEMA_VERSION;
         manifest.tool_version = env!("CARGO_PKG_VERSION").to_string();
         manifest.source = source.clone();
         manifest.api_host = api_host.map(str::to_string);
@@ -56,7 +62,7 @@ impl ManifestStore {
         });
         // Compact: M now holds everything the journal had, so the journal can be emptied.
         write_manifest(path, &manifest)?;
-        let journal = Writer::open_empty(&journal_path(path))?;
+        let journal = Writer::open_empty(&jpath)?;
         Ok(ManifestStore {
             path: path.to_path_buf(),
             manifest,
@@ -148,7 +154,9 @@ pub fn load(path: &Path) -> Result<Manifest> {
 
 /// [`load`], plus notes for the user (e.g. a torn last journal line was ignored).
 pub fn load_with_notes(path: &Path) -> Result<(Manifest, Vec<String>)> {
-    let Some(mut manifest) = read_manifest(path)? else {
+    let jpath = journal_path(path);
+    let (manifest_bytes, journal_bytes) = read_snapshot(path, &jpath)?;
+    let Some(manifest_bytes) = manifest_bytes else {
         return Err(Error::io(
             "read the manifest",
             path,
@@ -159,9 +167,34 @@ pub fn load_with_notes(path: &Path) -> Result<(Manifest, Vec<String>)> {
             ),
         ));
     };
-    let replay = journal::read(&journal_path(path))?;
+    let mut manifest = parse_manifest(path, &manifest_bytes)?;
+    let replay = journal::parse(&jpath, &journal_bytes)?;
     merge(&mut manifest, replay.records);
     Ok((manifest, replay.notes))
+}
+
+/// Read `M` and its journal as one consistent pair while a build may be writing them
+/// (we take no lock). Replaying a journal over a *newer* `M` could roll a link back
+/// (e.g. `created` → `pending`), so retry until `M` did not change around the journal
+/// read and the journal only grew meanwhile (a compaction truncates it).
+fn read_snapshot(path: &Path, jpath: &Path) -> Result<(Option<Vec<u8>>, Vec<u8>)> {
+    // ~5 s: compactions are occasional, a clean window comes quickly.
+    const TRIES: u32 = 250;
+    for _ in 0..TRIES {
+        let m1 = read_opt(path, "read the manifest")?;
+        let j1 = read_opt(jpath, "read the journal")?.unwrap_or_default();
+        let m2 = read_opt(path, "read the manifest")?;
+        let j2 = read_opt(jpath, "read the journal")?.unwrap_or_default();
+        if m1 == m2 && j2.starts_with(&j1) {
+            return Ok((m1, j1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(Error::io(
+        "read the manifest",
+        path,
+        io::Error::other("it kept changing while being read (a build is rewriting it); try again"),
+    ))
 }
 
 /// `<dir>/<stem>.manifest.json` for a spec at `<dir>/<stem>.<ext>`.
@@ -190,14 +223,17 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// `Ok(None)` when there is no manifest file yet.
-fn read_manifest(path: &Path) -> Result<Option<Manifest>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read the manifest", path, e)),
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+/// The file's bytes, or `None` if it does not exist.
+fn read_opt(path: &Path, action: &'static str) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(action, path, e)),
+    }
+}
+
+fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Error::io(
             "read the manifest",
             path,
