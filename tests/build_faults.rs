@@ -287,7 +287,20 @@ fn settings(server: &MockServer, dir: &Path, batch: usize, conc: usize) -> Build
     s
 }
 
+/// The manifest as written, checked against the committed JSON Schema first.
 fn load(s: &BuildSettings) -> Manifest {
+    let raw: Value = serde_json::from_slice(&std::fs::read(&s.manifest_path).unwrap()).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../schema/manifest.schema.json")).unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&raw)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert_eq!(errors, Vec::<String>::new(), "manifest violates the schema");
     manifest::load(&s.manifest_path).unwrap()
 }
 
