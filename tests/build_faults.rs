@@ -356,6 +356,8 @@ async fn happy_path_then_rerun_makes_zero_create_calls() {
     let again = run_build(plan(5), &s, &Printer::quiet()).await.unwrap();
     assert_eq!(again.exit_code(), exit::OK);
     assert_eq!(again.counts.skipped_done, 5);
+    assert_eq!(again.summary_lines().len(), 1);
+    assert!(again.summary_lines()[0].starts_with("nothing to do: all 5 links are already done"));
     assert_eq!(again.create_requests, 0);
     assert_eq!(fake.st().bulk_calls, 3);
     assert_eq!(fake.st().single_calls, 0);

@@ -101,12 +101,8 @@ where
 
     let to_send = queue.len();
     let sent_keys: Vec<String> = queue.iter().map(|r| r.rec.key.clone()).collect();
-    if to_send == 0 {
-        printer.info(format!(
-            "nothing to do: all {planned} links are already done (manifest: {})",
-            settings.manifest_path.display()
-        ));
-    } else if skipped_done > 0 {
+    // "nothing to do" is said by the summary (`BuildReport::summary_lines`).
+    if to_send > 0 && skipped_done > 0 {
         printer.info(format!(
             "{skipped_done} of {planned} links already done; sending {to_send}"
         ));

@@ -56,6 +56,13 @@ impl BuildReport {
     /// The end-of-build summary, as lines for stderr.
     pub fn summary_lines(&self) -> Vec<String> {
         let c = &self.counts;
+        if c.planned > 0 && c.skipped_done == c.planned {
+            return vec![format!(
+                "nothing to do: all {} links are already done (manifest: {})",
+                c.planned,
+                self.manifest_path.display()
+            )];
+        }
         let mut lines = vec![format!(
             "{}: {} created, {} exists, {} drift, {} failed{}{} — {} links in {:.1}s ({} create \
              request(s), {} retries)",

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// How often a plain (non-TTY) progress line is printed.
 pub const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 
+const BAR_TEMPLATE: &str =
+    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links  {per_sec}  ETA {eta}  {msg}";
+
 /// A source for "retries so far" (the client's run-wide counter).
 pub type RetryCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -42,10 +45,8 @@ impl Progress {
         // Verbose mode prints a line per retry/batch; a bar would fight with those lines.
         if printer.stderr_is_tty && printer.verbosity == Verbosity::Normal {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links  {per_sec}  ETA {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(BAR_TEMPLATE)
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_message("0 retries");
             let ticker_bar = bar.clone();
@@ -138,6 +139,11 @@ pub fn plain_line(done: u64, total: u64, elapsed: Duration, retries: u64) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bar_template_parses() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+    }
 
     #[test]
     fn plain_line_shape() {
