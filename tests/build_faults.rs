@@ -842,3 +842,79 @@ async fn ctrl_c_cuts_a_long_retry_wait_short() {
         Some("interrupted")
     );
 }
+
+#[tokio::test]
+async fn rows_left_pending_by_a_crash_are_resent_with_the_same_key() {
+    let server = MockServer::start().await;
+    let fake = Fake::new(Script::default());
+    mount(&server, &fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&server, dir.path(), 10, 1);
+    let p = plan(3);
+    // A first run sent links 0 and 1 (journaled as pending) and died before any answer was
+    // recorded; the server had committed link 0 only.
+    {
+        let mut store =
+            manifest::ManifestStore::open(&s.manifest_path, &p.source, Some("x")).unwrap();
+        let pending: Vec<manifest::LinkRecord> = (0..2)
+            .map(|i| {
+                let l = link(i);
+                let domain = DomainRef {
+                    id: Some(DOMAIN_ID.into()),
+                    host: l.domain.host.clone(),
+                };
+                manifest::LinkRecord {
+                    key: key_of(i),
+                    cell: l.cell,
+                    slug: l.slug.clone(),
+                    domain,
+                    idempotency_key: nimriz_matrix::client::idempotency_key(
+                        DOMAIN_ID,
+                        &l.slug,
+                        &l.destination,
+                    ),
+                    destination: l.destination,
+                    status: LinkStatus::Pending,
+                    short_url: None,
+                    url_id: None,
+                    existing_destination: None,
+                    error: None,
+                    attempts: 1,
+                    updated_at: manifest::now_rfc3339(),
+                }
+            })
+            .collect();
+        store.record(&pending).unwrap();
+        fake.create(&json!({
+            "domain_id": DOMAIN_ID, "custom_slug": "spring-v0",
+            "long_url": link(0).destination, "idempotency_key": pending[0].idempotency_key
+        }))
+        .unwrap();
+        // Dropped without `finish`: what a kill -9 leaves behind (manifest + journal).
+    }
+    let report = run_build(p, &s, &Printer::quiet()).await.unwrap();
+    assert_eq!(report.exit_code(), exit::OK);
+    let m = load(&s);
+    assert_all_created_once(&fake, &m, 3);
+    assert_eq!(
+        m.links[0].url_id.as_deref(),
+        Some("u-1"),
+        "replayed, not re-created"
+    );
+    let attempts: Vec<u32> = m.links.iter().map(|l| l.attempts).collect();
+    assert_eq!(attempts, vec![2, 2, 1]);
+}
+
+#[tokio::test]
+async fn a_locked_manifest_is_exit_4_and_sends_nothing() {
+    let server = MockServer::start().await;
+    let fake = Fake::new(Script::default());
+    mount(&server, &fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&server, dir.path(), 10, 1);
+    let p = plan(2);
+    let _held = manifest::ManifestStore::open(&s.manifest_path, &p.source, None).unwrap();
+    let err = run_build(p, &s, &Printer::quiet()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::LOCAL, "{err}");
+    assert_eq!(fake.st().bulk_calls, 0);
+}
