@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 
 const BAR_TEMPLATE: &str =
-    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links  {per_sec}  ETA {eta}  {msg}";
+    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links  {msg}  ETA {eta}";
 
 /// A source for "retries so far" (the client's run-wide counter).
 pub type RetryCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -48,13 +48,21 @@ impl Progress {
             let style = ProgressStyle::with_template(BAR_TEMPLATE)
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
-            bar.set_message("0 retries");
+            bar.set_message("0.0/s, 0 retries");
             let ticker_bar = bar.clone();
+            let started = Instant::now();
             let ticker = tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_millis(250));
                 loop {
                     every.tick().await;
-                    ticker_bar.set_message(format!("{} retries", retries()));
+                    // indicatif's own {per_sec} prints four decimals; one is plenty.
+                    let secs = started.elapsed().as_secs_f64();
+                    let rate = if secs > 0.0 {
+                        ticker_bar.position() as f64 / secs
+                    } else {
+                        0.0
+                    };
+                    ticker_bar.set_message(format!("{rate:.1}/s, {} retries", retries()));
                     ticker_bar.tick();
                 }
             });
