@@ -123,6 +123,7 @@ where
         queue,
         batch_size: settings.batch_size.max(1),
         single_mode: false,
+        said_too_large: false,
         stop: None,
         settled: HashSet::new(),
         batches_done: 0,
@@ -247,6 +248,7 @@ struct Run<'a> {
     batch_size: usize,
     /// The bulk route is missing: one `POST /api/shorten` per link.
     single_mode: bool,
+    said_too_large: bool,
     stop: Option<Stop>,
     /// Keys settled (created/exists/drift/failed) by this run.
     settled: HashSet<String>,
@@ -464,14 +466,18 @@ impl Run<'_> {
                     let smaller = (rows.len() / 2).max(1);
                     if smaller < self.batch_size {
                         self.batch_size = smaller;
-                        self.progress.note(
-                            self.printer,
-                            &format!(
-                                "the server refused a batch of {} rows as too large ({f}); \
-                                 continuing with batches of {smaller}",
-                                rows.len()
-                            ),
+                        let msg = format!(
+                            "the server refused a batch of {} rows as too large ({f}); \
+                             continuing with batches of {smaller}",
+                            rows.len()
                         );
+                        // Batches in flight hit the same limit: say it once, details in -v.
+                        if self.said_too_large {
+                            self.printer.detail(msg);
+                        } else {
+                            self.said_too_large = true;
+                            self.progress.note(self.printer, &msg);
+                        }
                     }
                     self.requeue_front(rows);
                 }
