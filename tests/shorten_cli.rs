@@ -242,7 +242,12 @@ async fn refused_link_exits_1_with_servers_words() {
     .await;
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stdout.is_empty());
-    for part in ["slug_reserved", "reserved word", "sr-2", "change it"] {
+    for part in [
+        "slug_reserved",
+        "reserved word",
+        "sr-2",
+        "choose another slug",
+    ] {
         assert!(r.stderr.contains(part), "missing {part}: {}", r.stderr);
     }
 }

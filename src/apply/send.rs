@@ -279,14 +279,16 @@ fn row_failure(f: &ApiFailure, link: &NewLink) -> RecordedError {
     let advice = match code.as_deref() {
         Some("slug_reserved") => format!(
             "slug '{slug}' is reserved on this domain (system words, or shorter than the \
-             domain's minimum); change it in the spec"
+             domain's minimum); choose another slug (in the spec, or --slug)"
         ),
         Some("slug_tombstoned") => format!(
             "slug '{slug}' belonged to a recently deleted link and is blocked for a while; \
-             change it in the spec or wait"
+             choose another slug (in the spec, or --slug) or wait"
         ),
         Some("slug_invalid") => {
-            format!("slug '{slug}' is not accepted by Nimriz; change it in the spec")
+            format!(
+                "slug '{slug}' is not accepted by Nimriz; choose another slug (in the spec, or --slug)"
+            )
         }
         _ => "fix the link in the spec (or the domain's settings on Nimriz), then re-run the \
               build; links already done are not sent again"
