@@ -485,10 +485,16 @@ mod tests {
         let r = parse_bulk_results(&json!({"results": [
             {"client_row_id": "a", "status": "created", "url_id": "u1", "idempotent": true, "error": null},
             {"client_row_id": 2, "status": "error", "error": {"code": "slug_taken", "message": "m"}},
-            "garbage"
+            "garbage",
+            {"client_row_id": "c", "status": "created", "id": "u3", "short_url": "https://s/c"}
         ]}))
         .unwrap();
-        assert_eq!(r.len(), 2);
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r[2].link.url_id.as_deref(),
+            Some("u3"),
+            "`id` accepted inside results"
+        );
         assert!(r[0].idempotent);
         assert!(r[0].row_error().is_none());
         assert_eq!(r[1].client_row_id.as_deref(), Some("2"));
