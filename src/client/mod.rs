@@ -1,2 +1,740 @@
 //! The Nimriz API client. Everything assumed about the API (not documented by Nimriz)
-//! lives in `contract.rs`, so it is cheap to change when the real answer is known.
+//! lives in `contract.rs`, so it is cheap to change when the real answer is known; when to
+//! retry and when to give up lives in `retry.rs`.
+//!
+//! The client is cheap to clone (one connection pool, one run-wide retry brake shared by
+//! every clone). Every call retries transient failures itself; what comes back is either
+//! the answer or a [`ClientError`] that keeps the server's words.
+
+pub mod contract;
+pub mod retry;
+
+pub use contract::{BulkResult, BulkRow, Domain, Link, NewLink, WhoAmI, idempotency_key};
+pub use retry::RetryPolicy;
+
+use crate::cli::ApiArgs;
+use crate::output::Printer;
+use crate::{Error, Result};
+use contract::ApiErrorBody;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use retry::{Brake, Disposition};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+// ---------------------------------------------------------------------------------------
+// The key
+// ---------------------------------------------------------------------------------------
+
+/// A workspace API key. Never printed: `Debug` and `Display` show `<redacted>`; the only
+/// way out is the `Authorization` header, marked sensitive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl ApiKey {
+    /// A key from a string (trimmed). Errors never echo the key.
+    pub fn new(raw: &str, origin: &str) -> Result<Self> {
+        let key = raw.trim();
+        if key.is_empty() {
+            return Err(Error::Usage(format!(
+                "the API key from {origin} is empty; put the workspace API key from the Nimriz \
+                 dashboard there"
+            )));
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Usage(format!(
+                "the API key from {origin} contains spaces, line breaks or non-ASCII \
+                 characters; it must be the key exactly as the Nimriz dashboard shows it"
+            )));
+        }
+        Ok(ApiKey(key.to_string()))
+    }
+
+    /// `--api-key-file PATH` when given, else `NIMRIZ_API_KEY`. Never a flag value, so the
+    /// key does not land in shell history or `ps` output.
+    pub fn load(key_file: Option<&Path>) -> Result<Self> {
+        if let Some(path) = key_file {
+            let raw = std::fs::read_to_string(path)
+                .map_err(|e| Error::io("read the API key file", path, e))?;
+            return Self::new(&raw, &format!("--api-key-file {}", path.display()));
+        }
+        match std::env::var(contract::ENV_API_KEY) {
+            Ok(v) => Self::new(&v, contract::ENV_API_KEY),
+            Err(std::env::VarError::NotPresent) => Err(Error::Usage(format!(
+                "no API key: set {} to your workspace API key, or pass --api-key-file PATH \
+                 (a file holding only the key)",
+                contract::ENV_API_KEY
+            ))),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Usage(format!(
+                "{} is not valid UTF-8; it must be the key exactly as the Nimriz dashboard \
+                 shows it",
+                contract::ENV_API_KEY
+            ))),
+        }
+    }
+
+    fn header_value(&self) -> HeaderValue {
+        // `new` admits only visible ASCII, which is always a valid header value.
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", self.0))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+        v.set_sensitive(true);
+        v
+    }
+
+    /// For code that must compare or scan for the key (tests proving it never leaks).
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------
+
+/// How to reach the API, resolved once: flags > env > defaults.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub base: Url,
+    pub key: ApiKey,
+    pub retry: RetryPolicy,
+    /// Per-attempt limit for a whole request (send + response body).
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl ApiConfig {
+    /// Resolve `--api-base` > `NIMRIZ_API_BASE` > `https://api.nimriz.com`, the key from
+    /// `--api-key-file` or `NIMRIZ_API_KEY`, and the retry policy (env hook for tests).
+    pub fn resolve(args: &ApiArgs) -> Result<Self> {
+        let base = match &args.api_base {
+            Some(b) => parse_base_url(b, "--api-base")?,
+            None => match std::env::var(contract::ENV_API_BASE) {
+                Ok(b) if !b.trim().is_empty() => parse_base_url(&b, contract::ENV_API_BASE)?,
+                _ => parse_base_url(contract::DEFAULT_API_BASE, "the default")?,
+            },
+        };
+        Ok(ApiConfig {
+            base,
+            key: ApiKey::load(args.api_key_file.as_deref())?,
+            retry: RetryPolicy::from_env()?,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Config for a base and key given in code (library use, tests).
+    pub fn new(base: &str, key: ApiKey) -> Result<Self> {
+        Ok(ApiConfig {
+            base: parse_base_url(base, "the API base URL")?,
+            key,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// Check an API base URL: `https://`, or `http://` only to a loopback host (the sandbox,
+/// tests). No credentials, query or fragment in it.
+pub fn parse_base_url(raw: &str, origin: &str) -> Result<Url> {
+    let raw = raw.trim();
+    let url = Url::parse(raw).map_err(|e| {
+        Error::Usage(format!(
+            "{origin} is not a valid URL ({e}); expected e.g. https://api.nimriz.com"
+        ))
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::Usage(format!(
+            "{origin} must not contain a user name or password; the API key goes in \
+             NIMRIZ_API_KEY or --api-key-file"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Usage(format!(
+            "{origin} must be a plain base URL without ?query or #fragment, e.g. \
+             https://api.nimriz.com"
+        )));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(Error::Usage(format!(
+            "{origin} uses plain http:// to {}; the API key would travel unencrypted. Use \
+             https://, or http:// only to a local server (127.0.0.1, ::1, localhost)",
+            url.host_str().unwrap_or("?")
+        ))),
+        other => Err(Error::Usage(format!(
+            "{origin} has scheme {other}://; expected https://"
+        ))),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// A final error answer from the server, in its own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub support_reference: Option<String>,
+}
+
+impl ApiFailure {
+    fn from_body(status: u16, body: ApiErrorBody) -> Self {
+        ApiFailure {
+            status,
+            code: body.code,
+            message: body.message,
+            support_reference: body.support_reference,
+        }
+    }
+
+    pub fn is_slug_conflict(&self) -> bool {
+        contract::is_slug_conflict(self.status, self.code.as_deref())
+    }
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(c) = &self.code {
+            write!(f, " {c}")?;
+        }
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        if let Some(r) = &self.support_reference {
+            write!(f, " (support reference: {r})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The server's final "no" to this request (4xx, or a 5xx that is not transient).
+    Refused(ApiFailure),
+    /// The key was refused (401, or 403 without a slug/policy code). The run stops.
+    Auth(ApiFailure),
+    /// No usable answer after the allowed attempts. `last` is the last failure.
+    Unreachable { attempts: u32, last: String },
+    /// The run-wide brake was pulled (by this or another request); the reason is inside.
+    Stopped(String),
+    /// A 2xx whose body we could not read. The request may have taken effect.
+    Malformed { what: &'static str, detail: String },
+}
+
+impl ClientError {
+    /// Errors that end the whole run (exit 3), as opposed to failing one link.
+    pub fn is_fatal_for_run(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Auth(_) | ClientError::Unreachable { .. } | ClientError::Stopped(_)
+        )
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Refused(e) => write!(f, "the Nimriz API refused the request: {e}"),
+            ClientError::Auth(e) => write!(f, "{}", auth_message(e)),
+            ClientError::Unreachable { attempts, last } => write!(
+                f,
+                "the Nimriz API gave no usable answer after {attempts} attempts (last: {last}); \
+                 check that the service is up and reachable, then re-run"
+            ),
+            ClientError::Stopped(why) => f.write_str(why),
+            ClientError::Malformed { what, detail } => write!(
+                f,
+                "the Nimriz API answered {what} with a body this tool cannot read ({detail})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        Error::Api(e.to_string())
+    }
+}
+
+fn auth_message(e: &ApiFailure) -> String {
+    format!(
+        "the Nimriz API refused the API key ({e}). Check that NIMRIZ_API_KEY (or the file \
+         given to --api-key-file) holds a current workspace key from the Nimriz dashboard, \
+         and that --api-base / NIMRIZ_API_BASE points at the right server"
+    )
+}
+
+/// An answer plus how many HTTP attempts it took (the manifest counts them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent<T> {
+    pub value: T,
+    pub attempts: u32,
+}
+
+// ---------------------------------------------------------------------------------------
+// The client
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    key: ApiKey,
+    brake: Brake,
+    printer: Option<Printer>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.inner.base.as_str())
+            .field("key", &self.inner.key)
+            .finish()
+    }
+}
+
+/// A response that arrived and was read in full.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    attempts: u32,
+}
+
+impl Client {
+    pub fn new(config: ApiConfig) -> Result<Self> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(AUTHORIZATION, config.key.header_value());
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("nimriz-matrix/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            // A redirect could carry the Authorization header somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Api(format!("could not set up the HTTP client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base: config.base,
+                key: config.key,
+                brake: Brake::new(config.retry),
+                printer: None,
+            }),
+        })
+    }
+
+    /// Report each retry through `printer.detail` (shown with `--verbose`).
+    pub fn with_printer(self, printer: Printer) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.printer = Some(printer);
+                inner
+            }
+            // Already shared: keep it as is (printing retries is a nicety).
+            Err(shared) => return Client { inner: shared },
+        };
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// `host[:port]` of the API base, for the manifest and messages (never the key).
+    pub fn api_host(&self) -> String {
+        let host = self.inner.base.host_str().unwrap_or("?");
+        match self.inner.base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// Retries made so far by this client and its clones.
+    pub fn retries(&self) -> u64 {
+        self.inner.brake.retries()
+    }
+
+    /// Stop every request of this run at its next retry step (used on Ctrl-C or fatal errors).
+    pub fn stop(&self, why: &str) {
+        self.inner.brake.trip(why.to_string());
+    }
+
+    /// `GET /api/v1/whoami`.
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        let ans = self
+            .call(
+                reqwest::Method::GET,
+                &self.url(contract::PATH_WHOAMI, &[]),
+                None,
+                None,
+            )
+            .await?;
+        let v = self.json_answer(&ans, "whoami")?;
+        serde_json::from_value(v).map_err(|e| ClientError::Malformed {
+            what: "whoami",
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /api/v1/domains`: the workspace's short domains.
+    pub async fn list_domains(&self) -> Result<Vec<Domain>, ClientError> {
+        let ans = self
+            .call(
+                reqwest::Method::GET,
+                &self.url(contract::PATH_DOMAINS, &[]),
+                None,
+                None,
+            )
+            .await?;
+        let v = self.json_answer(&ans, "the domain list")?;
+        contract::parse_domains(&v).ok_or_else(|| ClientError::Malformed {
+            what: "the domain list",
+            detail: "no `domains` array".into(),
+        })
+    }
+
+    /// `POST /api/shorten`: create one link. A slug conflict comes back as
+    /// `Err(Refused(f))` with `f.is_slug_conflict()`.
+    pub async fn shorten(
+        &self,
+        link: &NewLink,
+        idempotency_key: Option<&str>,
+    ) -> Result<Sent<Link>, ClientError> {
+        let body = serde_json::to_vec(link).map_err(|e| ClientError::Malformed {
+            what: "the create request",
+            detail: e.to_string(),
+        })?;
+        let ans = self
+            .call(
+                reqwest::Method::POST,
+                &self.url(contract::PATH_SHORTEN, &[]),
+                Some(body),
+                idempotency_key,
+            )
+            .await?;
+        let v = self.json_answer(&ans, "the create request")?;
+        let link = contract::parse_link(&v)
+            .filter(|l| l.url_id.is_some() || l.short_url.is_some())
+            .ok_or_else(|| ClientError::Malformed {
+                what: "the create request",
+                detail: "no url_id or short_url in the response".into(),
+            })?;
+        Ok(Sent {
+            value: link,
+            attempts: ans.attempts,
+        })
+    }
+
+    /// `POST /api/shorten/bulk`. Results are whatever the server returned, in its order;
+    /// match them by `client_row_id`. Whole-batch refusals (413, 404/405 ...) come back as
+    /// `Err(Refused(f))` for the caller to interpret with `contract::is_*`.
+    pub async fn shorten_bulk(
+        &self,
+        rows: &[BulkRow],
+    ) -> Result<Sent<Vec<BulkResult>>, ClientError> {
+        let body = serde_json::to_vec(&contract::BulkRequest { rows }).map_err(|e| {
+            ClientError::Malformed {
+                what: "the bulk request",
+                detail: e.to_string(),
+            }
+        })?;
+        let ans = self
+            .call(
+                reqwest::Method::POST,
+                &self.url(contract::PATH_SHORTEN_BULK, &[]),
+                Some(body),
+                None,
+            )
+            .await?;
+        let v = self.json_answer(&ans, "the bulk request")?;
+        let results = contract::parse_bulk_results(&v).ok_or_else(|| ClientError::Malformed {
+            what: "the bulk request",
+            detail: "no `results` array".into(),
+        })?;
+        Ok(Sent {
+            value: results,
+            attempts: ans.attempts,
+        })
+    }
+
+    /// `GET /api/v1/links/find?domain_id=&short_code=`: `None` when no link in this
+    /// workspace has that slug (404).
+    pub async fn find_link(
+        &self,
+        domain_id: &str,
+        short_code: &str,
+    ) -> Result<Option<Link>, ClientError> {
+        let url = self.url(
+            contract::PATH_FIND_LINK,
+            &[("domain_id", domain_id), ("short_code", short_code)],
+        );
+        match self.call(reqwest::Method::GET, &url, None, None).await {
+            Ok(ans) => {
+                let v = self.json_answer(&ans, "the link lookup")?;
+                contract::parse_link(&v)
+                    .map(Some)
+                    .ok_or_else(|| ClientError::Malformed {
+                        what: "the link lookup",
+                        detail: "no `link` object".into(),
+                    })
+            }
+            Err(ClientError::Refused(f)) if f.status == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /api/v1/links/{url_id}`.
+    pub async fn get_link(&self, url_id: &str) -> Result<Link, ClientError> {
+        let mut url = self.url(contract::PATH_LINKS, &[]);
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.push(url_id);
+        }
+        let ans = self.call(reqwest::Method::GET, &url, None, None).await?;
+        let v = self.json_answer(&ans, "the link")?;
+        contract::parse_link(&v).ok_or_else(|| ClientError::Malformed {
+            what: "the link",
+            detail: "no `link` object".into(),
+        })
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
+        // Keep any path prefix of the base (e.g. a proxy at https://host/nimriz/).
+        let mut url = self.inner.base.clone();
+        let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    fn json_answer(
+        &self,
+        ans: &Answer,
+        what: &'static str,
+    ) -> Result<serde_json::Value, ClientError> {
+        if ans.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&ans.body).map_err(|e| ClientError::Malformed {
+            what,
+            detail: format!("HTTP {}: {e}", ans.status),
+        })
+    }
+
+    /// One request with retries. `Ok` only for 2xx; a final non-2xx becomes `Refused` or
+    /// `Auth`; transient failures are retried until the per-request limit or the run brake.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        body: Option<Vec<u8>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, ClientError> {
+        let brake = &self.inner.brake;
+        let policy = brake.policy().clone();
+        let host = self.api_host();
+        let mut attempt: u32 = 0;
+        loop {
+            brake.check().map_err(ClientError::Stopped)?;
+            attempt += 1;
+            let mut req = self.inner.http.request(method.clone(), url.clone());
+            if let Some(b) = &body {
+                req = req.header(CONTENT_TYPE, "application/json").body(b.clone());
+            }
+            if let Some(k) = idempotency_key {
+                req = req.header(contract::HEADER_IDEMPOTENCY_KEY, k);
+            }
+            // Read the whole body inside the attempt: a reset mid-body is a lost response
+            // and is retried like any other transport failure.
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    match resp.bytes().await {
+                        Ok(b) => Ok((status, retry_after, b.to_vec())),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let disposition = match &outcome {
+                Ok((status, ra, _)) => retry::classify(Ok((*status, ra.as_deref()))),
+                Err(e) => retry::classify(Err(e)),
+            };
+            match (disposition, outcome) {
+                (Disposition::Success, Ok((status, _, body))) => {
+                    brake.on_answer();
+                    return Ok(Answer {
+                        status,
+                        body,
+                        attempts: attempt,
+                    });
+                }
+                (
+                    Disposition::Transient {
+                        retry_after,
+                        reason,
+                    },
+                    outcome,
+                ) => {
+                    let reason = match &outcome {
+                        Ok((status, _, body)) => {
+                            ApiFailure::from_body(*status, contract::parse_error_body(body))
+                                .to_string()
+                        }
+                        Err(_) => reason,
+                    };
+                    let rate_limited = matches!(&outcome, Ok((429, _, _)));
+                    brake
+                        .on_transient(&host, &reason, rate_limited)
+                        .map_err(ClientError::Stopped)?;
+                    if attempt >= policy.max_attempts {
+                        return Err(ClientError::Unreachable {
+                            attempts: attempt,
+                            last: reason,
+                        });
+                    }
+                    let wait = policy.delay(attempt - 1, retry_after);
+                    brake.note_retry();
+                    if let Some(p) = &self.inner.printer {
+                        p.detail(format!(
+                            "retrying {method} {} in {} ms (attempt {}/{}): {reason}",
+                            url.path(),
+                            wait.as_millis(),
+                            attempt + 1,
+                            policy.max_attempts
+                        ));
+                    }
+                    brake.sleep(wait).await.map_err(ClientError::Stopped)?;
+                }
+                (_, Ok((status, _, body))) => {
+                    // The server answered: the service is alive even if it said no.
+                    brake.on_answer();
+                    let failure = ApiFailure::from_body(status, contract::parse_error_body(&body));
+                    if contract::is_auth_failure(status, failure.code.as_deref()) {
+                        brake.trip(auth_message(&failure));
+                        return Err(ClientError::Auth(failure));
+                    }
+                    return Err(ClientError::Refused(failure));
+                }
+                (_, Err(e)) => {
+                    return Err(ClientError::Unreachable {
+                        attempts: attempt,
+                        last: retry::describe_transport(&e),
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_redacted_and_trimmed() {
+        let k = ApiKey::new("  nmz_live_SECRET123\n", "test").unwrap();
+        assert_eq!(k.expose_secret(), "nmz_live_SECRET123");
+        assert!(!format!("{k:?}").contains("SECRET"));
+        assert!(!format!("{k}").contains("SECRET"));
+        let cfg = ApiConfig::new("https://api.nimriz.com", k).unwrap();
+        assert!(!format!("{cfg:?}").contains("SECRET"));
+        let c = Client::new(cfg).unwrap();
+        assert!(!format!("{c:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn empty_or_spaced_key_is_a_clear_error() {
+        let e = ApiKey::new(" \n", "NIMRIZ_API_KEY").unwrap_err();
+        assert!(e.to_string().contains("NIMRIZ_API_KEY is empty"), "{e}");
+        let e = ApiKey::new("abc def", "x").unwrap_err();
+        assert!(!e.to_string().contains("abc"), "{e}");
+        assert_eq!(e.exit_code(), crate::exit::INVALID);
+    }
+
+    #[test]
+    fn key_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        std::fs::write(&p, "k-123\n").unwrap();
+        assert_eq!(ApiKey::load(Some(&p)).unwrap().expose_secret(), "k-123");
+        std::fs::write(&p, "\n").unwrap();
+        assert!(
+            ApiKey::load(Some(&p))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+    }
+
+    #[test]
+    fn base_url_rules() {
+        assert!(parse_base_url("https://api.nimriz.com", "x").is_ok());
+        assert!(parse_base_url("http://127.0.0.1:8080", "x").is_ok());
+        assert!(parse_base_url("http://127.5.0.1", "x").is_ok());
+        assert!(parse_base_url("http://[::1]:9000/", "x").is_ok());
+        assert!(parse_base_url("http://LOCALHOST:1", "x").is_ok());
+        let e = parse_base_url("http://api.nimriz.com", "--api-base").unwrap_err();
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+        assert!(parse_base_url("http://10.0.0.1", "x").is_err());
+        assert!(parse_base_url("ftp://x", "x").is_err());
+        assert!(parse_base_url("https://u:p@api.nimriz.com", "x").is_err());
+        assert!(parse_base_url("not a url", "x").is_err());
+    }
+
+    #[test]
+    fn urls_keep_base_path_prefix() {
+        let key = ApiKey::new("k", "t").unwrap();
+        let c = Client::new(ApiConfig::new("https://h.example/prefix/", key).unwrap()).unwrap();
+        assert_eq!(
+            c.url(
+                contract::PATH_FIND_LINK,
+                &[("domain_id", "d 1"), ("short_code", "a&b")]
+            )
+            .as_str(),
+            "https://h.example/prefix/api/v1/links/find?domain_id=d+1&short_code=a%26b"
+        );
+        assert_eq!(c.api_host(), "h.example");
+    }
+}

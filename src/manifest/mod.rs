@@ -1,8 +1,22 @@
 //! Stage 5: the run manifest — the record of what was asked, created, and failed.
+//!
+//! Files for a manifest `M` (default `<spec dir>/<spec stem>.manifest.json`, see
+//! [`default_path`]): `M` itself (only ever replaced atomically), `M.journal` (progress
+//! since `M` was last written; see `journal.rs` for the format and why a crash loses
+//! nothing recorded) and `M.lock` (held while a build runs). A build writes through
+//! [`ManifestStore`]; readers use [`load`].
 
-use crate::cli::ExportArgs;
-use crate::{Error, Result};
+mod atomic;
+mod export;
+mod journal;
+mod lock;
+pub mod model;
+pub mod store;
 
-pub fn export_command(_args: &ExportArgs) -> Result<u8> {
-    Err(Error::Usage("export is not built yet".into()))
-}
+pub use atomic::write_atomic;
+pub use export::{LINK_COLUMNS, export_command, neutralize, write_csv, write_json};
+pub use model::{
+    LinkRecord, LinkStatus, Manifest, RecordedError, RunCounts, RunRecord, SCHEMA_VERSION,
+    TOOL_NAME, now_rfc3339,
+};
+pub use store::{ManifestStore, default_path, journal_path, load, load_with_notes, lock_path};

@@ -1,6 +1,8 @@
 //! Everything a person sees on stderr goes through the `Printer`: one place decides
 //! quiet / normal / verbose. Data (plans, exports) goes to stdout or `--output`.
 
+pub mod progress;
+
 use std::io::{IsTerminal, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,641 @@
+//! The build: resolve domains, open the manifest, send what is not done in batches with
+//! bounded concurrency, settle every row, record everything, stop cleanly.
+//!
+//! Order of writes for each batch: rows are journaled as `pending` (attempts + 1) BEFORE
+//! the request leaves, and their results AFTER it returns. A crash in between leaves them
+//! pending; the next run resends them with the same idempotency keys and slugs, and the
+//! replay or the slug-conflict lookup settles them without a duplicate.
+
+use super::report::{BuildOutcome, BuildReport};
+use super::send::{self, BatchVerdict, Outgoing, RowResult};
+use super::settings::BuildSettings;
+use crate::client::{Client, ClientError, NewLink, contract};
+use crate::manifest::{
+    LinkRecord, LinkStatus, ManifestStore, RecordedError, RunCounts, now_rfc3339,
+};
+use crate::output::Printer;
+use crate::output::progress::Progress;
+use crate::plan::{DomainRef, Plan, PlannedLink};
+use crate::{Error, Result};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::task::JoinSet;
+
+/// Why in-flight requests stop retrying after Ctrl-C (also how we recognise them).
+const INTERRUPTED: &str = "interrupted by the user (Ctrl-C)";
+
+/// Compact the journal into the manifest after this many batches (long runs).
+const CHECKPOINT_EVERY_BATCHES: u32 = 50;
+
+/// Create the plan's links. Stops on Ctrl-C (in-flight requests finish, the manifest is
+/// written, outcome `Interrupted`). `Err` for run-level failures (auth, unreachable → exit
+/// 3; manifest I/O or lock → exit 4; unknown domain → exit 2), after recording the manifest.
+pub async fn run_build(
+    plan: Plan,
+    settings: &BuildSettings,
+    printer: &Printer,
+) -> Result<BuildReport> {
+    run_build_until(plan, settings, printer, async {
+        // If the handler cannot be installed, never interrupt rather than interrupt at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
+    .await
+}
+
+/// [`run_build`] with the interrupt signal supplied by the caller (tests, embedding).
+pub async fn run_build_until<F>(
+    plan: Plan,
+    settings: &BuildSettings,
+    printer: &Printer,
+    interrupt: F,
+) -> Result<BuildReport>
+where
+    F: Future<Output = ()>,
+{
+    let started = Instant::now();
+    let client = Client::new(settings.api.clone())?.with_printer(printer.clone());
+
+    // Domains first: an unknown host must stop the run before anything is created.
+    let links = resolve_domains(&client, plan.links).await?;
+    let rows = to_rows(links)?;
+    let planned = rows.len();
+
+    let mut store = ManifestStore::open(
+        &settings.manifest_path,
+        &plan.source,
+        Some(&client.api_host()),
+    )?;
+    for note in store.notes() {
+        printer.warn(note);
+    }
+
+    // Split: already done (skip) vs to send. Journal every new row as pending up front so
+    // the manifest lists the whole plan, in plan order, even if the run stops early.
+    let mut queue: VecDeque<Row> = VecDeque::new();
+    let mut skipped_done = 0usize;
+    let mut new_records = Vec::new();
+    for mut row in rows {
+        match store.get(&row.rec.key) {
+            Some(prev) if prev.status.is_done() && prev.destination == row.rec.destination => {
+                skipped_done += 1;
+                continue;
+            }
+            Some(prev) => {
+                row.rec.attempts = prev.attempts;
+                row.rec.status = prev.status;
+                row.rec.url_id = prev.url_id.clone();
+                row.rec.short_url = prev.short_url.clone();
+                row.rec.existing_destination = prev.existing_destination.clone();
+                row.rec.error = prev.error.clone();
+                // Keep the record as it was until it is actually sent again.
+            }
+            None => new_records.push(row.rec.clone()),
+        }
+        queue.push_back(row);
+    }
+    store.record(&new_records)?;
+
+    let to_send = queue.len();
+    let sent_keys: Vec<String> = queue.iter().map(|r| r.rec.key.clone()).collect();
+    // "nothing to do" is said by the summary (`BuildReport::summary_lines`).
+    if to_send > 0 && skipped_done > 0 {
+        printer.info(format!(
+            "{skipped_done} of {planned} links already done; sending {to_send}"
+        ));
+    }
+
+    let retry_client = client.clone();
+    let progress = Progress::start(
+        printer,
+        to_send as u64,
+        Arc::new(move || retry_client.retries()),
+    );
+    let mut run = Run {
+        client: client.clone(),
+        settings,
+        printer,
+        progress: &progress,
+        store: &mut store,
+        queue,
+        batch_size: settings.batch_size.max(1),
+        single_mode: false,
+        said_too_large: false,
+        stop: None,
+        settled: HashSet::new(),
+        batches_done: 0,
+        create_requests: 0,
+    };
+    run.drive(interrupt).await;
+    let Run {
+        stop,
+        settled,
+        create_requests,
+        ..
+    } = run;
+    progress.finish();
+
+    let base = RunCounts {
+        planned,
+        skipped_done,
+        ..RunCounts::default()
+    };
+    let (counts, problems) = tally(&store, &sent_keys, &settled, base);
+    let outcome = match &stop {
+        Some(Stop::Interrupted) => BuildOutcome::Interrupted,
+        _ if counts.failed + counts.drift + counts.pending > 0 => BuildOutcome::Partial,
+        _ => BuildOutcome::Completed,
+    };
+    let outcome_word = match &stop {
+        Some(Stop::Fatal(e)) => format!("aborted: {e}"),
+        _ => outcome.as_str().to_string(),
+    };
+    let manifest_path = store.path().to_path_buf();
+    let finished = store.finish(counts, &outcome_word);
+    if let Some(Stop::Fatal(e)) = stop {
+        printer.info(format!(
+            "stopped: {} created, {} exists, {} not settled; links recorded as done will not be \
+             sent again (manifest: {})",
+            counts.created,
+            counts.exists,
+            counts.pending,
+            manifest_path.display()
+        ));
+        if let Err(io) = finished {
+            printer.warn(format!("the manifest could not be finished: {io}"));
+        }
+        return Err(e);
+    }
+    finished?;
+    Ok(BuildReport {
+        counts,
+        outcome,
+        elapsed: started.elapsed(),
+        manifest_path,
+        problems,
+        create_requests,
+        retries: client.retries(),
+    })
+}
+
+/// Counts and problem rows (drift/failed) for the rows this run set out to send.
+fn tally(
+    store: &ManifestStore,
+    sent_keys: &[String],
+    settled: &HashSet<String>,
+    mut counts: RunCounts,
+) -> (RunCounts, Vec<LinkRecord>) {
+    let mut problems = Vec::new();
+    for key in sent_keys {
+        let rec = match store.get(key) {
+            Some(rec) if settled.contains(key) => rec,
+            _ => {
+                counts.pending += 1;
+                continue;
+            }
+        };
+        match rec.status {
+            LinkStatus::Created => counts.created += 1,
+            LinkStatus::Exists => counts.exists += 1,
+            LinkStatus::Drift => {
+                counts.drift += 1;
+                problems.push(rec.clone());
+            }
+            LinkStatus::Failed => {
+                counts.failed += 1;
+                problems.push(rec.clone());
+            }
+            LinkStatus::Pending => counts.pending += 1,
+        }
+    }
+    (counts, problems)
+}
+
+/// Why the run stopped sending early.
+enum Stop {
+    Interrupted,
+    Fatal(Error),
+}
+
+/// One link on its way: its manifest record (kept current) and what is sent for it.
+#[derive(Debug, Clone)]
+struct Row {
+    rec: LinkRecord,
+    out: Outgoing,
+    /// Times this run resent it for lack of a usable result.
+    resends: u32,
+    /// Planned short URL, a fallback when the API does not return one.
+    planned_short_url: Option<String>,
+}
+
+/// What one in-flight task hands back.
+struct BatchDone {
+    rows: Vec<Row>,
+    verdict: BatchVerdict,
+    http_attempts: u32,
+}
+
+struct Run<'a> {
+    client: Client,
+    settings: &'a BuildSettings,
+    printer: &'a Printer,
+    progress: &'a Progress,
+    store: &'a mut ManifestStore,
+    queue: VecDeque<Row>,
+    batch_size: usize,
+    /// The bulk route is missing: one `POST /api/shorten` per link.
+    single_mode: bool,
+    said_too_large: bool,
+    stop: Option<Stop>,
+    /// Keys settled (created/exists/drift/failed) by this run.
+    settled: HashSet<String>,
+    batches_done: u32,
+    create_requests: u64,
+}
+
+impl Run<'_> {
+    async fn drive<F: Future<Output = ()>>(&mut self, interrupt: F) {
+        let mut in_flight: JoinSet<BatchDone> = JoinSet::new();
+        let interrupt = std::pin::pin!(interrupt);
+        let mut interrupt = interrupt;
+        let mut interrupted = false;
+        loop {
+            while self.stop.is_none()
+                && in_flight.len() < self.settings.concurrency
+                && !self.queue.is_empty()
+            {
+                if let Err(e) = self.launch(&mut in_flight) {
+                    self.stop_with(Stop::Fatal(e));
+                }
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                () = &mut interrupt, if !interrupted => {
+                    interrupted = true;
+                    if self.stop.is_none() {
+                        self.stop = Some(Stop::Interrupted);
+                    }
+                    // Requests on the wire finish; none starts a new retry. Rows whose
+                    // request gives up stay pending and are resent (same keys) next run.
+                    self.client.stop(INTERRUPTED);
+                    self.progress.note(self.printer, &format!(
+                        "interrupted: sending nothing new; waiting for {} request(s) in flight, \
+                         then writing the manifest",
+                        in_flight.len()
+                    ));
+                }
+                joined = in_flight.join_next() => match joined {
+                    Some(Ok(done)) => self.absorb(done),
+                    Some(Err(e)) => self.stop_with(Stop::Fatal(Error::Api(format!(
+                        "internal error: a request task failed ({e}); its rows stay pending and \
+                         are resent by the next run"
+                    )))),
+                    None => {}
+                },
+            }
+        }
+    }
+
+    fn stop_with(&mut self, stop: Stop) {
+        // After Ctrl-C, requests cut short by our own stop are not a failure of the API.
+        if let (Some(Stop::Interrupted), Stop::Fatal(Error::Api(msg))) = (&self.stop, &stop) {
+            if msg == INTERRUPTED {
+                return;
+            }
+        }
+        if let Stop::Fatal(e) = &stop {
+            // Requests still retrying give up at their next step.
+            self.client.stop(&e.to_string());
+        }
+        match (&self.stop, stop) {
+            // A run-level failure outranks an interrupt: it is what the user must act on.
+            (None | Some(Stop::Interrupted), s @ Stop::Fatal(_)) => self.stop = Some(s),
+            (None, s) => self.stop = Some(s),
+            _ => {}
+        }
+    }
+
+    /// Take the next batch, journal it as pending, send it.
+    fn launch(&mut self, in_flight: &mut JoinSet<BatchDone>) -> Result<()> {
+        let n = if self.single_mode { 1 } else { self.batch_size };
+        let n = n.min(self.queue.len());
+        let mut rows: Vec<Row> = self.queue.drain(..n).collect();
+        let now = now_rfc3339();
+        for r in &mut rows {
+            r.rec.status = LinkStatus::Pending;
+            r.rec.attempts += 1;
+            r.rec.updated_at.clone_from(&now);
+        }
+        let pending: Vec<LinkRecord> = rows.iter().map(|r| r.rec.clone()).collect();
+        if let Err(e) = self.store.record(&pending) {
+            // Not journaled, so not sent: put them back untouched for the next run.
+            self.queue.extend(rows);
+            return Err(e);
+        }
+        self.create_requests += 1;
+        let client = self.client.clone();
+        let single = self.single_mode;
+        self.printer.detail(format!(
+            "sending {} row(s){}",
+            rows.len(),
+            if single { " (single create)" } else { "" }
+        ));
+        in_flight.spawn(async move {
+            let outgoing: Vec<Outgoing> = rows.iter().map(|r| r.out.clone()).collect();
+            let (verdict, http_attempts) = if single {
+                let (result, attempts) =
+                    send::create_one(&client, &outgoing[0].link, &outgoing[0].idempotency_key)
+                        .await;
+                let verdict = match result {
+                    RowResult::Unsettled(e) => BatchVerdict::Fatal(e),
+                    other => BatchVerdict::Rows(vec![other]),
+                };
+                (verdict, attempts)
+            } else {
+                send::send_bulk(&client, &outgoing).await
+            };
+            BatchDone {
+                rows,
+                verdict,
+                http_attempts,
+            }
+        });
+        Ok(())
+    }
+
+    /// Record a finished batch and decide what happens to each row.
+    fn absorb(&mut self, done: BatchDone) {
+        let BatchDone {
+            rows,
+            verdict,
+            http_attempts,
+        } = done;
+        let extra_attempts = http_attempts.saturating_sub(1);
+        match verdict {
+            BatchVerdict::Rows(results) => {
+                let mut records = Vec::new();
+                let mut settled_now = 0u64;
+                let mut fatal = None;
+                for (mut row, result) in rows.into_iter().zip(results) {
+                    row.rec.attempts += extra_attempts;
+                    row.rec.updated_at = now_rfc3339();
+                    match result {
+                        RowResult::Settled {
+                            status,
+                            url_id,
+                            short_url,
+                            short_code: _,
+                            existing_destination,
+                        } => {
+                            row.rec.status = status;
+                            row.rec.url_id = url_id;
+                            row.rec.short_url = short_url.or_else(|| row.planned_short_url.clone());
+                            row.rec.existing_destination = existing_destination;
+                            row.rec.error = None;
+                        }
+                        RowResult::Failed(err) => set_failed(&mut row.rec, err),
+                        RowResult::Resend(why) => {
+                            row.resends += 1;
+                            if row.resends > self.settings.max_resends {
+                                set_failed(
+                                    &mut row.rec,
+                                    RecordedError {
+                                        code: Some("no_result".into()),
+                                        message: format!(
+                                            "Nimriz gave no usable result for this link after \
+                                             {} tries ({why}); re-run the build to try again \
+                                             (same key and slug, so no duplicate)",
+                                            row.resends
+                                        ),
+                                        support_reference: None,
+                                        http_status: None,
+                                    },
+                                );
+                            } else {
+                                self.printer
+                                    .detail(format!("resending {} ({why})", row.rec.key));
+                                // Attempts so far are kept; the row stays pending.
+                                records.push(row.rec.clone());
+                                self.queue.push_back(row);
+                                continue;
+                            }
+                        }
+                        RowResult::Unsettled(e) => {
+                            records.push(row.rec.clone());
+                            fatal.get_or_insert(e);
+                            continue;
+                        }
+                    }
+                    settled_now += 1;
+                    self.settled.insert(row.rec.key.clone());
+                    records.push(row.rec);
+                }
+                self.record(&records);
+                self.progress.inc(settled_now);
+                if let Some(e) = fatal {
+                    self.stop_with(Stop::Fatal(run_error(e)));
+                }
+            }
+            BatchVerdict::TooLarge(f) => {
+                if rows.len() <= 1 {
+                    let err = RecordedError {
+                        code: f.code.clone(),
+                        message: format!(
+                            "Nimriz refused even a single-row batch as too large ({f}); the \
+                             link itself may be too long"
+                        ),
+                        support_reference: f.support_reference.clone(),
+                        http_status: Some(f.status),
+                    };
+                    let records: Vec<LinkRecord> = rows
+                        .into_iter()
+                        .map(|mut r| {
+                            set_failed(&mut r.rec, err.clone());
+                            self.settled.insert(r.rec.key.clone());
+                            r.rec
+                        })
+                        .collect();
+                    self.progress.inc(records.len() as u64);
+                    self.record(&records);
+                } else {
+                    let smaller = (rows.len() / 2).max(1);
+                    if smaller < self.batch_size {
+                        self.batch_size = smaller;
+                        let msg = format!(
+                            "the server refused a batch of {} rows as too large ({f}); \
+                             continuing with batches of {smaller}",
+                            rows.len()
+                        );
+                        // Batches in flight hit the same limit: say it once, details in -v.
+                        if self.said_too_large {
+                            self.printer.detail(msg);
+                        } else {
+                            self.said_too_large = true;
+                            self.progress.note(self.printer, &msg);
+                        }
+                    }
+                    self.requeue_front(rows);
+                }
+            }
+            BatchVerdict::BulkUnsupported => {
+                if !self.single_mode {
+                    self.single_mode = true;
+                    self.progress.note(
+                        self.printer,
+                        &format!(
+                            "{} is not available on this server (404/405); creating links one \
+                             by one through {} instead",
+                            contract::PATH_SHORTEN_BULK,
+                            contract::PATH_SHORTEN
+                        ),
+                    );
+                }
+                self.requeue_front(rows);
+            }
+            BatchVerdict::Fatal(e) => {
+                // Rows stay pending in the journal: the next run resends them, same keys.
+                self.stop_with(Stop::Fatal(run_error(e)));
+            }
+        }
+        self.batches_done += 1;
+        if self.batches_done % CHECKPOINT_EVERY_BATCHES == 0 {
+            if let Err(e) = self.store.checkpoint() {
+                self.stop_with(Stop::Fatal(e));
+            }
+        }
+    }
+
+    fn requeue_front(&mut self, rows: Vec<Row>) {
+        for r in rows.into_iter().rev() {
+            self.queue.push_front(r);
+        }
+    }
+
+    fn record(&mut self, records: &[LinkRecord]) {
+        if let Err(e) = self.store.record(records) {
+            self.stop_with(Stop::Fatal(e));
+        }
+    }
+}
+
+fn set_failed(rec: &mut LinkRecord, err: RecordedError) {
+    rec.status = LinkStatus::Failed;
+    rec.error = Some(err);
+    rec.existing_destination = None;
+}
+
+fn run_error(e: ClientError) -> Error {
+    Error::from(e)
+}
+
+/// Fill in every `domain.id` from its host through `GET /api/v1/domains` (once).
+async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result<Vec<PlannedLink>> {
+    let needs_lookup = links.iter().any(|l| l.domain.id.is_none());
+    if !needs_lookup {
+        return Ok(links);
+    }
+    let domains = client.list_domains().await?;
+    let by_host: HashMap<String, String> = domains
+        .iter()
+        .map(|d| (normalize_host(&d.domain_name), d.id.clone()))
+        .collect();
+    let mut unknown: Vec<String> = Vec::new();
+    for link in &mut links {
+        if link.domain.id.is_some() {
+            continue;
+        }
+        let host = link.domain.host.clone().unwrap_or_default();
+        match by_host.get(&normalize_host(&host)) {
+            Some(id) => link.domain.id = Some(id.clone()),
+            None if !unknown.contains(&host) => unknown.push(host),
+            None => {}
+        }
+    }
+    if !unknown.is_empty() {
+        let mut have: Vec<&str> = domains.iter().map(|d| d.domain_name.as_str()).collect();
+        have.sort_unstable();
+        return Err(Error::Usage(format!(
+            "the spec uses short domain(s) this workspace does not have: {}. The workspace has: \
+             {}. Host names must match exactly (www.example.com and example.com differ); fix \
+             the spec or add the domain in the Nimriz dashboard. Nothing was created",
+            unknown.join(", "),
+            if have.is_empty() {
+                "no domains".to_string()
+            } else {
+                have.join(", ")
+            }
+        )));
+    }
+    Ok(links)
+}
+
+/// DNS names are case-insensitive and may carry a trailing dot; nothing else is folded
+/// (Nimriz matches hosts strictly).
+fn normalize_host(h: &str) -> String {
+    h.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn to_rows(links: Vec<PlannedLink>) -> Result<Vec<Row>> {
+    let mut seen = HashSet::new();
+    let mut rows = Vec::with_capacity(links.len());
+    let now = now_rfc3339();
+    for link in links {
+        let domain_id = link.domain.id.clone().unwrap_or_default();
+        let key = LinkRecord::key_for(&link.domain, &link.slug);
+        if !seen.insert(key.clone()) {
+            return Err(Error::Usage(format!(
+                "the plan has slug '{}' twice on domain {}; slugs must be unique per domain",
+                link.slug,
+                describe_domain(&link.domain)
+            )));
+        }
+        let idempotency_key = contract::idempotency_key(&domain_id, &link.slug, &link.destination);
+        let out = Outgoing {
+            client_row_id: key.clone(),
+            idempotency_key: idempotency_key.clone(),
+            link: NewLink {
+                domain_id,
+                long_url: link.destination.clone(),
+                custom_slug: Some(link.slug.clone()),
+                expires_at: link.expires_at.clone(),
+                redirect_status_code: Some(link.redirect),
+                tags: link.tags.clone(),
+                space: link.space.clone(),
+            },
+        };
+        rows.push(Row {
+            rec: LinkRecord {
+                key,
+                cell: link.cell,
+                slug: link.slug,
+                domain: link.domain,
+                destination: link.destination,
+                idempotency_key,
+                status: LinkStatus::Pending,
+                short_url: None,
+                url_id: None,
+                existing_destination: None,
+                error: None,
+                attempts: 0,
+                updated_at: now.clone(),
+            },
+            out,
+            resends: 0,
+            planned_short_url: link.short_url,
+        });
+    }
+    Ok(rows)
+}
+
+fn describe_domain(d: &DomainRef) -> String {
+    match (&d.host, &d.id) {
+        (Some(h), _) => h.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => "?".into(),
+    }
+}

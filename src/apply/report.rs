@@ -1,0 +1,162 @@
+//! What a build did, and the summary printed at its end.
+
+use crate::exit;
+use crate::manifest::{LinkRecord, LinkStatus, RunCounts};
+use crate::output::{Printer, Verbosity};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// Every link this run sent is created or exists.
+    Completed,
+    /// Finished, but some links failed, drifted, or could not be settled.
+    Partial,
+    /// Stopped by Ctrl-C; in-flight requests were finished and recorded.
+    Interrupted,
+}
+
+impl BuildOutcome {
+    /// The word recorded in the manifest's run record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildOutcome::Completed => "completed",
+            BuildOutcome::Partial => "partial",
+            BuildOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// As recorded in the manifest's run record.
+    pub counts: RunCounts,
+    pub outcome: BuildOutcome,
+    pub elapsed: Duration,
+    pub manifest_path: PathBuf,
+    /// Links this run left `failed` or `drift`, with their recorded reasons.
+    pub problems: Vec<LinkRecord>,
+    /// Create requests sent (bulk batches, or single creates after a fallback).
+    pub create_requests: u64,
+    /// Transient failures retried, across all requests.
+    pub retries: u64,
+}
+
+impl BuildReport {
+    /// 0 all done; 1 some failed/drifted/unsettled; 130 interrupted.
+    pub fn exit_code(&self) -> u8 {
+        match self.outcome {
+            BuildOutcome::Completed => exit::OK,
+            BuildOutcome::Partial => exit::PARTIAL,
+            BuildOutcome::Interrupted => exit::INTERRUPTED,
+        }
+    }
+
+    /// The end-of-build summary, as lines for stderr.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let c = &self.counts;
+        if c.planned > 0 && c.skipped_done == c.planned {
+            return vec![format!(
+                "nothing to do: all {} links are already done (manifest: {})",
+                c.planned,
+                self.manifest_path.display()
+            )];
+        }
+        let mut lines = vec![format!(
+            "{}: {} created, {} exists, {} drift, {} failed{}{} — {} links in {:.1}s ({} create \
+             request(s), {} retries)",
+            match self.outcome {
+                BuildOutcome::Completed => "done",
+                BuildOutcome::Partial => "finished with problems",
+                BuildOutcome::Interrupted => "interrupted",
+            },
+            c.created,
+            c.exists,
+            c.drift,
+            c.failed,
+            if c.skipped_done > 0 {
+                format!(", {} already done", c.skipped_done)
+            } else {
+                String::new()
+            },
+            if c.pending > 0 {
+                format!(", {} not sent or unsettled (re-run to finish)", c.pending)
+            } else {
+                String::new()
+            },
+            c.planned,
+            self.elapsed.as_secs_f64(),
+            self.create_requests,
+            self.retries,
+        )];
+        lines.push(format!("manifest: {}", self.manifest_path.display()));
+        lines.extend(self.problem_lines());
+        lines
+    }
+
+    /// One block per failed or drifted link: what happened and what to do.
+    pub fn problem_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for rec in &self.problems {
+            let label = if rec.cell.0.is_empty() {
+                rec.key.clone()
+            } else {
+                format!("{} ({})", rec.key, rec.cell.label())
+            };
+            match rec.status {
+                LinkStatus::Drift => {
+                    lines.push(format!("  drift  {label}"));
+                    lines.push(format!("         planned:   {}", rec.destination));
+                    lines.push(format!(
+                        "         on Nimriz: {}",
+                        rec.existing_destination.as_deref().unwrap_or("?")
+                    ));
+                    lines.push(
+                        "         left unchanged: change the slug in the spec, or update the \
+                         link on Nimriz if the spec is right"
+                            .to_string(),
+                    );
+                }
+                _ => {
+                    let (msg, extra) = match &rec.error {
+                        Some(e) => {
+                            let mut extra = Vec::new();
+                            if let Some(c) = &e.code {
+                                extra.push(format!("code {c}"));
+                            }
+                            if let Some(s) = e.http_status {
+                                extra.push(format!("HTTP {s}"));
+                            }
+                            if let Some(r) = &e.support_reference {
+                                extra.push(format!("support reference {r}"));
+                            }
+                            (e.message.clone(), extra.join(", "))
+                        }
+                        None => ("no reason recorded".to_string(), String::new()),
+                    };
+                    lines.push(format!("  failed {label}"));
+                    lines.push(format!("         {msg}"));
+                    if !extra.is_empty() {
+                        lines.push(format!("         [{extra}]"));
+                    }
+                }
+            }
+        }
+        lines
+    }
+
+    /// Print the summary on stderr. With `--quiet` only the failed/drifted links are shown
+    /// (they are errors the user must act on).
+    pub fn print(&self, printer: &Printer) {
+        let lines = if printer.verbosity == Verbosity::Quiet {
+            self.problem_lines()
+        } else {
+            self.summary_lines()
+        };
+        let mut err = std::io::stderr().lock();
+        for l in lines {
+            let _ = writeln!(err, "{l}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `nimriz-matrix export MANIFEST`: the manifest as CSV (for the media team's spreadsheets)
+//! or JSON (the manifest with its journal replayed).
+
+use super::atomic::{parent_dir, write_atomic};
+use super::model::{LinkRecord, Manifest};
+use super::store::{journal_path, load_with_notes, lock_path};
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::{Error, Result, exit};
+use std::borrow::Cow;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// Columns after the cell's dimension columns, in this order.
+pub const LINK_COLUMNS: [&str; 12] = [
+    "slug",
+    "short_url",
+    "destination",
+    "status",
+    "url_id",
+    "domain_host",
+    "domain_id",
+    "error_code",
+    "error_message",
+    "support_reference",
+    "attempts",
+    "updated_at",
+];
+
+pub fn export_command(args: &ExportArgs) -> Result<u8> {
+    if let Some(out) = args.output.as_deref() {
+        refuse_to_overwrite_the_record(&args.manifest, out)?;
+    }
+    let (manifest, notes) = load_with_notes(&args.manifest)?;
+    for note in notes {
+        let _ = writeln!(io::stderr(), "warning: {note}");
+    }
+    let render = |w: &mut dyn Write| match args.format {
+        ExportFormat::Csv => write_csv(&manifest, w),
+        ExportFormat::Json => write_json(&manifest, w),
+    };
+    match args.output.as_deref() {
+        Some(path) if path != Path::new("-") => write_atomic(path, render)?,
+        _ => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            match render(&mut out).and_then(|()| out.flush()) {
+                Ok(()) => {}
+                // `export ... | head`: the reader has all it wants; stop quietly.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(Error::io("write", "standard output", e)),
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `export m.json -o m.json` would replace the record with its own CSV.
+fn refuse_to_overwrite_the_record(manifest: &Path, output: &Path) -> Result<()> {
+    // Compare folder (resolved) + file name: the output need not exist yet.
+    let resolve = |p: &Path| {
+        let dir = std::fs::canonicalize(parent_dir(p)).ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    let Some(out) = resolve(output) else {
+        return Ok(());
+    };
+    for own in [
+        manifest.to_path_buf(),
+        journal_path(manifest),
+        lock_path(manifest),
+    ] {
+        if resolve(&own).is_some_and(|own| own == out) {
+            return Err(Error::Usage(format!(
+                "--output {} would overwrite the manifest's own files; choose another file",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn write_json(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, manifest)?;
+    w.write_all(b"\n")
+}
+
+/// One row per link: the cell's dimensions (in order of first appearance across links),
+/// then [`LINK_COLUMNS`]. A dimension named like a fixed column gets a `cell_` prefix.
+pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
+    let mut dimensions: Vec<&str> = Vec::new();
+    for link in &manifest.links {
+        for (dim, _) in &link.cell.0 {
+            if !dimensions.contains(&dim.as_str()) {
+                dimensions.push(dim);
+            }
+        }
+    }
+    let mut csv = csv::Writer::from_writer(w);
+    let header = dimensions
+        .iter()
+        .map(|d| {
+            if LINK_COLUMNS.contains(d) {
+                Cow::Owned(format!("cell_{d}"))
+            } else {
+                Cow::Borrowed(*d)
+            }
+        })
+        .chain(LINK_COLUMNS.iter().map(|c| Cow::Borrowed(*c)));
+    csv.write_record(header.map(|h| neutralize(&h).into_owned()))
+        .map_err(csv_io)?;
+    for link in &manifest.links {
+        let fields = link_fields(link);
+        let cells = dimensions.iter().map(|d| link.cell.get(d).unwrap_or(""));
+        let row = cells.chain(fields.iter().map(String::as_str));
+        csv.write_record(row.map(|f| neutralize(f).into_owned()))
+            .map_err(csv_io)?;
+    }
+    csv.flush()
+}
+
+fn link_fields(link: &LinkRecord) -> [String; 12] {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    let err = link.error.as_ref();
+    [
+        link.slug.clone(),
+        opt(&link.short_url),
+        link.destination.clone(),
+        link.status.as_str().to_string(),
+        opt(&link.url_id),
+        opt(&link.domain.host),
+        opt(&link.domain.id),
+        err.and_then(|e| e.code.clone()).unwrap_or_default(),
+        err.map(|e| e.message.clone()).unwrap_or_default(),
+        err.and_then(|e| e.support_reference.clone())
+            .unwrap_or_default(),
+        link.attempts.to_string(),
+        link.updated_at.clone(),
+    ]
+}
+
+/// OWASP CSV-injection defence: a field a spreadsheet would read as a formula (starting
+/// with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`; every other field is untouched.
+pub fn neutralize(field: &str) -> Cow<'_, str> {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{field}"))
+    } else {
+        Cow::Borrowed(field)
+    }
+}
+
+/// Keep the io::ErrorKind (a broken pipe must stay recognisable).
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::model::{LinkStatus, Manifest};
+    use crate::plan::{Cell, DomainRef, PlanSource};
+
+    #[test]
+    fn dimension_named_like_a_fixed_column_is_prefixed() {
+        let mut m = Manifest::new(PlanSource::default(), None);
+        m.links.push(LinkRecord {
+            key: "go.example/a".into(),
+            cell: Cell(vec![("status".into(), "vip".into())]),
+            slug: "a".into(),
+            domain: DomainRef {
+                id: None,
+                host: Some("go.example".into()),
+            },
+            destination: "https://example.com/".into(),
+            idempotency_key: "k".into(),
+            status: LinkStatus::Pending,
+            short_url: None,
+            url_id: None,
+            existing_destination: None,
+            error: None,
+            attempts: 0,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        });
+        let mut out = Vec::new();
+        write_csv(&m, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().starts_with("cell_status,slug,"));
+        assert!(lines.next().unwrap().starts_with("vip,a,"));
+    }
+
+    #[test]
+    fn neutralizes_only_formula_triggers() {
+        for bad in ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralize(bad), format!("'{bad}"));
+        }
+        for fine in ["https://x.example/?a=-1", "acme", "", "1", "'quoted", " =x"] {
+            assert!(matches!(neutralize(fine), Cow::Borrowed(_)), "{fine:?}");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The journal `M.journal`: progress since the manifest `M` was last rewritten.
+//!
+//! # Format
+//! UTF-8 JSON lines, append-only. Each line is one complete record followed by `\n`:
+//!
+//! ```text
+//! {"t":"link","key":"<domain key>/<slug>","cell":{...},"slug":"...","status":"pending",...}
+//! ```
+//!
+//! `t` says what the line is; today only `"link"` exists (the other fields are a full
+//! [`LinkRecord`]). Lines with an unknown `t` (written by a newer version) are skipped with a
+//! note. Replaying the journal over `M` applies the lines in order; for one `key`, the later
+//! line wins; a key not yet in `M` is appended to `links` (plan order = first appearance).
+//! Run start/finish are not journaled: both are written straight into `M` (see below).
+//!
+//! # Why a `kill -9` at any instant loses nothing recorded
+//! 1. `record()` writes its lines with one `write_all` on an `O_APPEND` file and then
+//!    fsyncs; only after that does it return, so "recorded" means "on disk". A crash during
+//!    `record()` can leave only a *torn last line*, which replay ignores (with a note): the
+//!    caller was never told those records were stored, and apply records `pending` *before*
+//!    sending a batch, so the lost line at worst causes a resend with the same idempotency
+//!    key, never a second link. A failed write is truncated back so a torn line never ends up
+//!    in the middle; if even that fails, the journal refuses further appends.
+//! 2. `M` is only replaced atomically (temp file, fsync, rename, fsync folder): any crash
+//!    leaves the old or the new `M`, never a mix.
+//! 3. Compaction writes `M` = old `M` + journal first, and only then empties the journal.
+//!    A crash in between leaves the new `M` plus the old journal; replaying it again gives the
+//!    same result, because "later line wins by key" is idempotent.
+//! 4. A run is added to `M` (compacted) before anything is journaled, and `finish` writes the
+//!    final `M` before deleting the journal. A run that crashed keeps `finished_at: null`.
+//!
+//! So every line in the middle of the journal was written completely and fsynced before the
+//! next one began; a middle line that does not parse is real damage (or a hand edit), and
+//! replay stops with an error naming the file and line rather than guess.
+
+use super::model::LinkRecord;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum LineOut<'a> {
+    Link(&'a LinkRecord),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum LineIn {
+    Link(Box<LinkRecord>),
+    #[serde(other)]
+    Unknown,
+}
+
+/// What replay found: the records in order, and notes for the user (torn tail, skipped lines).
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    pub records: Vec<LinkRecord>,
+    pub notes: Vec<String>,
+}
+
+pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
+    let mut replay = Replay::default();
+    // (1-based line number, bytes) of every non-blank line.
+    let lines: Vec<(usize, &[u8])> = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
+    let last = lines.len();
+    for (n, (line_no, line)) in lines.into_iter().enumerate() {
+        match serde_json::from_slice::<LineIn>(line) {
+            Ok(LineIn::Link(rec)) => replay.records.push(*rec),
+            Ok(LineIn::Unknown) => replay.notes.push(format!(
+                "{}: skipped line {line_no}, a record type this version does not know \
+                 (written by a newer nimriz-matrix?)",
+                path.display()
+            )),
+            Err(_) if n + 1 == last => replay.notes.push(format!(
+                "{}: ignored an incomplete last line ({line_no}), left by an interrupted \
+                 write; the records in it were never reported as saved",
+                path.display()
+            )),
+            Err(e) => {
+                return Err(Error::io(
+                    "replay the journal",
+                    path,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "line {line_no} is damaged ({e}); an interrupted write can only \
+                             damage the last line, so this file was changed by something \
+                             else. Fix or delete that line by hand, then run again"
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(replay)
+}
+
+/// The open, append-only journal of a locked store.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    file: File,
+    path: PathBuf,
+    /// Length of the journal after the last complete, fsynced append.
+    len: u64,
+    /// A failed append could not be rolled back: refuse further appends so no torn line
+    /// ends up in the middle. Cleared by a successful `reset`.
+    poisoned: bool,
+}
+
+impl Writer {
+    /// Open (creating) the journal for appending, and empty it. Only call once its
+    /// contents are safely in the manifest.
+    pub fn open_empty(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| Error::io("open the journal", path, e))?;
+        let mut w = Writer {
+            file,
+            path: path.to_path_buf(),
+            len: 0,
+            poisoned: false,
+        };
+        w.reset()?;
+        super::atomic::sync_dir(&super::atomic::parent_dir(path))
+            .map_err(|e| Error::io("sync the folder of", path, e))?;
+        Ok(w)
+    }
+
+    /// Append `records` as lines, then fsync. On error nothing is considered written.
+    pub fn append(&mut self, records: &[LinkRecord]) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::io(
+                "append to the journal",
+                &self.path,
+                io::Error::other(
+                    "an earlier write to the journal failed and could not be undone; \
+                     stop this run and start it again (nothing recorded is lost)",
+                ),
+            ));
+        }
+        let mut buf = Vec::with_capacity(records.len() * 512);
+        for rec in records {
+            serde_json::to_writer(&mut buf, &LineOut::Link(rec))
+                .map_err(|e| Error::io("encode a journal record for", &self.path, e.into()))?;
+            buf.push(b'\n');
+        }
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Roll back a partial line; a failed fsync leaves the page state unknown,
+                // so refuse further appends either way until the next compaction.
+                let _ = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|()| self.file.sync_all());
+                self.poisoned = true;
+                Err(Error::io("append to the journal", &self.path, e))
+            }
+        }
+    }
+
+    /// Empty the journal (its contents are now in the manifest).
+    pub fn reset(&mut self) -> Result<()> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| Error::io("empty the journal", &self.path, e))?;
+        self.len = 0;
+        self.poisoned = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::model::LinkStatus;
+    use crate::plan::{Cell, DomainRef};
+
+    fn rec(slug: &str, status: LinkStatus) -> LinkRecord {
+        let domain = DomainRef {
+            id: None,
+            host: Some("go.example".into()),
+        };
+        LinkRecord {
+            key: LinkRecord::key_for(&domain, slug),
+            cell: Cell(vec![("brand".into(), "acme".into())]),
+            slug: slug.into(),
+            domain,
+            destination: "https://example.com/".into(),
+            idempotency_key: "k".into(),
+            status,
+            short_url: None,
+            url_id: None,
+            existing_destination: None,
+            error: None,
+            attempts: 1,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn line(r: &LinkRecord) -> String {
+        let mut s = serde_json::to_string(&LineOut::Link(r)).unwrap();
+        s.push('\n');
+        s
+    }
+
+    #[test]
+    fn round_trip_and_line_shape() {
+        let a = rec("a", LinkStatus::Pending);
+        let text = line(&a);
+        assert!(text.starts_with(r#"{"t":"link","key":"go.example/a","#));
+        let replay = parse(Path::new("j"), text.as_bytes()).unwrap();
+        assert_eq!(replay.records, vec![a]);
+        assert!(replay.notes.is_empty());
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_with_note() {
+        let a = rec("a", LinkStatus::Created);
+        let b = line(&rec("b", LinkStatus::Pending));
+        let text = format!("{}{}", line(&a), &b[..b.len() / 2]);
+        let replay = parse(Path::new("j"), text.as_bytes()).unwrap();
+        assert_eq!(replay.records, vec![a]);
+        assert_eq!(replay.notes.len(), 1);
+        assert!(replay.notes[0].contains("incomplete last line (2)"));
+    }
+
+    #[test]
+    fn damaged_middle_line_is_an_error_naming_file_and_line() {
+        let a = line(&rec("a", LinkStatus::Created));
+        let text = format!("{a}{{\"t\":\"link\",\"key\n{a}");
+        let err = parse(Path::new("/x/m.json.journal"), text.as_bytes()).unwrap_err();
+        let msg = format!("{err} {}", std::error::Error::source(&err).unwrap());
+        assert!(msg.contains("/x/m.json.journal"), "{msg}");
+        assert!(msg.contains("line 2 is damaged"), "{msg}");
+        assert_eq!(err.exit_code(), crate::exit::LOCAL);
+    }
+
+    #[test]
+    fn unknown_record_types_are_skipped_and_blank_lines_ignored() {
+        let a = rec("a", LinkStatus::Created);
+        let text = format!("{{\"t\":\"future\",\"x\":1}}\n\n{}", line(&a));
+        let replay = parse(Path::new("j"), text.as_bytes()).unwrap();
+        assert_eq!(replay.records, vec![a]);
+        assert_eq!(replay.notes.len(), 1);
+    }
+}

@@ -1,0 +1,171 @@
+//! The manifest's data: what a build asked for, what it created, what failed, and when.
+//!
+//! Read leniently (unknown fields are ignored, missing optional fields default) so manifests
+//! written by older or newer versions still load; written in full (every field, `null` when
+//! absent) so the committed JSON Schema (`schema/manifest.schema.json`) can require them.
+//!
+//! Invariants the schema checks, which writers (apply) must keep:
+//! - `failed` has an `error`;
+//! - `created` / `exists` have a `url_id` and a `short_url`;
+//! - `drift` has an `existing_destination` (what Nimriz redirects to now).
+
+use crate::plan::{Cell, DomainRef, PlanSource};
+use serde::{Deserialize, Serialize};
+
+/// The manifest format version this code writes. Bumped only for changes an older reader
+/// would misread; adding a field is not such a change.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The `tool` value in every manifest this program writes.
+pub const TOOL_NAME: &str = "nimriz-matrix";
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// Recorded before its create request was sent; no answer recorded yet.
+    Pending,
+    Created,
+    /// Nimriz already had this slug with this destination (earlier run, or outside us).
+    Exists,
+    /// Nimriz has this slug with a different destination; left untouched.
+    Drift,
+    Failed,
+}
+
+impl LinkStatus {
+    /// The link exists on Nimriz as planned: never send it again.
+    pub fn is_done(self) -> bool {
+        matches!(self, LinkStatus::Created | LinkStatus::Exists)
+    }
+
+    /// The word used in the manifest and in exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Pending => "pending",
+            LinkStatus::Created => "created",
+            LinkStatus::Exists => "exists",
+            LinkStatus::Drift => "drift",
+            LinkStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct RecordedError {
+    /// The server's code, e.g. `slug_reserved`, or ours, e.g. `slug_taken_elsewhere`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Human message, including what to do.
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub support_reference: Option<String>,
+    #[serde(default)]
+    pub http_status: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LinkRecord {
+    /// Record identity: `"{domain.key()}/{slug}"`; see [`LinkRecord::key_for`].
+    pub key: String,
+    pub cell: Cell,
+    pub slug: String,
+    /// As planned, with `id` filled in once resolved.
+    pub domain: DomainRef,
+    /// The planned destination.
+    pub destination: String,
+    pub idempotency_key: String,
+    pub status: LinkStatus,
+    #[serde(default)]
+    pub short_url: Option<String>,
+    #[serde(default)]
+    pub url_id: Option<String>,
+    /// For `drift`: what Nimriz redirects to now.
+    #[serde(default)]
+    pub existing_destination: Option<String>,
+    #[serde(default)]
+    pub error: Option<RecordedError>,
+    /// Create requests that carried this row, across all runs.
+    #[serde(default)]
+    pub attempts: u32,
+    /// RFC 3339 UTC; see [`now_rfc3339`].
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+impl LinkRecord {
+    /// The record key for a link: `"{domain.key()}/{slug}"`.
+    pub fn key_for(domain: &DomainRef, slug: &str) -> String {
+        format!("{}/{}", domain.key(), slug)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(default)]
+pub struct RunCounts {
+    pub planned: usize,
+    pub created: usize,
+    pub exists: usize,
+    pub drift: usize,
+    pub failed: usize,
+    pub pending: usize,
+    /// Links already done by an earlier run, not sent this time.
+    pub skipped_done: usize,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub started_at: String,
+    /// `null` while running, and forever for a run that crashed before `finish`.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub tool_version: String,
+    #[serde(default)]
+    pub counts: Option<RunCounts>,
+    /// `"completed"` | `"partial"` | `"interrupted"` | `"aborted: <why>"`.
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub tool: String,
+    pub tool_version: String,
+    /// Spec path + SHA-256, input CSVs + SHA-256, campaign, resolved spec.
+    pub source: PlanSource,
+    /// Host of the API base only: never the key, never a URL with credentials.
+    #[serde(default)]
+    pub api_host: Option<String>,
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+    /// In plan order (order of first appearance).
+    #[serde(default)]
+    pub links: Vec<LinkRecord>,
+}
+
+impl Manifest {
+    /// An empty manifest for this version of the tool.
+    pub fn new(source: PlanSource, api_host: Option<String>) -> Self {
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            tool: TOOL_NAME.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            source,
+            api_host,
+            runs: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+}
+
+/// Now, as RFC 3339 UTC with second precision (`2026-11-27T09:45:19Z`).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

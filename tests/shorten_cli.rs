@@ -1,0 +1,327 @@
+//! `nimriz-matrix shorten` run as a real binary against wiremock on 127.0.0.1: JSON on
+//! stdout, exit codes, conflict handling, and the API key never in any output.
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "nmz_live_SHORTEN_s3cret_77";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run the binary off the async runtime (wiremock keeps serving on its workers). The
+/// environment is cleared of our variables so the developer's own settings cannot leak in.
+async fn run(args: Vec<String>, key_env: Option<&'static str>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::cargo_bin("nimriz-matrix").unwrap();
+        cmd.env_remove("NIMRIZ_API_KEY")
+            .env_remove("NIMRIZ_API_BASE")
+            .env("NIMRIZ_MATRIX_RETRY_BASE_MS", "1")
+            .env("NO_COLOR", "1")
+            .timeout(std::time::Duration::from_secs(20))
+            .args(&args);
+        if let Some(k) = key_env {
+            cmd.env("NIMRIZ_API_KEY", k);
+        }
+        let out = cmd.output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn args(server: &MockServer, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["shorten".into()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v.push("--api-base".into());
+    v.push(server.uri());
+    v
+}
+
+async fn domains(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/api/v1/domains"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"domains": [
+            {"id": "dom-1", "domain_name": "go.acme.example"}, {"id": "dom-2", "domain_name": "rix.to"}
+        ]})))
+        .mount(server)
+        .await;
+}
+
+fn no_key_anywhere(r: &Run) {
+    assert!(!r.stdout.contains(KEY), "key on stdout: {}", r.stdout);
+    assert!(!r.stderr.contains(KEY), "key on stderr: {}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mints_a_link_with_utms_and_prints_json_after_a_retry() {
+    let server = MockServer::start().await;
+    domains(&server).await;
+    let dest = "https://shop.example/loyalty?member=a%20b&utm_source=news&utm_medium=email#perks";
+    // One 503 first (retried, reported with --verbose), then the real answer.
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(body_json(json!({
+            "domain_id": "dom-1", "long_url": dest, "custom_slug": "vip-123",
+            "redirect_status_code": 302
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "url_id": "u-1", "short_url": "https://go.acme.example/vip-123", "short_code": "vip-123"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(
+            &server,
+            &[
+                "--verbose",
+                "https://shop.example/loyalty?member=a%20b#perks",
+                "--domain",
+                "go.acme.example",
+                "--slug",
+                "vip-123",
+                "--utm-source",
+                "news",
+                "--utm-medium",
+                "email",
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        v,
+        json!({"url_id": "u-1", "short_url": "https://go.acme.example/vip-123",
+               "short_code": "vip-123", "destination": dest, "status": "created"})
+    );
+    assert!(
+        r.stderr.contains("retrying POST /api/shorten"),
+        "{}",
+        r.stderr
+    );
+    no_key_anywhere(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taken_slug_is_looked_up_same_destination_exists_other_is_drift() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"error": {"code": "SLUG_TAKEN", "message": "in use"}})),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/links/find"))
+        .and(query_param("domain_id", "dom-1"))
+        .and(query_param("short_code", "vip-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"link": {
+            "id": "u-7", "short_url": "https://go.acme.example/vip-1", "short_code": "vip-1",
+            "long_url": "https://shop.example/a"
+        }})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let same = run(
+        args(
+            &server,
+            &[
+                "https://shop.example/a",
+                "--domain-id",
+                "dom-1",
+                "--slug",
+                "vip-1",
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(same.code, 0, "{}", same.stderr);
+    let v: Value = serde_json::from_str(same.stdout.trim()).unwrap();
+    assert_eq!(v["status"], "exists");
+    assert_eq!(v["url_id"], "u-7");
+
+    let other = run(
+        args(
+            &server,
+            &[
+                "https://shop.example/b",
+                "--domain-id",
+                "dom-1",
+                "--slug",
+                "vip-1",
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(other.code, 1, "{}", other.stderr);
+    let v: Value = serde_json::from_str(other.stdout.trim()).unwrap();
+    assert_eq!(v["status"], "drift");
+    assert_eq!(v["existing_destination"], "https://shop.example/a");
+    assert!(other.stderr.contains("left unchanged"), "{}", other.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_exits_3_with_one_message_and_no_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/domains"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"code": "invalid_api_key", "message": "unknown key", "support_reference": "sr-1"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(
+            &server,
+            &["https://shop.example/", "--domain", "go.acme.example"],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    assert_eq!(r.stderr.matches("error:").count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown key") && r.stderr.contains("sr-1"),
+        "{}",
+        r.stderr
+    );
+    no_key_anywhere(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_link_exits_1_with_servers_words() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(
+            json!({"code": "slug_reserved", "message": "reserved word", "support_reference": "sr-2"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(
+            &server,
+            &[
+                "https://shop.example/",
+                "--domain-id",
+                "dom-1",
+                "--slug",
+                "admin",
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    for part in [
+        "slug_reserved",
+        "reserved word",
+        "sr-2",
+        "choose another slug",
+    ] {
+        assert!(r.stderr.contains(part), "missing {part}: {}", r.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_file_works_and_bad_settings_are_usage_errors() {
+    let server = MockServer::start().await;
+    domains(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "url_id": "u-2", "short_url": "https://rix.to/Ab3", "short_code": "Ab3"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let key_arg = key_file.display().to_string();
+    let ok = run(
+        args(
+            &server,
+            &[
+                "https://shop.example/",
+                "--domain",
+                "rix.to",
+                "--api-key-file",
+                &key_arg,
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    no_key_anywhere(&ok);
+
+    let no_key = run(
+        args(&server, &["https://shop.example/", "--domain-id", "d"]),
+        None,
+    )
+    .await;
+    assert_eq!(no_key.code, 2);
+    assert!(
+        no_key.stderr.contains("NIMRIZ_API_KEY"),
+        "{}",
+        no_key.stderr
+    );
+
+    let plain_http = run(
+        vec![
+            "shorten".into(),
+            "https://shop.example/".into(),
+            "--domain-id".into(),
+            "d".into(),
+            "--api-base".into(),
+            "http://api.nimriz.com".into(),
+        ],
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(plain_http.code, 2);
+    assert!(
+        plain_http.stderr.contains("unencrypted"),
+        "{}",
+        plain_http.stderr
+    );
+
+    let which_domain = run(args(&server, &["https://shop.example/"]), Some(KEY)).await;
+    assert_eq!(which_domain.code, 2);
+    assert!(
+        which_domain.stderr.contains("go.acme.example, rix.to"),
+        "{}",
+        which_domain.stderr
+    );
+}
