@@ -702,6 +702,16 @@ async fn seeded_links_conflict_but_are_not_client_inserts() {
         409,
         "slug_taken",
     );
+    // All or nothing: a slug given twice (or already present) seeds nothing.
+    let twice = api
+        .send(api.http.post(format!("{}/__sandbox/seed", api.base)).json(&json!({
+            "links": [
+                {"domain": "nim.lu", "short_code": "fresh-one", "long_url": "https://example.com/"},
+                {"domain": "nim.lu", "short_code": "fresh-one", "long_url": "https://example.com/"}
+            ]
+        })))
+        .await;
+    assert_error(&twice, 409, "slug_taken");
     let stats = sandbox.stats();
     assert_eq!(stats.seeded, 2);
     assert_eq!(stats.links, 2);

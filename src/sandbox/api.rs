@@ -590,14 +590,16 @@ async fn seed(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
         resolved.push((domain.clone(), l.short_code, l.long_url));
     }
     let mut inner = shared.lock();
-    if let Some((_, slug, _)) = resolved
-        .iter()
-        .find(|(d, slug, _)| inner.store.find(d.id, slug).is_some())
-    {
+    let mut in_request = std::collections::HashSet::new();
+    if let Some((_, slug, _)) = resolved.iter().find(|(d, slug, _)| {
+        inner.store.find(d.id, slug).is_some() || !in_request.insert((d.id, slug.as_str()))
+    }) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "slug_taken",
-            format!("cannot seed {slug:?}: it already exists; nothing was seeded"),
+            format!(
+                "cannot seed {slug:?}: it already exists (or appears twice); nothing was seeded"
+            ),
         ));
     }
     let mut created = Vec::with_capacity(resolved.len());

@@ -74,6 +74,8 @@ pub struct SandboxConfig {
     pub allow_http: bool,
     pub min_slug_length: usize,
     pub faults: Faults,
+    /// Print one line per answered API request on stderr (`--verbose`).
+    pub log_requests: bool,
 }
 
 /// Fault injection. All random choices come from one RNG seeded with `seed`.
@@ -157,6 +159,7 @@ impl Default for SandboxConfig {
             allow_http: false,
             min_slug_length: 4,
             faults: Faults::default(),
+            log_requests: false,
         }
     }
 }
@@ -250,6 +253,7 @@ impl SandboxConfig {
                 no_bulk: args.no_bulk,
                 conflict_status: args.conflict_status,
             },
+            log_requests: false,
         };
         for host in &args.domain {
             config.add_domain(host)?;

@@ -84,6 +84,10 @@ pub(crate) async fn api_gate(
     }
 
     let killer = request.extensions().get::<ConnectionKiller>().cloned();
+    let log_line = shared
+        .config
+        .log_requests
+        .then(|| format!("{} {}", request.method(), request.uri()));
     let response = next.run(request).await;
 
     if is_create
@@ -100,11 +104,17 @@ pub(crate) async fn api_gate(
             drop_it
         };
         if drop_it {
+            if let Some(line) = &log_line {
+                eprintln!("sandbox: {line} -> committed, connection dropped");
+            }
             // The create is committed (and persisted); now vanish. The connection task drops
             // this future together with the socket, so this never resumes.
             killer.kill();
             return std::future::pending().await;
         }
+    }
+    if let Some(line) = &log_line {
+        eprintln!("sandbox: {line} -> {}", response.status().as_u16());
     }
     response
 }

@@ -77,7 +77,8 @@ pub struct SandboxArgs {
 }
 
 pub async fn serve_command(args: SandboxArgs, printer: &Printer) -> Result<u8> {
-    let config = SandboxConfig::from_args(&args)?;
+    let mut config = SandboxConfig::from_args(&args)?;
+    config.log_requests = printer.verbosity >= crate::output::Verbosity::Verbose;
     if !config.addr.ip().is_loopback() {
         printer.warn(format!(
             "listening on non-loopback {}: anyone who can reach it can use the printed key",

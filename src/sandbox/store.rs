@@ -141,7 +141,8 @@ pub struct Store {
     seeded: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The state file (`--state`), version 1.
+#[derive(Deserialize)]
 struct Persisted {
     version: u32,
     next_seq: u64,
@@ -484,10 +485,21 @@ impl Store {
     /// Write the state atomically: temp file in the same folder, fsync, rename, fsync folder.
     /// A crash at any point leaves either the old or the new file, never a torn one.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let persisted = Persisted {
+        // Borrowed mirror of `Persisted`: no clone of the whole store per write.
+        #[derive(Serialize)]
+        struct PersistedRef<'a> {
+            version: u32,
+            next_seq: u64,
+            links: Vec<&'a Link>,
+            tombstones: Vec<Tombstone>,
+            idempotency: BTreeMap<&'a str, &'a StoredResult>,
+            inserts: &'a BTreeMap<String, u64>,
+            seeded: u64,
+        }
+        let persisted = PersistedRef {
             version: STATE_VERSION,
             next_seq: self.next_seq,
-            links: self.links.values().cloned().collect(),
+            links: self.links.values().collect(),
             tombstones: self
                 .tombstones
                 .iter()
@@ -499,9 +511,9 @@ impl Store {
             idempotency: self
                 .idempotency
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.as_str(), v))
                 .collect(),
-            inserts: self.inserts.clone(),
+            inserts: &self.inserts,
             seeded: self.seeded,
         };
         let bytes = serde_json::to_vec(&persisted).map_err(std::io::Error::other)?;
