@@ -957,6 +957,7 @@ async fn state_file_survives_a_restart() {
     let doomed = api.create("doomed", "https://example.com/d").await.body["url_id"].clone();
     api.post("/api/delete-link", json!({"url_id": doomed}))
         .await;
+    let sandbox_addr = sandbox.addr();
     sandbox.shutdown().await;
 
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -968,8 +969,15 @@ async fn state_file_survives_a_restart() {
         vec![std::ffi::OsString::from("sandbox-state.json")]
     );
 
+    // Same address again: a restart mid-build must not force the client to a new port.
+    let config = SandboxConfig {
+        addr: sandbox_addr,
+        ..config
+    };
     let (sandbox, api) = start(config).await;
+    assert_eq!(sandbox.addr(), sandbox_addr);
     assert!(sandbox.banner().contains("(2 links)"));
+    assert_eq!(sandbox.links().len(), 2);
     let replay = by_row_id(&api.post("/api/shorten/bulk", rows).await.body);
     for id in ["s1", "s2"] {
         assert_eq!(replay[id]["idempotent"], true);

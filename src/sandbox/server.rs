@@ -196,6 +196,11 @@ impl RunningSandbox {
         self.shared.stats()
     }
 
+    /// Every link that exists now, in creation order (for test assertions).
+    pub fn links(&self) -> Vec<super::store::Link> {
+        self.shared.lock().store.all_links().cloned().collect()
+    }
+
     /// What `nimriz-matrix sandbox` prints on stdout once listening. The first line is
     /// `nimriz sandbox listening on http://ADDR`; tests parse it.
     pub fn banner(&self) -> String {

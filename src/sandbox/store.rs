@@ -168,6 +168,10 @@ impl Store {
         self.links.len()
     }
 
+    pub fn all_links(&self) -> impl Iterator<Item = &Link> {
+        self.links.values()
+    }
+
     pub fn inserts(&self) -> &BTreeMap<String, u64> {
         &self.inserts
     }
