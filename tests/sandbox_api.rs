@@ -569,6 +569,15 @@ async fn get_and_find_links() {
 async fn updates_delete_and_tombstones() {
     let (_sandbox, api) = start_default().await;
     let url_id = api.create("old-slug", "https://example.com/a").await.body["url_id"].clone();
+    // Destinations come back exactly as sent (no trailing slash added, host case kept), so a
+    // client can compare them to detect drift.
+    let verbatim = api
+        .create("verbatim", "https://Example.com?utm_source=a%20b")
+        .await;
+    assert_eq!(
+        verbatim.body["long_url"],
+        "https://Example.com?utm_source=a%20b"
+    );
 
     let dest = api
         .put(

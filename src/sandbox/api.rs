@@ -8,7 +8,7 @@
 
 use super::faults::api_gate;
 use super::server::Shared;
-use super::store::{CreateInput, Rejection, RejectionKind, StoredResult, validate_destination};
+use super::store::{CreateInput, Rejection, RejectionKind, StoredResult};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -496,9 +496,6 @@ async fn update_destination(
 ) -> ApiResult {
     let req: UpdateDestination = parse_body(body)?;
     let url_id = parse_url_id(&req.url_id)?;
-    // Validate before taking the lock: it needs no state.
-    validate_destination(&shared.config, &req.long_url)
-        .map_err(|r| ApiError::from_rejection(&shared, r))?;
     mutate(&shared, |store| {
         store
             .update_destination(&shared.config, url_id, &req.long_url)

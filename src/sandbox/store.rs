@@ -597,6 +597,7 @@ pub fn validate_slug_shape(slug: &str, min_len: usize) -> Result<(), Rejection> 
     Ok(())
 }
 
+/// Check a destination; returns it unchanged.
 pub fn validate_destination(config: &SandboxConfig, raw: &str) -> Result<String, Rejection> {
     let url = url::Url::parse(raw.trim()).map_err(|e| {
         Rejection::invalid(
@@ -631,7 +632,9 @@ pub fn validate_destination(config: &SandboxConfig, raw: &str) -> Result<String,
             format!("long_url points at the short domain {host}; that would redirect in a loop"),
         ));
     }
-    Ok(url.to_string())
+    // Stored exactly as sent, not re-serialised by the url crate (which would add a trailing
+    // slash, lowercase the host, ...): clients compare destinations to detect drift.
+    Ok(raw.to_owned())
 }
 
 fn validate_expiry(raw: Option<&str>) -> Result<Option<String>, Rejection> {
