@@ -54,6 +54,41 @@ pub(crate) async fn api_gate(
     request: Request,
     next: Next,
 ) -> Response {
+    let log_line = shared
+        .config
+        .log_requests
+        .then(|| format!("{} {}", request.method(), request.uri()));
+    match gate(&shared, matched, request, next).await {
+        Outcome::Answer(response) => {
+            if let Some(line) = &log_line {
+                eprintln!("sandbox: {line} -> {}", response.status().as_u16());
+            }
+            response
+        }
+        Outcome::Drop(killer) => {
+            if let Some(line) = &log_line {
+                eprintln!("sandbox: {line} -> committed, connection dropped");
+            }
+            // The create is committed (and persisted); now vanish. The connection task drops
+            // this future together with the socket, so this never resumes.
+            killer.kill();
+            std::future::pending().await
+        }
+    }
+}
+
+enum Outcome {
+    Answer(Response),
+    /// Close the connection without a response.
+    Drop(ConnectionKiller),
+}
+
+async fn gate(
+    shared: &Shared,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Outcome {
     let route_path = matched
         .as_ref()
         .map_or(request.uri().path(), |m| m.as_str());
@@ -72,22 +107,18 @@ pub(crate) async fn api_gate(
             && let Err(retry_after) = bucket.try_take(Instant::now())
         {
             inner.faults.rate_limited += 1;
-            return ApiError::rate_limited(retry_after).into_response();
+            return Outcome::Answer(ApiError::rate_limited(retry_after).into_response());
         }
         if faults.fail_rate > 0.0 && inner.rng.random_bool(faults.fail_rate) {
             inner.faults.failed += 1;
-            return ApiError::unavailable().into_response();
+            return Outcome::Answer(ApiError::unavailable().into_response());
         }
     }
     if !authorized(request.headers(), &shared.config.key) {
-        return ApiError::unauthorized().into_response();
+        return Outcome::Answer(ApiError::unauthorized().into_response());
     }
 
     let killer = request.extensions().get::<ConnectionKiller>().cloned();
-    let log_line = shared
-        .config
-        .log_requests
-        .then(|| format!("{} {}", request.method(), request.uri()));
     let response = next.run(request).await;
 
     if is_create
@@ -95,28 +126,13 @@ pub(crate) async fn api_gate(
         && faults.drop_after_commit_rate > 0.0
         && let Some(killer) = killer
     {
-        let drop_it = {
-            let mut inner = shared.lock();
-            let drop_it = inner.rng.random_bool(faults.drop_after_commit_rate);
-            if drop_it {
-                inner.faults.dropped += 1;
-            }
-            drop_it
-        };
-        if drop_it {
-            if let Some(line) = &log_line {
-                eprintln!("sandbox: {line} -> committed, connection dropped");
-            }
-            // The create is committed (and persisted); now vanish. The connection task drops
-            // this future together with the socket, so this never resumes.
-            killer.kill();
-            return std::future::pending().await;
+        let mut inner = shared.lock();
+        if inner.rng.random_bool(faults.drop_after_commit_rate) {
+            inner.faults.dropped += 1;
+            return Outcome::Drop(killer);
         }
     }
-    if let Some(line) = &log_line {
-        eprintln!("sandbox: {line} -> {}", response.status().as_u16());
-    }
-    response
+    Outcome::Answer(response)
 }
 
 /// `Authorization: Bearer KEY` or `X-Nim-Api-Key: KEY`.
