@@ -1,0 +1,348 @@
+//! The sandbox's resolved settings: flags are parsed by clap into `SandboxArgs`, checked once
+//! here into a `SandboxConfig`, and the server only ever sees the config.
+
+use super::SandboxArgs;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The key the sandbox accepts unless `--key` says otherwise. A throwaway local value.
+pub const DEFAULT_KEY: &str = "nmz_sandbox_key";
+/// The default branded domain and its fixed id.
+pub const DEFAULT_BRANDED_HOST: &str = "links.sandbox.test";
+pub const DEFAULT_BRANDED_ID: Uuid = Uuid::from_u128(0x5a4d_b0c5_0000_4000_8000_0000_0000_0001);
+/// The default shared domain (Nimriz's built-in `nim.lu`) and its fixed id.
+pub const DEFAULT_SHARED_HOST: &str = "nim.lu";
+pub const DEFAULT_SHARED_ID: Uuid = Uuid::from_u128(0x5a4d_b0c5_0000_4000_8000_0000_0000_0002);
+
+/// Nimriz's built-in short hosts: a destination pointing at one of them is a redirect loop
+/// even when the sandbox does not serve that host.
+const NIMRIZ_SHORT_HOSTS: [&str; 3] = ["nim.lu", "riz.to", "rix.to"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainKind {
+    Branded,
+    Shared,
+}
+
+impl DomainKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainKind::Branded => "branded",
+            DomainKind::Shared => "shared",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub id: Uuid,
+    pub domain_name: String,
+    pub kind: DomainKind,
+}
+
+/// Id of a `--domain` host: derived from the host alone, so every start (and every machine)
+/// gives the same id and a spec or manifest keeps working across sandbox restarts.
+pub fn domain_id_for_host(host: &str) -> Uuid {
+    let digest = Sha256::digest(format!(
+        "nimriz-sandbox/domain/{}",
+        host.to_ascii_lowercase()
+    ));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// Everything the server needs; `Default` is an in-memory, fault-free sandbox on a free
+/// loopback port (what tests want).
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub addr: SocketAddr,
+    /// Bind a non-loopback address (otherwise refused).
+    pub allow_remote: bool,
+    /// The API key clients must send.
+    pub key: String,
+    /// Every domain served, defaults first.
+    pub domains: Vec<Domain>,
+    /// Persist state here (atomically, after every mutating request).
+    pub state_path: Option<PathBuf>,
+    pub allow_http: bool,
+    pub min_slug_length: usize,
+    pub faults: Faults,
+    /// Print one line per answered API request on stderr (`--verbose`).
+    pub log_requests: bool,
+}
+
+/// Fault injection. All random choices come from one RNG seeded with `seed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    pub seed: u64,
+    pub latency: Duration,
+    /// Requests per second (token bucket, burst = one second's worth).
+    pub rate_limit: Option<f64>,
+    /// Probability of a 503 before anything is done.
+    pub fail_rate: f64,
+    /// Probability that a successful create is committed and its connection dropped.
+    pub drop_after_commit_rate: f64,
+    /// Bulk requests with more rows get 413.
+    pub bulk_max: Option<usize>,
+    /// The bulk route answers 404.
+    pub no_bulk: bool,
+    /// Status of a `slug_taken` conflict: 409, 403 or 422.
+    pub conflict_status: u16,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            seed: 0,
+            latency: Duration::ZERO,
+            rate_limit: None,
+            fail_rate: 0.0,
+            drop_after_commit_rate: 0.0,
+            bulk_max: None,
+            no_bulk: false,
+            conflict_status: 409,
+        }
+    }
+}
+
+impl Faults {
+    /// One line for the banner, or `None` when no fault is configured.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.latency.is_zero() {
+            parts.push(format!("latency {} ms", self.latency.as_millis()));
+        }
+        if let Some(rate) = self.rate_limit {
+            parts.push(format!("rate limit {rate}/s"));
+        }
+        if self.fail_rate > 0.0 {
+            parts.push(format!("fail rate {}", self.fail_rate));
+        }
+        if self.drop_after_commit_rate > 0.0 {
+            parts.push(format!(
+                "drop-after-commit rate {}",
+                self.drop_after_commit_rate
+            ));
+        }
+        if let Some(max) = self.bulk_max {
+            parts.push(format!("bulk max {max} rows"));
+        }
+        if self.no_bulk {
+            parts.push("no bulk route".into());
+        }
+        if self.conflict_status != 409 {
+            parts.push(format!("slug conflicts answer {}", self.conflict_status));
+        }
+        if parts.is_empty() {
+            None
+        } else {
+            Some(format!("{} (seed {})", parts.join(", "), self.seed))
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
+            key: DEFAULT_KEY.into(),
+            domains: default_domains(),
+            state_path: None,
+            allow_http: false,
+            min_slug_length: 4,
+            faults: Faults::default(),
+            log_requests: false,
+        }
+    }
+}
+
+pub fn default_domains() -> Vec<Domain> {
+    vec![
+        Domain {
+            id: DEFAULT_BRANDED_ID,
+            domain_name: DEFAULT_BRANDED_HOST.into(),
+            kind: DomainKind::Branded,
+        },
+        Domain {
+            id: DEFAULT_SHARED_ID,
+            domain_name: DEFAULT_SHARED_HOST.into(),
+            kind: DomainKind::Shared,
+        },
+    ]
+}
+
+impl SandboxConfig {
+    /// Add a branded host (no-op when already served). Errors name the expected form.
+    pub fn add_domain(&mut self, host: &str) -> Result<()> {
+        let host = normalize_host(host)?;
+        if !self.domains.iter().any(|d| d.domain_name == host) {
+            self.domains.push(Domain {
+                id: domain_id_for_host(&host),
+                domain_name: host,
+                kind: DomainKind::Branded,
+            });
+        }
+        Ok(())
+    }
+
+    /// Is `host` a short domain, i.e. would a destination there loop back into a redirect?
+    pub fn is_short_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.domains.iter().any(|d| d.domain_name == host)
+            || NIMRIZ_SHORT_HOSTS.contains(&host.as_str())
+    }
+
+    pub fn from_args(args: &SandboxArgs) -> Result<Self> {
+        let addr: SocketAddr = args.addr.parse().map_err(|_| {
+            Error::Usage(format!(
+                "--addr {:?} is not an IP:PORT address; use e.g. 127.0.0.1:8787 (port 0 picks a free port)",
+                args.addr
+            ))
+        })?;
+        if !addr.ip().is_loopback() && !args.allow_remote {
+            return Err(Error::Usage(format!(
+                "--addr {addr} is not a loopback address; the sandbox accepts a fixed, printed key, \
+                 so binding it to a network needs --allow-remote"
+            )));
+        }
+        if args.key.is_empty()
+            || args
+                .key
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::Usage(
+                "--key must be non-empty and contain no spaces or control characters".into(),
+            ));
+        }
+        if let Some(rate) = args.rate_limit
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(Error::Usage(format!(
+                "--rate-limit {rate} must be a positive number of requests per second"
+            )));
+        }
+        if args.bulk_max == Some(0) {
+            return Err(Error::Usage(
+                "--bulk-max 0 would refuse every bulk request; use --no-bulk for that".into(),
+            ));
+        }
+        let mut config = SandboxConfig {
+            addr,
+            allow_remote: args.allow_remote,
+            key: args.key.clone(),
+            domains: default_domains(),
+            state_path: args.state.clone(),
+            allow_http: args.allow_http,
+            min_slug_length: args.min_slug_length,
+            faults: Faults {
+                seed: args.seed,
+                latency: Duration::from_millis(args.latency_ms),
+                rate_limit: args.rate_limit,
+                fail_rate: args.fail_rate,
+                drop_after_commit_rate: args.drop_after_commit_rate,
+                bulk_max: args.bulk_max,
+                no_bulk: args.no_bulk,
+                conflict_status: args.conflict_status,
+            },
+            log_requests: false,
+        };
+        for host in &args.domain {
+            config.add_domain(host)?;
+        }
+        Ok(config)
+    }
+}
+
+fn normalize_host(raw: &str) -> Result<String> {
+    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bad = || {
+        Error::Usage(format!(
+            "--domain {raw:?} is not a bare host name; pass it like go.acme.example (no scheme, path or port)"
+        ))
+    };
+    if host.is_empty() || host.contains(['/', ':', '@', ' ', '?', '#']) {
+        return Err(bad());
+    }
+    match url::Host::parse(&host) {
+        Ok(url::Host::Domain(d)) => Ok(d),
+        _ => Err(bad()),
+    }
+}
+
+/// clap value parser for probabilities.
+pub fn parse_probability(s: &str) -> std::result::Result<f64, String> {
+    let p: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number; give a probability from 0 to 1"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{p} is outside 0..=1; give a probability such as 0.3"
+        ))
+    }
+}
+
+/// clap value parser for `--conflict-status`.
+pub fn parse_conflict_status(s: &str) -> std::result::Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(code @ (409 | 403 | 422)) => Ok(code),
+        _ => Err(format!("{s:?} is not one of 409, 403, 422")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_ids_are_stable_and_distinct() {
+        let a = domain_id_for_host("go.acme.example");
+        assert_eq!(a, domain_id_for_host("GO.acme.example"));
+        assert_ne!(a, domain_id_for_host("go.other.example"));
+        assert_ne!(DEFAULT_BRANDED_ID, DEFAULT_SHARED_ID);
+    }
+
+    #[test]
+    fn hosts_are_checked() {
+        let mut c = SandboxConfig::default();
+        c.add_domain("Go.Acme.Example").unwrap();
+        assert!(c.domains.iter().any(|d| d.domain_name == "go.acme.example"));
+        c.add_domain("nim.lu").unwrap();
+        assert_eq!(
+            c.domains.len(),
+            3,
+            "an already served host is not added twice"
+        );
+        for bad in [
+            "https://x.example",
+            "x.example/a",
+            "x.example:80",
+            "",
+            "a b",
+        ] {
+            assert!(c.add_domain(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(c.is_short_host("GO.ACME.EXAMPLE."));
+        assert!(c.is_short_host("rix.to"));
+        assert!(!c.is_short_host("example.com"));
+    }
+
+    #[test]
+    fn probabilities_and_statuses() {
+        assert_eq!(parse_probability("0.3"), Ok(0.3));
+        assert!(parse_probability("1.5").is_err());
+        assert!(parse_probability("x").is_err());
+        assert_eq!(parse_conflict_status("422"), Ok(422));
+        assert!(parse_conflict_status("400").is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! `nimriz-matrix sandbox` as a real process: banner on stdout, serves, stops on a signal.
+
+use assert_cmd::cargo::cargo_bin;
+use nimriz_matrix::sandbox::domain_id_for_host;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Kills the child even when an assertion fails first.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sandbox_cmd() -> Command {
+    let mut cmd = Command::new(cargo_bin!("nimriz-matrix"));
+    cmd.arg("sandbox")
+        .env_remove("NIMRIZ_API_KEY")
+        .env_remove("NIMRIZ_API_BASE")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+#[test]
+fn serves_and_prints_its_banner() {
+    let child = sandbox_cmd()
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--domain",
+            "go.acme.example,go.other.example",
+            "--key",
+            "k_cli_test",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut child = Running(child);
+    let stdout = child.0.stdout.take().expect("stdout piped");
+
+    // Read the banner on a thread so a silent process cannot hang the test.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let done = line.starts_with("try:");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let first = lines.first().expect("a banner line within 20 s");
+    let base = first
+        .strip_prefix("nimriz sandbox listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!(lines[1], "api key: k_cli_test");
+    let acme_line = format!(
+        "domain: go.acme.example id={} kind=branded",
+        domain_id_for_host("go.acme.example")
+    );
+    assert!(lines.contains(&acme_line), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("domain: go.other.example id="))
+    );
+    assert!(lines.iter().any(|l| l.starts_with("domain: nim.lu id=")));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let whoami = http
+            .get(format!("{base}/api/v1/whoami"))
+            .header("X-Nim-Api-Key", "k_cli_test")
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert_eq!(whoami.status(), 200);
+        let domains: serde_json::Value = http
+            .get(format!("{base}/api/v1/domains"))
+            .bearer_auth("k_cli_test")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(domains["domains"].as_array().unwrap().len(), 4);
+    });
+
+    // SIGTERM (what CI runners and `kill` send) stops it cleanly with exit 0.
+    #[cfg(unix)]
+    {
+        let pid = child.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+#[test]
+fn refuses_bad_flags_with_a_usage_error() {
+    let remote = sandbox_cmd()
+        .args(["--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(remote.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&remote.stderr).contains("--allow-remote"));
+
+    let rate = sandbox_cmd()
+        .args(["--addr", "127.0.0.1:0", "--fail-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(rate.status.code(), Some(2));
+
+    let host = sandbox_cmd()
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--domain",
+            "https://go.acme.example",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(host.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&host.stderr).contains("bare host"));
+
+    let status = sandbox_cmd()
+        .args(["--addr", "127.0.0.1:0", "--conflict-status", "400"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(2));
+}
