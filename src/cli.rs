@@ -123,7 +123,7 @@ pub struct ShortenArgs {
     /// Short domain id (UUID).
     #[arg(long, value_name = "ID")]
     pub domain_id: Option<String>,
-    /// Custom slug (slugified and checked like spec slugs).
+    /// Custom slug: lowercase letters, digits and dashes (checked like spec slugs).
     #[arg(long)]
     pub slug: Option<String>,
     #[arg(long, value_name = "V")]

@@ -234,7 +234,7 @@ async fn refused_link_exits_1_with_servers_words() {
                 "--domain-id",
                 "dom-1",
                 "--slug",
-                "admin",
+                "promo-blocked",
             ],
         ),
         Some(KEY),

@@ -9,7 +9,6 @@ use crate::output::Printer;
 use crate::{Error, Result, exit};
 use serde::Serialize;
 use std::io::Write;
-use url::Url;
 
 /// One link to mint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,49 +107,15 @@ pub async fn mint_link(client: &Client, req: &MintRequest) -> Result<Minted> {
 /// kept byte for byte (minus any UTM key being set, which is replaced), and so is the
 /// fragment. Only `http`/`https` destinations are accepted.
 pub fn with_utm(destination: &str, utm: &[(&str, &str)]) -> Result<String> {
-    let mut url = Url::parse(destination.trim()).map_err(|e| {
-        Error::Usage(format!(
-            "destination {destination:?} is not a valid URL ({e}); expected e.g. https://shop.example/page"
-        ))
-    })?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!(
-            "destination must be an https:// URL, got {}://",
-            url.scheme()
-        )));
-    }
-    if utm.is_empty() {
-        return Ok(url.to_string());
-    }
-    let replacing: Vec<&str> = utm.iter().map(|(k, _)| *k).collect();
-    let kept: Vec<&str> = url
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|seg| !seg.is_empty())
-        .filter(|seg| {
-            let raw_key = seg.split('=').next().unwrap_or_default();
-            let key: String = url::form_urlencoded::parse(raw_key.as_bytes())
-                .next()
-                .map(|(k, _)| k.into_owned())
-                .unwrap_or_default();
-            !replacing.contains(&key.as_str())
-        })
-        .collect();
-    let mut added = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in utm {
-        added.append_pair(k, v);
-    }
-    let added = added.finish();
-    let query = if kept.is_empty() {
-        added
-    } else {
-        format!("{}&{added}", kept.join("&"))
-    };
-    // `kept` borrows from `url`; build the new string before mutating it.
-    let query = query.to_string();
-    url.set_query(Some(&query));
-    Ok(url.to_string())
+    use crate::expand::utm::build_destination;
+    use crate::spec::model::UtmConflict;
+    let pairs: Vec<(&str, String)> = utm.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    // Same builder as spec destinations; here the flags win over the URL's own utm_*, and
+    // http is left for the server to judge (some domains allow it).
+    build_destination(destination, &pairs, UtmConflict::Spec, true, None).map_err(|p| {
+        let (msg, help) = p.describe(destination);
+        Error::Usage(format!("{msg}; {help}"))
+    })
 }
 
 fn utm_pairs(args: &ShortenArgs) -> Vec<(&'static str, &str)> {
@@ -170,22 +135,27 @@ fn utm_pairs(args: &ShortenArgs) -> Vec<(&'static str, &str)> {
 /// Slugs for `shorten`: letters, digits, `-` and `_`, at most 100 characters. Nimriz does
 /// not publish its character set; this is the safe subset (no spaces or slashes [doc]).
 pub fn check_slug(slug: &str) -> Result<String> {
+    use crate::expand::slug::{RESERVED_SLUGS, slugify};
+    // Same rules as spec slugs, but never rewritten silently: a per-recipient slug the
+    // caller computed must be the slug that is created.
     let s = slug.trim();
-    if s.is_empty() || s.len() > 100 {
+    let clean = slugify(s, 100);
+    if clean.is_empty() {
         return Err(Error::Usage(format!(
-            "--slug must be 1 to 100 characters, got {} characters",
-            s.len()
+            "--slug {s:?} has no letters or digits"
         )));
     }
-    if let Some(bad) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
+    if clean != s {
         return Err(Error::Usage(format!(
-            "--slug {s:?} contains {bad:?}; use letters, digits, '-' and '_' only"
+            "--slug {s:?} is not a valid slug; use lowercase letters, digits and dashes, e.g. {clean:?}"
         )));
     }
-    Ok(s.to_string())
+    if RESERVED_SLUGS.contains(&s) || s.len() < 4 {
+        return Err(Error::Usage(format!(
+            "--slug {s:?} is reserved or shorter than 4 characters; Nimriz would refuse it"
+        )));
+    }
+    Ok(clean)
 }
 
 /// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one.
@@ -308,7 +278,9 @@ mod tests {
 
     #[test]
     fn slug_check() {
-        assert_eq!(check_slug(" vip-123_a ").unwrap(), "vip-123_a");
+        assert_eq!(check_slug(" vip-123-a ").unwrap(), "vip-123-a");
+        assert!(check_slug("vip_123").is_err(), "would be rewritten");
+        assert!(check_slug("admin").is_err());
         assert!(check_slug("a/b").is_err());
         assert!(check_slug("a b").is_err());
         assert!(check_slug("").is_err());

@@ -56,7 +56,7 @@ impl UrlProblem {
 /// `short_host` is the link's own short domain, for loop prevention.
 pub fn build_destination(
     destination: &str,
-    utms: &[(&'static str, String)],
+    utms: &[(&str, String)],
     conflict: UtmConflict,
     allow_http: bool,
     short_host: Option<&str>,
