@@ -10,22 +10,10 @@ pub mod utm;
 
 use crate::plan::{Cell, DomainRef, PlannedLink};
 use crate::spec::Problem;
-use crate::spec::model::{Cells, LinkTemplates, Override, Spec, UTM_FIELDS};
+use crate::spec::model::{Cells, LinkTemplates, Override, Spec, UTM_FIELDS, UTM_PARAMS};
 use crate::spec::source::Location;
 use crate::spec::template::Template;
 use std::collections::BTreeMap;
-
-const UTM_PARAMS: [&str; 9] = [
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "utm_id",
-    "utm_source_platform",
-    "utm_creative_format",
-    "utm_marketing_tactic",
-];
 
 pub struct Expander<'s> {
     pub spec: &'s Spec,

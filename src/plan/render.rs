@@ -5,7 +5,7 @@ use super::PlannedLink;
 use super::walk::Summary;
 use crate::cli::PlanFormat;
 use crate::spec::Spec;
-use crate::spec::model::{Cells, UTM_FIELDS};
+use crate::spec::model::{Cells, UTM_FIELDS, UTM_PARAMS};
 use std::io::{self, Write};
 
 pub struct PlanWriter<W: Write> {
@@ -36,7 +36,7 @@ impl<W: Write> PlanWriter<W> {
         };
         let utm_columns = (0..UTM_FIELDS.len())
             .filter(|&i| used(i))
-            .map(|i| UTM_PARAM_NAMES[i])
+            .map(|i| UTM_PARAMS[i])
             .collect();
         PlanWriter {
             encoder: LinkEncoder {
@@ -202,18 +202,6 @@ fn csv_line(fields: &[String]) -> String {
     line.push('\n');
     line
 }
-
-const UTM_PARAM_NAMES: [&str; 9] = [
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "utm_id",
-    "utm_source_platform",
-    "utm_creative_format",
-    "utm_marketing_tactic",
-];
 
 /// Human summary: how the count came about.
 pub fn summary_lines(spec: &Spec, s: &Summary) -> Vec<String> {

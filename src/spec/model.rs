@@ -36,6 +36,19 @@ pub const UTM_FIELDS: [&str; 9] = [
     "marketing_tactic",
 ];
 
+/// The same parameters as query keys, in the same order.
+pub const UTM_PARAMS: [&str; 9] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_id",
+    "utm_source_platform",
+    "utm_creative_format",
+    "utm_marketing_tactic",
+];
+
 /// Link fields as templates; in overrides every field is optional.
 #[derive(Debug, Clone, Default)]
 pub struct LinkTemplates {
