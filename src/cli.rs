@@ -62,11 +62,11 @@ pub struct BuildArgs {
     /// Print the plan and exit: no network, no API key needed.
     #[arg(long)]
     pub dry_run: bool,
-    /// Output format of the dry-run plan.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    /// Output format of the dry-run plan (for a built manifest, see `export`).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table, requires = "dry_run")]
     pub format: PlanFormat,
     /// Write the plan to FILE instead of stdout (`-` = stdout).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", requires = "dry_run")]
     pub output: Option<PathBuf>,
     /// Refuse a matrix that expands to more links than this.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]

@@ -654,3 +654,15 @@ fn formula_triggers_are_neutralised_in_csv_plans() {
         .succeeds();
     assert!(out.contains(",'=1+1,") || out.contains(",'=1+1\n"), "{out}");
 }
+
+#[test]
+fn plan_format_and_output_need_dry_run() {
+    let r = run_in(
+        &repo(),
+        &["build", "matrix.example.toml", "--format", "csv"],
+    );
+    r.fails_with(2, &["--dry-run"]);
+    let r = run_in(&repo(), &["build", "matrix.example.toml", "-o", "x.csv"]);
+    r.fails_with(2, &["--dry-run"]);
+    assert!(!repo().join("x.csv").exists());
+}
