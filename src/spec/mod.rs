@@ -2,6 +2,8 @@
 //! keeping source locations so every later error can point at a line.
 
 mod csv_input;
+mod dimensions;
+mod fields;
 mod load;
 pub mod model;
 mod raw;

@@ -1,0 +1,405 @@
+//! Dimension values: inline in the spec, from a CSV, or the key columns of a
+//! row-per-link CSV.
+
+use super::csv_input;
+use super::fields::{check_expiry, scalar};
+use super::load::Compiler;
+use super::model::*;
+use super::raw::*;
+use super::source::Location;
+use super::template::{Template, closest};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use toml::Spanned;
+
+/// Columns of a row-per-link CSV that are link fields; every other column is a key column.
+pub(super) const ROW_FIELDS: [&str; 8] = [
+    "destination",
+    "slug",
+    "domain",
+    "domain_id",
+    "tags",
+    "space",
+    "redirect",
+    "expires_at",
+];
+
+impl Compiler<'_> {
+    pub(super) fn dimensions(&mut self, raw: &[Spanned<RawDimension>]) -> Vec<Dimension> {
+        let mut dims: Vec<Dimension> = Vec::new();
+        for rd in raw {
+            let d = rd.get_ref();
+            let name = d.name.get_ref().trim().to_string();
+            let name_loc = self.loc(&d.name);
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                self.problem(
+                    &name_loc,
+                    format!("dimension name `{name}` is not usable in placeholders"),
+                    Some("use letters, digits, `_` or `-`, e.g. `brand`".to_string()),
+                );
+                continue;
+            }
+            if name == "campaign" {
+                self.problem(
+                    &name_loc,
+                    "a dimension cannot be named `campaign`",
+                    Some(
+                        "`{campaign.*}` refers to the [campaign] table; pick another name"
+                            .to_string(),
+                    ),
+                );
+                continue;
+            }
+            if let Some(prev) = dims.iter().find(|p| p.name == name) {
+                let msg = format!(
+                    "dimension `{name}` is defined twice (first at line {})",
+                    prev.location.line
+                );
+                self.problem(
+                    &name_loc,
+                    msg,
+                    Some("give each [[dimension]] a unique name".to_string()),
+                );
+                continue;
+            }
+            let dim = match (&d.values, &d.from) {
+                (Some(_), Some(f)) => {
+                    self.failed_dims.push(name.clone());
+                    let loc = self.loc(f);
+                    self.problem(
+                        &loc,
+                        format!("dimension `{name}` has both `values` and `from`"),
+                        Some("keep one: inline `values`, or `from` a CSV file".to_string()),
+                    );
+                    continue;
+                }
+                (None, None) => {
+                    self.problem(
+                        &name_loc,
+                        format!("dimension `{name}` has no values"),
+                        Some("add values = [\"a\", \"b\"] or from = \"file.csv\"".to_string()),
+                    );
+                    continue;
+                }
+                (Some(vals), None) => self.inline_values(&name, vals, name_loc.clone()),
+                (None, Some(f)) => {
+                    let key_col = d
+                        .key_column
+                        .as_ref()
+                        .map_or("key", |k| k.get_ref().as_str())
+                        .to_string();
+                    self.csv_values(&name, f, &key_col, name_loc.clone())
+                }
+            };
+            let Some(dim) = dim else {
+                self.failed_dims.push(name);
+                continue;
+            };
+            if dim.values.is_empty() {
+                self.failed_dims.push(name.clone());
+                self.problem(&name_loc, format!("dimension `{name}` is empty"), Some("give it at least one value (a matrix with an empty dimension has no links)".to_string()));
+                continue;
+            }
+            self.check_duplicate_keys(&dim);
+            dims.push(dim);
+        }
+        dims
+    }
+
+    pub(super) fn check_duplicate_keys(&mut self, dim: &Dimension) {
+        let mut seen: HashMap<&str, &Location> = HashMap::new();
+        for v in &dim.values {
+            if let Some(first) = seen.insert(v.key.as_str(), &v.location) {
+                let msg = format!(
+                    "dimension `{}` has the key `{}` twice (also at {}:{})",
+                    dim.name, v.key, first.file, first.line
+                );
+                self.problems.push(v.location.problem(
+                    msg,
+                    Some("keys must be unique within a dimension; rename or remove one".into()),
+                ));
+            }
+        }
+    }
+
+    pub(super) fn inline_values(
+        &mut self,
+        name: &str,
+        vals: &Spanned<Vec<Spanned<toml::Value>>>,
+        location: Location,
+    ) -> Option<Dimension> {
+        let mut attr_names: Vec<String> = Vec::new();
+        let mut values = Vec::new();
+        let mut pending: Vec<(String, BTreeMap<String, String>, Location)> = Vec::new();
+        for v in vals.get_ref() {
+            let loc = self.loc(v);
+            match v.get_ref() {
+                toml::Value::Table(t) => {
+                    let Some(key) = t.get("key").and_then(scalar) else {
+                        self.problem(
+                            &loc,
+                            format!("a value of dimension `{name}` has no `key`"),
+                            Some(
+                                "write { key = \"paid-search\", source = \"google\" }".to_string(),
+                            ),
+                        );
+                        continue;
+                    };
+                    let mut attrs = BTreeMap::new();
+                    for (k, val) in t {
+                        if k == "key" {
+                            continue;
+                        }
+                        match scalar(val) {
+                            Some(s) => {
+                                if !attr_names.contains(k) {
+                                    attr_names.push(k.clone());
+                                }
+                                attrs.insert(k.clone(), s);
+                            }
+                            None => self.problem(&loc, format!("attribute `{k}` of `{name}` value `{key}` must be a string or number"), None::<String>),
+                        }
+                    }
+                    pending.push((key, attrs, loc));
+                }
+                other => match scalar(other) {
+                    Some(key) => pending.push((key, BTreeMap::new(), loc)),
+                    None => self.problem(
+                        &loc,
+                        format!(
+                            "a value of dimension `{name}` must be a string or a table with `key`"
+                        ),
+                        None::<String>,
+                    ),
+                },
+            }
+        }
+        for (key, mut attrs, loc) in pending {
+            if key.trim().is_empty() {
+                self.problem(
+                    &loc,
+                    format!("a value of dimension `{name}` has an empty key"),
+                    Some("give every value a non-empty key".to_string()),
+                );
+                continue;
+            }
+            values.push(DimValue {
+                key,
+                attrs: attr_names.iter().map(|n| attrs.remove(n)).collect(),
+                location: loc,
+            });
+        }
+        Some(Dimension {
+            name: name.to_string(),
+            attr_names,
+            values,
+            location,
+        })
+    }
+
+    pub(super) fn csv_values(
+        &mut self,
+        name: &str,
+        from: &Spanned<String>,
+        key_col: &str,
+        location: Location,
+    ) -> Option<Dimension> {
+        let loc = self.loc(from);
+        let file = from.get_ref();
+        let table = match csv_input::read_csv(&self.dir.join(file), file, &loc) {
+            Ok(t) => t,
+            Err(p) => {
+                self.problems.push(p);
+                return None;
+            }
+        };
+        self.inputs.push(table.input.clone());
+        let Some(ki) = table.headers.iter().position(|h| h == key_col) else {
+            let hint = closest(key_col, table.headers.iter().map(String::as_str))
+                .map_or_else(String::new, |c| format!(" (did you mean `{c}`?)"));
+            self.problems.push(table.source.locate_line(1).problem(
+                format!("CSV `{file}` for dimension `{name}` has no `{key_col}` column{hint}"),
+                Some(format!("add a `{key_col}` column, or set key_column = \"<column>\" in the [[dimension]]")),
+            ));
+            return None;
+        };
+        let attr_names: Vec<String> = table
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != ki)
+            .map(|(_, h)| h.clone())
+            .collect();
+        let mut values = Vec::new();
+        for (line, fields) in &table.records {
+            let row_loc = table.source.locate_line(*line);
+            let key = fields[ki].clone();
+            if key.is_empty() {
+                self.problems.push(row_loc.problem(
+                    format!("row of `{file}` has an empty `{key_col}`"),
+                    Some("fill the key, or delete the row".into()),
+                ));
+                continue;
+            }
+            let attrs = fields
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != ki)
+                .map(|(_, f)| Some(f.clone()))
+                .collect();
+            values.push(DimValue {
+                key,
+                attrs,
+                location: row_loc,
+            });
+        }
+        Some(Dimension {
+            name: name.to_string(),
+            attr_names,
+            values,
+            location,
+        })
+    }
+
+    /// Row-per-link CSV: key columns become dimensions (values = distinct keys).
+    pub(super) fn rows_csv(
+        &mut self,
+        path: &Path,
+        display: &str,
+        referenced_at: &Location,
+    ) -> Option<(Vec<Dimension>, Cells)> {
+        let table = match csv_input::read_csv(path, display, referenced_at) {
+            Ok(t) => t,
+            Err(p) => {
+                self.problems.push(p);
+                return None;
+            }
+        };
+        self.inputs.push(table.input.clone());
+        let is_field = |h: &str| {
+            ROW_FIELDS.contains(&h)
+                || h.strip_prefix("utm_")
+                    .is_some_and(|u| UTM_FIELDS.contains(&u))
+        };
+        let key_cols: Vec<usize> = (0..table.headers.len())
+            .filter(|&i| !is_field(&table.headers[i]))
+            .collect();
+        if key_cols.is_empty() {
+            self.problems.push(table.source.locate_line(1).problem(
+                format!("CSV `{display}` has no key columns"),
+                Some("add columns that identify each link, e.g. brand,channel,variant (every column that is not destination/slug/domain/domain_id/tags/space/redirect/expires_at/utm_* is a key)".into()),
+            ));
+            return None;
+        }
+        let mut dims: Vec<Dimension> = key_cols
+            .iter()
+            .map(|&i| Dimension {
+                name: table.headers[i].clone(),
+                attr_names: Vec::new(),
+                values: Vec::new(),
+                location: table.source.locate_line(1),
+            })
+            .collect();
+        let mut index: Vec<HashMap<String, usize>> = vec![HashMap::new(); dims.len()];
+        let mut seen_cells: HashMap<Vec<usize>, usize> = HashMap::new();
+        let mut rows = Vec::new();
+        if table.records.is_empty() {
+            self.problems.push(table.source.locate_line(1).problem(
+                format!("CSV `{display}` has no rows"),
+                Some("add one row per link below the header".into()),
+            ));
+            return None;
+        }
+        for (line, fields) in &table.records {
+            let loc = table.source.locate_line(*line);
+            let mut cell = Vec::with_capacity(dims.len());
+            let mut ok = true;
+            for (d, &ci) in key_cols.iter().enumerate() {
+                let key = &fields[ci];
+                if key.is_empty() {
+                    self.problems.push(loc.problem(
+                        format!("row has an empty `{}`", table.headers[ci]),
+                        Some("fill every key column".into()),
+                    ));
+                    ok = false;
+                    continue;
+                }
+                let next = dims[d].values.len();
+                let vi = *index[d].entry(key.clone()).or_insert_with(|| {
+                    dims[d].values.push(DimValue {
+                        key: key.clone(),
+                        attrs: Vec::new(),
+                        location: loc.clone(),
+                    });
+                    next
+                });
+                cell.push(vi);
+            }
+            if !ok {
+                continue;
+            }
+            if let Some(first) = seen_cells.insert(cell.clone(), *line) {
+                self.problems.push(loc.problem(
+                    format!("row has the same keys as line {first}"),
+                    Some("each row is one link; make the key columns unique per row".into()),
+                ));
+                continue;
+            }
+            let mut fields_t = LinkTemplates::default();
+            for (ci, h) in table.headers.iter().enumerate() {
+                let v = &fields[ci];
+                if v.is_empty() {
+                    continue;
+                }
+                let lit = Template::literal(v.clone(), loc.clone());
+                match h.as_str() {
+                    "destination" => fields_t.destination = Some(lit),
+                    "slug" => fields_t.slug = Some(lit),
+                    "domain" => fields_t.domain = Some(lit),
+                    "domain_id" => fields_t.domain_id = Some(lit),
+                    "space" => fields_t.space = Some(lit),
+                    "tags" => {
+                        fields_t.tags = Some(
+                            v.split(';')
+                                .map(str::trim)
+                                .filter(|t| !t.is_empty())
+                                .map(|t| Template::literal(t, loc.clone()))
+                                .collect(),
+                        );
+                    }
+                    "redirect" => match v.parse::<u16>() {
+                        Ok(n @ (301 | 302)) => fields_t.redirect = Some((n, loc.clone())),
+                        _ => self
+                            .problems
+                            .push(loc.problem(format!("redirect `{v}` must be 301 or 302"), None)),
+                    },
+                    "expires_at" => match check_expiry(v) {
+                        Ok(s) => fields_t.expires_at = Some((s, loc.clone())),
+                        Err(help) => self.problems.push(loc.problem(
+                            format!("expires_at `{v}` is not a valid date-time"),
+                            Some(help),
+                        )),
+                    },
+                    other => {
+                        if let Some(i) = other
+                            .strip_prefix("utm_")
+                            .and_then(|u| UTM_FIELDS.iter().position(|f| *f == u))
+                        {
+                            fields_t.utm[i] = Some(lit);
+                        }
+                    }
+                }
+            }
+            rows.push(Row {
+                cell,
+                fields: fields_t,
+                location: loc,
+            });
+        }
+        Some((dims, Cells::Rows(rows)))
+    }
+}
