@@ -136,3 +136,31 @@ fn parallel_walk_equals_sequential_walk() {
         assert_eq!(run(threads), seq, "{threads} threads differ from 1");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A damaged spec is an error, never a panic: drop a line of the example, or overwrite
+    /// a slice of it with junk, and load + walk it.
+    #[test]
+    fn damaged_specs_never_panic(line in 0usize..80, at in 0usize..3000, junk in "\\PC{0,12}", drop in any::<bool>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(root.join("brands.csv"), dir.path().join("brands.csv")).unwrap();
+        let text = std::fs::read_to_string(root.join("matrix.example.toml")).unwrap();
+        let damaged = if drop {
+            text.lines().enumerate().filter(|(i, _)| *i != line).map(|(_, l)| l).collect::<Vec<_>>().join("\n")
+        } else {
+            let mut at = at.min(text.len());
+            while !text.is_char_boundary(at) { at -= 1; }
+            let mut end = (at + junk.len()).min(text.len());
+            while !text.is_char_boundary(end) { end -= 1; }
+            format!("{}{}{}", &text[..at], junk, &text[end..])
+        };
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, damaged).unwrap();
+        if let Ok((spec, _)) = nimriz_matrix::spec::load(&path) {
+            let _ = nimriz_matrix::plan::walk::walk(&spec, |_| Ok(()));
+        }
+    }
+}
