@@ -529,8 +529,8 @@ fn full_build_then_rerun_creates_nothing() {
     assert_all_done_once(&ws, &sb, &[]);
 }
 
-/// Scenario 2: Lost responses: the sandbox commits ~30% of creates and drops the connection
-/// without answering. Retries (same idempotency keys) settle them without duplicates.
+/// Scenario 2: Lost responses: the sandbox commits ~30% of creates and drops the connection without
+/// answering. Retries (same idempotency keys) settle them without duplicates.
 #[test]
 fn lost_responses_after_commit_create_no_duplicates() {
     let sb = SandboxProc::start(&["--drop-after-commit-rate", "0.3", "--seed", "7"]);
@@ -549,8 +549,8 @@ fn lost_responses_after_commit_create_no_duplicates() {
 }
 
 /// Scenario 3: `kill -9` of the build at ≥ 10 seeded points across the run, each verified to land
-/// mid-run (killed by the signal while running, with some but not all links done); then
-/// re-runs finish the job: no duplicate, no lost record.
+/// mid-run (killed by the signal while running, with some but not all links done); then re-runs
+/// finish the job: no duplicate, no lost record.
 #[test]
 fn build_killed_at_random_points_resumes_without_duplicates() {
     const KILLS: usize = 10;
@@ -563,9 +563,7 @@ fn build_killed_at_random_points_resumes_without_duplicates() {
     // Kill points: target counts of done links, spread over the run, plus a random delay
     // after reaching one so kills also land mid-request (including between the sandbox's
     // commit and the build's journal write).
-    let mut targets: Vec<usize> = (0..KILLS)
-        .map(|_| rng.range(1, (PLANNED - 20) as u64) as usize)
-        .collect();
+    let mut targets: Vec<usize> = (0..KILLS).map(|_| rng.range(1, 150) as usize).collect();
     targets.sort_unstable();
     let mut mid_run = Vec::new();
     let started = Instant::now();
@@ -765,7 +763,9 @@ fn sandbox_restart_with_state_mid_build() {
     let mut ws = Workspace::new();
     let build_flags = ["--batch-size", "4", "--concurrency", "2"];
 
-    let (mut build, log) = ws.spawn_build(addr, 1, &build_flags);
+    // A slower backoff (base 100 ms: ~0.75 s of retries per request) gives the build a fair
+    // chance to ride out the restart; giving up instead (exit 3) is fine too.
+    let (mut build, log) = ws.spawn_build(addr, 100, &build_flags);
     let started = Instant::now();
     assert!(
         wait_for(Duration::from_secs(20), || ws.done() >= 40),
