@@ -206,6 +206,13 @@ fn spec_flag_serves_every_short_host_the_spec_uses() {
     }
     // The default branded domain plus the five; nothing else.
     assert_eq!(branded.len(), 6, "{branded:#?}");
+    // The hint builds the spec the sandbox was started for.
+    let hint = lines.last().expect("banner");
+    assert!(
+        hint.starts_with("try: NIMRIZ_API_BASE=http://127.0.0.1:")
+            && hint.ends_with(&format!("nimriz-matrix build {example}")),
+        "{hint}"
+    );
 }
 
 #[test]

@@ -76,6 +76,8 @@ pub struct SandboxConfig {
     pub faults: Faults,
     /// Print one line per answered API request on stderr (`--verbose`).
     pub log_requests: bool,
+    /// The `--spec` files whose hosts are served; the banner's "try:" line builds the first.
+    pub specs: Vec<PathBuf>,
 }
 
 /// Fault injection. All random choices come from one RNG seeded with `seed`.
@@ -160,6 +162,7 @@ impl Default for SandboxConfig {
             min_slug_length: 4,
             faults: Faults::default(),
             log_requests: false,
+            specs: Vec::new(),
         }
     }
 }
@@ -254,6 +257,7 @@ impl SandboxConfig {
                 conflict_status: args.conflict_status,
             },
             log_requests: false,
+            specs: args.spec.clone(),
         };
         for host in &args.domain {
             config.add_domain(host)?;
