@@ -7,6 +7,8 @@
 //! Both programs run as child processes so `kill -9` (of the build, or of the sandbox) is
 //! the real thing. Every child is killed when its guard drops, every wait is bounded, and
 //! everything listens on 127.0.0.1 only.
+// `kill -9` and signal exit statuses are Unix notions.
+#![cfg(unix)]
 
 use assert_cmd::cargo::cargo_bin;
 use nimriz_matrix::manifest::{self, LinkStatus, Manifest};
