@@ -26,25 +26,10 @@ fn sandbox_cmd() -> Command {
     cmd
 }
 
-#[test]
-fn serves_and_prints_its_banner() {
-    let child = sandbox_cmd()
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--domain",
-            "go.acme.example,go.other.example",
-            "--key",
-            "k_cli_test",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut child = Running(child);
+/// The banner lines up to the `try:` line. Read on a thread so a silent process cannot hang
+/// the test.
+fn read_banner(child: &mut Running) -> Vec<String> {
     let stdout = child.0.stdout.take().expect("stdout piped");
-
-    // Read the banner on a thread so a silent process cannot hang the test.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -62,6 +47,26 @@ fn serves_and_prints_its_banner() {
             break;
         }
     }
+    lines
+}
+
+#[test]
+fn serves_and_prints_its_banner() {
+    let child = sandbox_cmd()
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--domain",
+            "go.acme.example,go.other.example",
+            "--key",
+            "k_cli_test",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut child = Running(child);
+    let lines = read_banner(&mut child);
     let first = lines.first().expect("a banner line within 20 s");
     let base = first
         .strip_prefix("nimriz sandbox listening on ")
@@ -162,4 +167,98 @@ fn refuses_bad_flags_with_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(status.status.code(), Some(2));
+}
+
+#[test]
+fn spec_flag_serves_every_short_host_the_spec_uses() {
+    let example = env!("CARGO_MANIFEST_DIR").to_string() + "/matrix.example.toml";
+    let child = sandbox_cmd()
+        .args(["--addr", "127.0.0.1:0", "--spec", &example])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut child = Running(child);
+    let lines = read_banner(&mut child);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("nimriz sandbox listening on http://127.0.0.1:")),
+        "{lines:#?}"
+    );
+    // The five brands' short hosts from brands.csv, with the same ids `--domain` gives.
+    let branded: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("domain: ") && l.ends_with("kind=branded"))
+        .collect();
+    for host in [
+        "go.acme-outdoor.example",
+        "links.globex.example",
+        "go.initech.example",
+        "u.umbrella-health.example",
+        "go.cafe-muench.example",
+    ] {
+        let line = format!(
+            "domain: {host} id={} kind=branded",
+            domain_id_for_host(host)
+        );
+        assert!(lines.contains(&line), "{line} missing from {lines:#?}");
+    }
+    // The default branded domain plus the five; nothing else.
+    assert_eq!(branded.len(), 6, "{branded:#?}");
+    // The hint builds the spec the sandbox was started for.
+    let hint = lines.last().expect("banner");
+    assert!(
+        hint.starts_with("try: NIMRIZ_API_BASE=http://127.0.0.1:")
+            && hint.ends_with(&format!("nimriz-matrix build {example}")),
+        "{hint}"
+    );
+}
+
+#[test]
+fn spec_flag_refuses_a_bad_spec_with_its_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    // Parse error: located diagnostics.
+    std::fs::write(dir.path().join("broken.toml"), "[link]\nslug = \n").unwrap();
+    // Walk-level problem: two cells render the same slug on one domain.
+    std::fs::write(
+        dir.path().join("collide.toml"),
+        r#"
+[link]
+domain = "go.acme.example"
+destination = "https://acme.example/"
+slug = "same"
+
+[[dimension]]
+name = "channel"
+values = [{ key = "a" }, { key = "b" }]
+"#,
+    )
+    .unwrap();
+    for (file, needle) in [
+        ("broken.toml", "broken.toml:2:"),
+        (
+            "collide.toml",
+            "slug `same` on `go.acme.example` is produced by two cells",
+        ),
+        ("missing.toml", "cannot read spec file"),
+    ] {
+        let out = sandbox_cmd()
+            .current_dir(dir.path())
+            .args(["--addr", "127.0.0.1:0", "--spec", file])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(
+            err.contains(needle),
+            "{file}: stderr lacks {needle:?}:\n{err}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening"),
+            "{file}: the sandbox must not start"
+        );
+    }
 }

@@ -76,6 +76,8 @@ pub struct SandboxConfig {
     pub faults: Faults,
     /// Print one line per answered API request on stderr (`--verbose`).
     pub log_requests: bool,
+    /// The `--spec` files whose hosts are served; the banner's "try:" line builds the first.
+    pub specs: Vec<PathBuf>,
 }
 
 /// Fault injection. All random choices come from one RNG seeded with `seed`.
@@ -160,6 +162,7 @@ impl Default for SandboxConfig {
             min_slug_length: 4,
             faults: Faults::default(),
             log_requests: false,
+            specs: Vec::new(),
         }
     }
 }
@@ -254,12 +257,56 @@ impl SandboxConfig {
                 conflict_status: args.conflict_status,
             },
             log_requests: false,
+            specs: args.spec.clone(),
         };
         for host in &args.domain {
             config.add_domain(host)?;
         }
+        for spec in &args.spec {
+            for host in spec_hosts(spec)? {
+                config.add_domain(&host)?;
+            }
+        }
         Ok(config)
     }
+}
+
+/// The same size guard as `build`'s default `--max-links`.
+const SPEC_MAX_LINKS: u64 = 1_000_000;
+
+/// Every short host the links of the spec at `path` use (links given by domain id only
+/// need no host). A spec `build` would refuse is refused here too, with the same
+/// diagnostics, so the sandbox never starts for a spec that cannot build.
+pub fn spec_hosts(path: &std::path::Path) -> Result<std::collections::BTreeSet<String>> {
+    use crate::plan::{load_spec, walk};
+    let (spec, _) = load_spec(path, SPEC_MAX_LINKS)?;
+    let mut hosts = std::collections::BTreeSet::new();
+    // Walk rather than collect the plan: a big matrix stays flat in memory.
+    let result = walk::walk(&spec, |link| {
+        if let Some(host) = &link.domain.host
+            && !hosts.contains(host)
+        {
+            hosts.insert(host.clone());
+        }
+        Ok(())
+    })
+    .map_err(|walk::SinkError::Io(e)| Error::io("read", path, e))?;
+    if result.problem_count > 0 {
+        let mut problems = result.problems;
+        let unlisted = result.problem_count - problems.len();
+        if unlisted > 0 {
+            problems.push(crate::spec::Problem {
+                file: String::new(),
+                line: 0,
+                column: 0,
+                message: format!("… and {unlisted} more problem(s) not listed"),
+                help: Some("fix the ones above (`nimriz-matrix validate` shows them)".into()),
+                snippet: None,
+            });
+        }
+        return Err(crate::spec::SpecReport { problems }.into());
+    }
+    Ok(hosts)
 }
 
 fn normalize_host(raw: &str) -> Result<String> {

@@ -35,6 +35,10 @@ pub struct SandboxArgs {
     /// host, so it is the same on every start.
     #[arg(long, value_name = "HOST", value_delimiter = ',')]
     pub domain: Vec<String>,
+    /// Add every short host this spec's links use as a branded domain (repeatable), so the
+    /// spec builds against the sandbox unchanged. Same ids as `--domain`.
+    #[arg(long, value_name = "PATH")]
+    pub spec: Vec<PathBuf>,
     /// Keep links and idempotency keys in this file (loaded at start, written atomically after
     /// every change) so they survive a restart.
     #[arg(long, value_name = "PATH")]

@@ -225,8 +225,12 @@ impl RunningSandbox {
         if let Some(faults) = config.faults.describe() {
             out.push_str(&format!("faults: {faults}\n"));
         }
+        let spec = config.specs.first().map_or_else(
+            || "matrix.example.toml".to_string(),
+            |p| p.display().to_string(),
+        );
         out.push_str(&format!(
-            "try: NIMRIZ_API_BASE={} NIMRIZ_API_KEY={} nimriz-matrix build matrix.example.toml\n",
+            "try: NIMRIZ_API_BASE={} NIMRIZ_API_KEY={} nimriz-matrix build {spec}\n",
             self.base_url(),
             config.key
         ));
