@@ -100,8 +100,8 @@ pub async fn serve_command(args: SandboxArgs, printer: &Printer) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Ctrl-C, or SIGTERM on Unix (what `kill` and CI runners send).
-async fn wait_for_stop_signal() {
+/// Ctrl-C, or SIGTERM on Unix (also used by `listen`) (what `kill` and CI runners send).
+pub async fn wait_for_stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
