@@ -61,11 +61,14 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Headers kept with the raw body for the log: Nimriz's own and content metadata. Never
-/// `Authorization` or the click secret header.
-fn kept_headers(headers: &HeaderMap) -> String {
+/// `Authorization` or the click secret header (which may itself be an `X-Nim-…` name).
+fn kept_headers(headers: &HeaderMap, secret_header: Option<&str>) -> String {
     let mut kept = serde_json::Map::new();
     for (name, value) in headers {
         let n = name.as_str();
+        if secret_header.is_some_and(|h| h.eq_ignore_ascii_case(n)) {
+            continue;
+        }
         if n.starts_with("x-nim-") || matches!(n, "content-type" | "user-agent") {
             if let Ok(v) = value.to_str() {
                 kept.insert(n.to_string(), Value::String(v.to_string()));
@@ -193,7 +196,7 @@ async fn store(
         source,
         event_type,
         received_at_ms,
-        headers: kept_headers(headers),
+        headers: kept_headers(headers, st.click.as_ref().map(|c| c.header.as_str())),
         body,
     };
     match st.writer.ingest(event).await {
