@@ -28,7 +28,7 @@ fn stored_ids(db: &std::path::Path) -> Vec<String> {
 async fn signature_vectors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stand_in = StandIn::start().await;
-    let l = start(dir.path(), &stand_in, "").await;
+    let l = start(dir.path(), &stand_in, None, "").await;
     let url = format!("{}/nimriz/webhook", l.base_url());
     let c = reqwest::Client::new();
     let now = now_secs();
@@ -108,7 +108,7 @@ async fn signature_vectors() {
 async fn dedupe_id_mismatch_size_and_shape() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stand_in = StandIn::start().await;
-    let l = start(dir.path(), &stand_in, "").await;
+    let l = start(dir.path(), &stand_in, None, "").await;
     let url = format!("{}/nimriz/webhook", l.base_url());
     let click_url = format!("{}/nimriz/click", l.base_url());
     let c = reqwest::Client::new();
@@ -205,7 +205,7 @@ async fn dedupe_id_mismatch_size_and_shape() {
 async fn storage_failure_answers_503_then_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stand_in = StandIn::start().await;
-    let l = start(dir.path(), &stand_in, "").await;
+    let l = start(dir.path(), &stand_in, None, "").await;
     let url = format!("{}/nimriz/webhook", l.base_url());
     let c = reqwest::Client::new();
     let db = dir.path().join("events.db");

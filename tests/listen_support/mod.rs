@@ -222,11 +222,12 @@ pub fn env(stand_in: &StandIn) -> HashMap<String, String> {
 }
 
 /// The config head every test shares: both endpoints, a fast worker.
-pub fn base_config(dir: &Path) -> String {
+pub fn base_config(dir: &Path, manifest: Option<&Path>) -> String {
     format!(
         r#"bind = "127.0.0.1:0"
 storage = "{}"
 max_body_bytes = 4096
+manifests = [{}]
 
 [webhook]
 secret_env = ["WH_SECRET", "WH_SECRET_NEXT"]
@@ -241,12 +242,21 @@ backoff_base_ms = 20
 backoff_max_ms = 200
 request_timeout_seconds = 2
 "#,
-        dir.join("events.db").display()
+        dir.join("events.db").display(),
+        manifest
+            .map(|m| format!("\"{}\"", m.display()))
+            .unwrap_or_default()
     )
 }
 
-pub async fn start(dir: &Path, stand_in: &StandIn, extra: &str) -> RunningListener {
-    let text = format!("{}\n{extra}", base_config(dir));
+/// Start in-process with the shared config head and `extra` (rules) after it.
+pub async fn start(
+    dir: &Path,
+    stand_in: &StandIn,
+    manifest: Option<&Path>,
+    extra: &str,
+) -> RunningListener {
+    let text = format!("{}\n{extra}", base_config(dir, manifest));
     let cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
     Listener::start(cfg, 256, Printer::quiet())
         .await
