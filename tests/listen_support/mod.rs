@@ -124,6 +124,8 @@ struct StandInState {
     /// Answers to give next, in order (status, Retry-After seconds); then `fallback`.
     script: VecDeque<(u16, Option<u64>)>,
     fallback: Option<(u16, Option<u64>)>,
+    /// Wait this long before answering (requests in flight when the receiver is killed).
+    delay: Duration,
 }
 
 /// A local stand-in for Slack and a CRM: `POST /slack`, `POST /crm` (any path, really).
@@ -163,6 +165,10 @@ impl StandIn {
         self.state.lock().expect("lock").fallback = answer;
     }
 
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().expect("lock").delay = delay;
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().expect("lock").received.clone()
     }
@@ -182,18 +188,26 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let mut st = state.lock().expect("lock");
-    let (status, retry_after) = st.script.pop_front().or(st.fallback).unwrap_or((200, None));
-    st.received.push(Received {
-        path,
-        idempotency_key: headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        answered: status,
-        at: Instant::now(),
-    });
+    // Record first, answer after the delay: a receiver killed meanwhile leaves a request the
+    // target acted on but whose answer nobody recorded (the crash window).
+    let (status, retry_after, delay) = {
+        let mut st = state.lock().expect("lock");
+        let (status, retry_after) = st.script.pop_front().or(st.fallback).unwrap_or((200, None));
+        st.received.push(Received {
+            path,
+            idempotency_key: headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            answered: status,
+            at: Instant::now(),
+        });
+        (status, retry_after, st.delay)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut h = HeaderMap::new();
     if let Some(s) = retry_after {
         h.insert("retry-after", s.to_string().parse().expect("header value"));
