@@ -138,7 +138,7 @@ struct RawConfig {
     manifests: Vec<Spanned<String>>,
     webhook: Option<Spanned<RawWebhook>>,
     click: Option<Spanned<RawClick>>,
-    worker: Option<RawWorker>,
+    worker: Option<Spanned<RawWorker>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
 }
@@ -379,7 +379,7 @@ impl Cx<'_> {
                 ));
             }
         }
-        let w = raw.worker.as_ref();
+        let w = raw.worker.as_ref().map(Spanned::get_ref);
         let secs = |v: Option<f64>, default: f64| {
             Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(default))
         };
@@ -391,6 +391,17 @@ impl Cx<'_> {
             concurrency: w.and_then(|w| w.concurrency).unwrap_or(8).max(1),
             request_timeout: secs(w.and_then(|w| w.request_timeout_seconds), 10.0),
         };
+        if worker.lease <= worker.request_timeout {
+            let problem = "worker.lease_seconds must be longer than request_timeout_seconds \
+                           (default 60 and 10): a job still in flight would be taken again";
+            let help = "raise lease_seconds or lower request_timeout_seconds";
+            match &raw.worker {
+                Some(w) => self.err(w, problem, help),
+                None => self
+                    .problems
+                    .push(self.source.whole().problem(problem, Some(help.into()))),
+            }
+        }
         let mut rules = Vec::new();
         let mut names = std::collections::HashSet::new();
         for r in &raw.rules {

@@ -254,7 +254,7 @@ lease_seconds = 2
 max_attempts = 5
 backoff_base_ms = 20
 backoff_max_ms = 200
-request_timeout_seconds = 2
+request_timeout_seconds = 1
 "#,
         dir.join("events.db").display(),
         manifest
