@@ -76,6 +76,8 @@ pub struct SandboxConfig {
     pub faults: Faults,
     /// Print one line per answered API request on stderr (`--verbose`).
     pub log_requests: bool,
+    /// Lifecycle webhooks and click events sent to a `listen` receiver.
+    pub events: super::events::EventsConfig,
 }
 
 /// Fault injection. All random choices come from one RNG seeded with `seed`.
@@ -160,6 +162,7 @@ impl Default for SandboxConfig {
             min_slug_length: 4,
             faults: Faults::default(),
             log_requests: false,
+            events: super::events::EventsConfig::default(),
         }
     }
 }
@@ -254,6 +257,7 @@ impl SandboxConfig {
                 conflict_status: args.conflict_status,
             },
             log_requests: false,
+            events: events_from_args(args)?,
         };
         for host in &args.domain {
             config.add_domain(host)?;
@@ -298,6 +302,38 @@ pub fn parse_conflict_status(s: &str) -> std::result::Result<u16, String> {
         Ok(code @ (409 | 403 | 422)) => Ok(code),
         _ => Err(format!("{s:?} is not one of 409, 403, 422")),
     }
+}
+
+/// `--webhook-url` / `--click-url` with their secrets, read from the named env vars (a secret
+/// is never a flag value).
+fn events_from_args(args: &SandboxArgs) -> Result<super::events::EventsConfig> {
+    let secret = |url: &Option<String>,
+                  var: &str,
+                  flag: &str|
+     -> Result<Option<crate::listen::Secret>> {
+        let Some(url) = url else { return Ok(None) };
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(Error::Usage(format!(
+                "{flag} {url:?} must be an http(s) URL"
+            )));
+        }
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => {
+                Ok(Some(crate::listen::Secret::new(v.trim().as_bytes())))
+            }
+            _ => Err(Error::Usage(format!(
+                "{flag} needs a secret: export {var} (or name another variable with {flag}-secret-env / --click-header-env)"
+            ))),
+        }
+    };
+    Ok(super::events::EventsConfig {
+        webhook_secret: secret(&args.webhook_url, &args.webhook_secret_env, "--webhook-url")?,
+        webhook_url: args.webhook_url.clone(),
+        click_secret: secret(&args.click_url, &args.click_header_env, "--click-url")?,
+        click_url: args.click_url.clone(),
+        click_header: args.click_header.clone(),
+        ..super::events::EventsConfig::default()
+    })
 }
 
 #[cfg(test)]
