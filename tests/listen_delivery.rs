@@ -267,3 +267,40 @@ url_env = "CRM_URL"
     );
     l.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_written_after_start_is_picked_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("later.manifest.json");
+    let stand_in = StandIn::start().await;
+    let l = start(dir.path(), &stand_in, Some(&manifest), RULES).await;
+    let url = format!("{}/nimriz/click", l.base_url());
+    let c = reqwest::Client::new();
+    let db = dir.path().join("events.db");
+    assert_eq!(
+        post_click(&c, &url, &click("before", ACME_URL_ID, "short_link_click"))
+            .await
+            .0,
+        200
+    );
+    wait_until(LIMIT, "the first event routed", || {
+        store::log_entries(&db, 0, Some("before"))
+            .is_ok_and(|e| e.first().is_some_and(|e| e["outcome"] == "no_match"))
+    })
+    .await;
+    write_manifest(&manifest);
+    assert_eq!(
+        post_click(&c, &url, &click("after", ACME_URL_ID, "short_link_click"))
+            .await
+            .0,
+        200
+    );
+    wait_until(LIMIT, "the CRM update for the second event", || {
+        stand_in
+            .accepted("crm")
+            .iter()
+            .any(|r| r.body["event"] == "after")
+    })
+    .await;
+    l.shutdown().await;
+}

@@ -126,3 +126,61 @@ fn slug_key(domain: &str, slug: &str) -> String {
         slug.to_ascii_lowercase()
     )
 }
+
+/// The manifests named in the config, reloaded when one changes on disk (a `build` that runs
+/// while `listen` is up, or a manifest that did not exist yet at start).
+pub struct CampaignSource {
+    paths: Vec<std::path::PathBuf>,
+    state: std::sync::Mutex<(Vec<Stamp>, Arc<Campaign>)>,
+}
+
+/// Modification times of a manifest and its journal.
+type Stamp = (Option<std::time::SystemTime>, Option<std::time::SystemTime>);
+
+fn stamp(path: &Path) -> Stamp {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (mtime(path), mtime(&crate::manifest::journal_path(path)))
+}
+
+impl CampaignSource {
+    pub fn new(paths: Vec<std::path::PathBuf>) -> Self {
+        CampaignSource {
+            paths,
+            // Empty stamps: the first `refresh` loads whatever exists.
+            state: std::sync::Mutex::new((Vec::new(), Arc::new(Campaign::default()))),
+        }
+    }
+
+    /// The current campaign, reloading first if a manifest changed. Problems (a manifest
+    /// missing or unreadable) come back as messages; the last good campaign stays in use.
+    pub fn refresh(&self) -> (Arc<Campaign>, Vec<String>) {
+        let stamps: Vec<Stamp> = self.paths.iter().map(|p| stamp(p)).collect();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 == stamps {
+            return (state.1.clone(), Vec::new());
+        }
+        let mut campaign = Campaign::default();
+        let mut problems = Vec::new();
+        for p in &self.paths {
+            if !p.exists() {
+                problems.push(format!(
+                    "manifest {} not found (yet): cell fields stay empty until it exists",
+                    p.display()
+                ));
+                continue;
+            }
+            match crate::manifest::load(p) {
+                Ok(m) => campaign.add(&m),
+                Err(e) => problems.push(format!("manifest {} not loaded: {e}", p.display())),
+            }
+        }
+        // A half-written manifest is never seen (it is replaced atomically), but a failed
+        // read keeps the previous campaign rather than forgetting every cell.
+        if problems.iter().any(|p| p.contains("not loaded")) && !state.1.is_empty() {
+            state.0 = stamps;
+            return (state.1.clone(), problems);
+        }
+        *state = (stamps, Arc::new(campaign));
+        (state.1.clone(), problems)
+    }
+}

@@ -243,7 +243,11 @@ impl Listener {
         write_batch: usize,
         printer: Printer,
     ) -> Result<RunningListener> {
-        let campaign = Arc::new(campaign::Campaign::load(&config.manifests)?);
+        let campaign = Arc::new(campaign::CampaignSource::new(config.manifests.clone()));
+        let (loaded, problems) = campaign.refresh();
+        for p in problems {
+            printer.warn(p);
+        }
         let config = Arc::new(config);
         let wake = Arc::new(Notify::new());
         let (writer, writer_thread) =
@@ -279,7 +283,7 @@ impl Listener {
         let worker = tokio::spawn(worker.run(stop_rx));
         Ok(RunningListener {
             addr,
-            campaign_links: campaign.len(),
+            campaign_links: loaded.len(),
             config,
             writer_stats,
             stop,

@@ -7,7 +7,7 @@
 //! `Idempotency-Key` (derived from event id + action) lets the target drop the repeat; Slack
 //! has no such key, so a crash in that window can repeat one message.
 
-use super::campaign::Campaign;
+use super::campaign::{Campaign, CampaignSource};
 use super::config::{Action, ActionKind, ListenConfig};
 use super::rules::{EventView, Source};
 use super::store::{Job, JobSpec, Queue, now_ms};
@@ -40,7 +40,7 @@ pub fn idempotency_key(event_id: &str, action_id: &str) -> String {
 pub struct Worker {
     queue: Arc<Mutex<Queue>>,
     config: Arc<ListenConfig>,
-    campaign: Arc<Campaign>,
+    campaign: Arc<CampaignSource>,
     actions: HashMap<String, Action>,
     pace: HashMap<String, i64>,
     client: reqwest::Client,
@@ -66,7 +66,7 @@ enum Outcome {
 impl Worker {
     pub fn new(
         config: Arc<ListenConfig>,
-        campaign: Arc<Campaign>,
+        campaign: Arc<CampaignSource>,
         wake: Arc<Notify>,
         printer: Printer,
     ) -> Result<Self> {
@@ -172,24 +172,40 @@ impl Worker {
             if pending.is_empty() {
                 return Ok(());
             }
+            let campaign = self.campaign();
             let mut routed = Vec::with_capacity(pending.len());
             for ev in pending {
-                let jobs = self.matching_jobs(&ev.event_id, &ev.source, &ev.body);
+                let jobs = self.matching_jobs(&campaign, &ev.event_id, &ev.source, &ev.body);
                 routed.push((ev.seq, ev.event_id, jobs));
             }
             self.db(move |q| q.record_routes(&routed)).await?;
         }
     }
 
-    fn view(&self, event_id: &str, source: &str, body: &[u8]) -> EventView {
+    /// The campaign, reloaded if a manifest changed since the last look.
+    fn campaign(&self) -> Arc<Campaign> {
+        let (campaign, problems) = self.campaign.refresh();
+        for p in problems {
+            self.printer.warn(p);
+        }
+        campaign
+    }
+
+    fn view(&self, campaign: &Campaign, event_id: &str, source: &str, body: &[u8]) -> EventView {
         let source = Source::parse(source).unwrap_or(Source::Click);
         // Bodies were checked to be JSON objects before they were stored.
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        EventView::new(event_id, source, body, &self.campaign)
+        EventView::new(event_id, source, body, campaign)
     }
 
-    fn matching_jobs(&self, event_id: &str, source: &str, body: &[u8]) -> Vec<JobSpec> {
-        let view = self.view(event_id, source, body);
+    fn matching_jobs(
+        &self,
+        campaign: &Campaign,
+        event_id: &str,
+        source: &str,
+        body: &[u8],
+    ) -> Vec<JobSpec> {
+        let view = self.view(campaign, event_id, source, body);
         self.config
             .rules
             .iter()
@@ -209,7 +225,7 @@ impl Worker {
                 let id = job.event_id.clone();
                 match self.db(move |q| q.event_body(&id)).await {
                     Ok(Some((source, body))) => {
-                        let view = self.view(&job.event_id, &source, &body);
+                        let view = self.view(&self.campaign(), &job.event_id, &source, &body);
                         self.deliver(action, &view).await
                     }
                     Ok(None) => Outcome::Permanent {
