@@ -258,3 +258,62 @@ fn bad_config_exits_2_with_location() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_and_replay_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stand_in = StandIn::start().await;
+    let l = start(dir.path(), &stand_in, None, "").await;
+    let url = format!("{}/nimriz/webhook", l.base_url());
+    let c = reqwest::Client::new();
+    for id in ["evt_a", "evt_b"] {
+        let body = lifecycle_body(id, "link.created", ACME_URL_ID);
+        assert_eq!(
+            post_webhook(&c, &url, WEBHOOK_SECRET, now_secs(), Some(id), &body)
+                .await
+                .0,
+            200
+        );
+    }
+    l.shutdown().await;
+    let db = dir.path().join("events.db");
+    // The config only needs `storage` for log/replay: no secrets in the environment.
+    std::fs::write(dir.path().join("listen.toml"), "storage = \"events.db\"\n").expect("write");
+    let run = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("nimriz-matrix")
+            .expect("binary")
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("run")
+    };
+    let out = run(&["listen", "log", "--since", "1h", "--event-id", "evt_b"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event_id"], "evt_b");
+    assert_eq!(lines[0]["outcome"], "no_match");
+    assert_eq!(lines[0]["headers"]["x-nim-event-id"], "evt_b");
+    let raw: serde_json::Value =
+        serde_json::from_str(lines[0]["raw_body"].as_str().expect("raw body")).expect("raw JSON");
+    assert_eq!(raw["id"], "evt_b");
+    let out = run(&["listen", "log", "--db", db.to_str().expect("utf-8 path")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = run(&["listen", "replay"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("re-queued 0"));
+    let out = run(&["listen", "log", "--since", "5x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["listen", "log", "--db", "missing.db"]);
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -123,8 +123,15 @@ pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
 }
 
 impl StoreArgs {
+    /// The store's path; it must exist (log and replay never create one).
     fn path(&self) -> Result<PathBuf> {
         if let Some(db) = &self.db {
+            if !db.exists() {
+                return Err(Error::Usage(format!(
+                    "no event store at {}; pass the `storage` file of your listen config",
+                    db.display()
+                )));
+            }
             return Ok(db.clone());
         }
         let text = std::fs::read_to_string(&self.config).map_err(|e| {
