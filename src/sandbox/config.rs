@@ -309,7 +309,8 @@ pub fn parse_conflict_status(s: &str) -> std::result::Result<u16, String> {
 fn events_from_args(args: &SandboxArgs) -> Result<super::events::EventsConfig> {
     let secret = |url: &Option<String>,
                   var: &str,
-                  flag: &str|
+                  flag: &str,
+                  env_flag: &str|
      -> Result<Option<crate::listen::Secret>> {
         let Some(url) = url else { return Ok(None) };
         if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -322,14 +323,24 @@ fn events_from_args(args: &SandboxArgs) -> Result<super::events::EventsConfig> {
                 Ok(Some(crate::listen::Secret::new(v.trim().as_bytes())))
             }
             _ => Err(Error::Usage(format!(
-                "{flag} needs a secret: export {var} (or name another variable with {flag}-secret-env / --click-header-env)"
+                "{flag} needs a secret: export {var} (or name another variable with {env_flag})"
             ))),
         }
     };
     Ok(super::events::EventsConfig {
-        webhook_secret: secret(&args.webhook_url, &args.webhook_secret_env, "--webhook-url")?,
+        webhook_secret: secret(
+            &args.webhook_url,
+            &args.webhook_secret_env,
+            "--webhook-url",
+            "--webhook-secret-env",
+        )?,
         webhook_url: args.webhook_url.clone(),
-        click_secret: secret(&args.click_url, &args.click_header_env, "--click-url")?,
+        click_secret: secret(
+            &args.click_url,
+            &args.click_header_env,
+            "--click-url",
+            "--click-header-env",
+        )?,
         click_url: args.click_url.clone(),
         click_header: args.click_header.clone(),
         ..super::events::EventsConfig::default()
