@@ -740,6 +740,25 @@ text = "hi {event_id}"
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let env: HashMap<String, String> = [
+            "NIMRIZ_WEBHOOK_SECRET",
+            "NIMRIZ_CLICK_SECRET",
+            "SLACK_WEBHOOK_URL",
+            "CRM_URL",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), "https://example.test/hook".to_string()))
+        .collect();
+        let text = include_str!("../../examples/listen.example.toml");
+        let c = parse("listen.example.toml", text.into(), Path::new("."), &env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.rules[0].actions.len(), 2);
+        assert!(c.worker.lease > c.worker.request_timeout);
+    }
+
+    #[test]
     fn unknown_key_is_located() {
         let text = "[webhook]\nsecret_env = \"WH\"\nsecrte = 1\n";
         let Err(Error::Spec(report)) = parse("l.toml", text.into(), Path::new("."), &env()) else {

@@ -47,20 +47,15 @@ impl EventView {
         let data = body.get("data").filter(|d| d.is_object()).unwrap_or(&body);
         let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
         let declared_type = str_of(body.get("type")).or_else(|| str_of(body.get("event_type")));
-        let touch = match source {
-            Source::Webhook => None,
-            Source::Click => {
-                let raw_touch =
-                    str_of(data.get("touch_type")).or_else(|| str_of(body.get("touch_type")));
-                Some(
-                    match (raw_touch.as_deref(), declared_type.as_deref()) {
-                        (Some("qr_scan"), _) | (_, Some("link.qr_scanned")) => "qr_scan",
-                        _ => "click",
-                    }
-                    .to_string(),
-                )
-            }
-        };
+        // Clicks come from a destination; some Nimriz pages also list `link.clicked` /
+        // `link.qr_scanned` as webhook types, so those count as touches on either endpoint.
+        let raw_touch = str_of(data.get("touch_type")).or_else(|| str_of(body.get("touch_type")));
+        let touch = match (source, raw_touch.as_deref(), declared_type.as_deref()) {
+            (_, Some("qr_scan"), _) | (_, _, Some("link.qr_scanned")) => Some("qr_scan"),
+            (Source::Click, _, _) | (_, _, Some("link.clicked")) => Some("click"),
+            _ => None,
+        }
+        .map(str::to_string);
         let event_type = declared_type.unwrap_or_else(|| match touch.as_deref() {
             Some("qr_scan") => "link.qr_scanned".into(),
             Some(_) => "link.clicked".into(),
@@ -298,6 +293,15 @@ mod tests {
         assert_eq!(ev.touch.as_deref(), Some("click"));
         assert_eq!(ev.lookup("country").as_deref(), Some("FR"));
         assert_eq!(Template::parse("{missing}!").render(&ev), "!");
+    }
+
+    #[test]
+    fn webhook_click_types_are_touches_too() {
+        let c = Campaign::default();
+        let ev = EventView::new("w", Source::Webhook, json!({"type": "link.clicked"}), &c);
+        assert_eq!(ev.touch.as_deref(), Some("click"));
+        let ev = EventView::new("w", Source::Webhook, json!({"type": "link.updated"}), &c);
+        assert_eq!(ev.touch, None);
     }
 
     #[test]

@@ -112,3 +112,58 @@ pub fn verify_shared_secret(
         Err(AuthFailure::SignatureMismatch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(list: &[&str]) -> Vec<Secret> {
+        list.iter().map(|s| Secret::new(s.as_bytes())).collect()
+    }
+
+    #[test]
+    fn sign_then_verify_and_rotation() {
+        let body = br#"{"id":"e"}"#;
+        let sig = sign(b"new", "1000", body);
+        let both = secrets(&["old", "new"]);
+        assert_eq!(
+            verify_webhook(&both, Some("1000"), Some(&sig), body, 1000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_webhook(
+                &secrets(&["old"]),
+                Some("1000"),
+                Some(&sig),
+                body,
+                1000,
+                300
+            ),
+            Err(AuthFailure::SignatureMismatch)
+        );
+        // Several entries: any match wins.
+        let multi = format!("v1=00ff, {sig}");
+        assert_eq!(
+            verify_webhook(&both, Some("1000"), Some(&multi), body, 1000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_webhook(&both, Some("1000"), Some(&sig), body, 1301, 300),
+            Err(AuthFailure::StaleTimestamp)
+        );
+        assert_eq!(
+            verify_webhook(&both, Some("1000"), Some("sha256=abc"), body, 1000, 300),
+            Err(AuthFailure::BadSignatureFormat)
+        );
+    }
+
+    #[test]
+    fn shared_secret_plain_or_bearer() {
+        let s = secrets(&["k1"]);
+        assert!(verify_shared_secret(&s, Some("k1")).is_ok());
+        assert!(verify_shared_secret(&s, Some("Bearer k1")).is_ok());
+        assert!(verify_shared_secret(&s, Some("k2")).is_err());
+        assert!(verify_shared_secret(&s, Some("k1k1")).is_err());
+        assert!(verify_shared_secret(&s, None).is_err());
+    }
+}
