@@ -20,6 +20,8 @@ pub const DEFAULT_CLICK_HEADER: &str = "X-Nim-Click-Secret";
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Upper bound for every configured duration (a day).
+const MAX_SECS: u64 = 86_400;
 
 /// A secret value (webhook secret, click secret, Slack URL). `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -380,15 +382,24 @@ impl Cx<'_> {
             }
         }
         let w = raw.worker.as_ref().map(Spanned::get_ref);
+        // Every duration is clamped to a day: larger values are typos, and they would
+        // overflow the millisecond arithmetic of the queue.
         let secs = |v: Option<f64>, default: f64| {
-            Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(default))
+            Duration::from_secs_f64(
+                v.filter(|s| s.is_finite() && *s > 0.0)
+                    .unwrap_or(default)
+                    .min(MAX_SECS as f64),
+            )
+        };
+        let millis = |v: Option<u64>, default: u64| {
+            Duration::from_millis(v.unwrap_or(default).min(MAX_SECS * 1000))
         };
         let worker = WorkerSettings {
             lease: secs(w.and_then(|w| w.lease_seconds), 60.0),
             max_attempts: w.and_then(|w| w.max_attempts).unwrap_or(8).max(1),
-            backoff_base: Duration::from_millis(w.and_then(|w| w.backoff_base_ms).unwrap_or(1000)),
-            backoff_max: Duration::from_millis(w.and_then(|w| w.backoff_max_ms).unwrap_or(300_000)),
-            concurrency: w.and_then(|w| w.concurrency).unwrap_or(8).max(1),
+            backoff_base: millis(w.and_then(|w| w.backoff_base_ms), 1000),
+            backoff_max: millis(w.and_then(|w| w.backoff_max_ms), 300_000),
+            concurrency: w.and_then(|w| w.concurrency).unwrap_or(8).clamp(1, 1024),
             request_timeout: secs(w.and_then(|w| w.request_timeout_seconds), 10.0),
         };
         if worker.lease <= worker.request_timeout {
@@ -419,9 +430,13 @@ impl Cx<'_> {
         ListenConfig {
             bind,
             storage,
-            tolerance: Duration::from_secs(raw.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECS)),
+            tolerance: Duration::from_secs(
+                raw.tolerance_seconds
+                    .unwrap_or(DEFAULT_TOLERANCE_SECS)
+                    .min(MAX_SECS),
+            ),
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES).max(1),
-            retention: Duration::from_secs(raw.retention_days.unwrap_or(7).max(1) * 86_400),
+            retention: Duration::from_secs(raw.retention_days.unwrap_or(7).clamp(1, 3650) * 86_400),
             manifests,
             webhook,
             click,
@@ -678,7 +693,11 @@ impl Cx<'_> {
             id: format!("{rule}/{name}"),
             kind,
             url,
-            min_interval: Duration::from_millis(raw.min_interval_ms.unwrap_or(default_interval)),
+            min_interval: Duration::from_millis(
+                raw.min_interval_ms
+                    .unwrap_or(default_interval)
+                    .min(MAX_SECS * 1000),
+            ),
         })
     }
 }

@@ -179,9 +179,9 @@ pub fn listen_command(args: ListenArgs, printer: &Printer) -> Result<u8> {
 }
 
 fn log_command(args: &LogArgs) -> Result<u8> {
-    let since = args
-        .since
-        .map_or(0, |d| store::now_ms() - d.as_millis() as i64);
+    let since = args.since.map_or(0, |d| {
+        store::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    });
     let entries = store::log_entries(&args.store.path()?, since, args.event_id.as_deref())?;
     let mut out = std::io::stdout().lock();
     for e in entries {

@@ -373,7 +373,7 @@ fn classify(status: u16, headers: &reqwest::header::HeaderMap) -> Outcome {
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     let d = match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
+        Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s.min(3600.0)),
         _ => httpdate::parse_http_date(v)
             .ok()?
             .duration_since(std::time::SystemTime::now())
@@ -406,6 +406,9 @@ mod tests {
         assert!(matches!(classify(400, &h), Outcome::Permanent { .. }));
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("retry-after", "7".parse().expect("header"));
+        let mut huge = reqwest::header::HeaderMap::new();
+        huge.insert("retry-after", "1e300".parse().expect("header"));
+        assert_eq!(retry_after(&huge), Some(Duration::from_secs(3600)));
         match classify(429, &h) {
             Outcome::Retry { retry_after, .. } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(7)))
