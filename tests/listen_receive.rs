@@ -275,8 +275,13 @@ async fn log_and_replay_commands() {
             200
         );
     }
-    l.shutdown().await;
     let db = dir.path().join("events.db");
+    wait_until(Duration::from_secs(10), "both events routed", || {
+        store::log_entries(&db, 0, None)
+            .is_ok_and(|log| log.len() == 2 && log.iter().all(|e| e["outcome"] == "no_match"))
+    })
+    .await;
+    l.shutdown().await;
     // The config only needs `storage` for log/replay: no secrets in the environment.
     std::fs::write(dir.path().join("listen.toml"), "storage = \"events.db\"\n").expect("write");
     let run = |args: &[&str]| {
