@@ -568,3 +568,177 @@ fn rfc3339_ms(ms: i64) -> String {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, received_at_ms: i64) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            source: "click",
+            event_type: None,
+            received_at_ms,
+            headers: "{}".into(),
+            body: axum::body::Bytes::from_static(b"{}"),
+        }
+    }
+
+    /// Store events and route each to the given (action, target) jobs.
+    fn setup(dir: &Path, events: &[(&str, i64)], jobs: &[(&str, &str)]) -> Queue {
+        let path = dir.join("q.db");
+        let mut conn = open(&path).expect("open");
+        let batch: Vec<_> = events
+            .iter()
+            .map(|(id, at)| (event(id, *at), oneshot::channel().0))
+            .collect();
+        let outcomes = commit_batch(&mut conn, &batch).expect("commit");
+        assert!(outcomes.iter().all(|o| *o == Ingest::Stored));
+        let mut q = Queue::open(&path).expect("queue");
+        let pending = q.unrouted(1000).expect("unrouted");
+        let routed: Vec<_> = pending
+            .into_iter()
+            .map(|p| {
+                let specs = jobs
+                    .iter()
+                    .map(|(a, t)| (a.to_string(), t.to_string()))
+                    .collect();
+                (p.seq, p.event_id, specs)
+            })
+            .collect();
+        q.record_routes(&routed).expect("route");
+        // Routing twice adds nothing (UNIQUE (event_id, action)).
+        q.record_routes(&routed).expect("route again");
+        q
+    }
+
+    #[test]
+    fn duplicate_ids_in_one_batch_store_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(&dir.path().join("d.db")).expect("open");
+        let batch: Vec<_> = ["a", "a", "b"]
+            .iter()
+            .map(|id| (event(id, 1), oneshot::channel().0))
+            .collect();
+        let outcomes = commit_batch(&mut conn, &batch).expect("commit");
+        assert_eq!(
+            outcomes,
+            [Ingest::Stored, Ingest::Duplicate, Ingest::Stored]
+        );
+    }
+
+    #[test]
+    fn a_leased_job_is_not_claimed_twice_until_its_lease_expires() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut q = setup(dir.path(), &[("e1", 1)], &[("r/a", "t1")]);
+        let mut other = Queue::open(&dir.path().join("q.db")).expect("second worker");
+        let first = q.claim("w1", 60_000, |_| 0).expect("claim").expect("a job");
+        assert_eq!((first.event_id.as_str(), first.attempts), ("e1", 1));
+        assert!(other.claim("w2", 60_000, |_| 0).expect("claim").is_none());
+        // w1 "dies": once its lease has run out the job is taken again, attempt counted.
+        q.conn
+            .execute("UPDATE jobs SET lease_until_ms = 0", [])
+            .expect("expire");
+        let again = other
+            .claim("w2", 60_000, |_| 0)
+            .expect("claim")
+            .expect("retaken");
+        assert_eq!((again.id, again.attempts), (first.id, 2));
+        other.mark_delivered(&again, Some(200)).expect("delivered");
+        q.conn
+            .execute("UPDATE jobs SET lease_until_ms = 0", [])
+            .expect("expire");
+        assert!(
+            q.claim("w1", 60_000, |_| 0).expect("claim").is_none(),
+            "delivered is final"
+        );
+    }
+
+    #[test]
+    fn concurrent_workers_claim_disjoint_jobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<String> = (0..200).map(|i| format!("e{i}")).collect();
+        let events: Vec<(&str, i64)> = ids.iter().map(|i| (i.as_str(), 1)).collect();
+        drop(setup(dir.path(), &events, &[("r/a", "t")]));
+        let path = dir.path().join("q.db");
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut q = Queue::open(&path).expect("queue");
+                    let mut mine = Vec::new();
+                    while let Some(job) = q.claim(&format!("w{w}"), 60_000, |_| 0).expect("claim") {
+                        mine.push(job.id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<i64> = workers
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect();
+        all.sort_unstable();
+        let claimed = all.len();
+        all.dedup();
+        assert_eq!(
+            (claimed, all.len()),
+            (200, 200),
+            "every job claimed exactly once"
+        );
+    }
+
+    #[test]
+    fn pacing_holds_back_only_that_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut q = setup(
+            dir.path(),
+            &[("e1", 1), ("e2", 1)],
+            &[("r/slack", "slow"), ("r/crm", "fast")],
+        );
+        let pace = |t: &str| if t == "slow" { 60_000 } else { 0 };
+        let mut targets = Vec::new();
+        while let Some(job) = q.claim("w", 60_000, pace).expect("claim") {
+            targets.push(job.target.clone());
+        }
+        targets.sort();
+        assert_eq!(
+            targets,
+            ["fast", "fast", "slow"],
+            "the second slow job waits"
+        );
+    }
+
+    #[test]
+    fn dead_letters_replay_and_prune() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut q = setup(
+            dir.path(),
+            &[("old", 1), ("dead", 1), ("new", now_ms())],
+            &[("r/a", "t")],
+        );
+        while let Some(job) = q.claim("w", 60_000, |_| 0).expect("claim") {
+            if job.event_id == "dead" {
+                q.dead_letter(&job, Some(410), "gone").expect("dead");
+            } else {
+                q.mark_delivered(&job, Some(200)).expect("delivered");
+            }
+        }
+        // Old and processed: pruned. Old but dead-lettered: kept for replay. New: kept.
+        assert_eq!(q.prune(now_ms() - 1000).expect("prune"), 1);
+        let path = dir.path().join("q.db");
+        let ids: Vec<String> = log_entries(&path, 0, None)
+            .expect("log")
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(ids, ["dead", "new"]);
+        assert_eq!(replay(&path, None, None).expect("replay"), 1);
+        let job = q
+            .claim("w", 60_000, |_| 0)
+            .expect("claim")
+            .expect("replayed");
+        assert_eq!((job.event_id.as_str(), job.attempts), ("dead", 1));
+        assert_eq!(replay(&path, None, None).expect("nothing dead"), 0);
+    }
+}
