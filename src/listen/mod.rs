@@ -225,7 +225,18 @@ fn serve_command(args: ServeArgs, printer: &Printer) -> Result<u8> {
         ));
         crate::sandbox::wait_for_stop_signal().await;
         printer.info("stopping: finishing in-flight requests and deliveries");
+        let stats = running.writer_stats.clone();
         running.shutdown().await;
+        let (events, commits) = (
+            stats.events.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        printer.detail(format!(
+            "stored {events} request(s) in {commits} commit(s) (largest group {})",
+            stats
+                .largest_batch
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ));
         Ok(exit::OK)
     })
 }
