@@ -36,6 +36,8 @@ pub enum Command {
     Shorten(ShortenArgs),
     /// Run a local Nimriz-compatible API for trying builds and for tests.
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Receive Nimriz webhooks and click events; act on them through rules (Slack, HTTP).
+    Listen(crate::listen::ListenArgs),
 }
 
 #[derive(Debug, Args)]

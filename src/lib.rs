@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod expand;
+pub mod listen;
 pub mod manifest;
 pub mod output;
 pub mod plan;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Export(args) => manifest::export_command(&args),
         Command::Shorten(args) => runtime()?.block_on(apply::shorten_command(&args, &printer)),
         Command::Sandbox(args) => runtime()?.block_on(sandbox::serve_command(args, &printer)),
+        Command::Listen(args) => listen::listen_command(args, &printer),
     }
 }
 

@@ -59,6 +59,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(api)
         .route("/__sandbox/stats", get(stats))
         .route("/__sandbox/seed", post(seed))
+        .route("/__sandbox/click", post(super::events::simulate_click))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(shared)
@@ -215,6 +216,7 @@ async fn shorten(State(shared): AppState, body: Result<Bytes, BytesRejection>) -
         .map_err(|r| ApiError::from_rejection(&shared, r))?
         .to_json();
     persist(&shared, &inner)?;
+    emit(&shared, "link.created", &link);
     Ok((StatusCode::CREATED, Json(link)))
 }
 
@@ -239,6 +241,7 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
     }
     let mut inner = shared.lock();
     let mut results = Vec::with_capacity(rows.len());
+    let mut created = Vec::new();
     let mut changed = false;
     for row in rows {
         let client_row_id = row.get("client_row_id").cloned().unwrap_or(Value::Null);
@@ -286,6 +289,7 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
                     short_url: link.short_url(),
                     short_code: link.short_code.clone(),
                 };
+                created.push(link.to_json());
                 results.push(json!({
                     "client_row_id": client_row_id,
                     "status": "created",
@@ -309,6 +313,9 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
     }
     if changed {
         persist(&shared, &inner)?;
+    }
+    for link in &created {
+        emit(&shared, "link.created", link);
     }
     ok(json!({ "results": results }))
 }
@@ -487,7 +494,18 @@ fn mutate(
     let mut inner = shared.lock();
     let value = change(&mut inner.store).map_err(|r| ApiError::from_rejection(shared, r))?;
     persist(shared, &inner)?;
+    // Updates answer with the link object; a delete does not (and is no `link.updated`).
+    if value.get("short_code").is_some() {
+        emit(shared, "link.updated", &value);
+    }
     ok(value)
+}
+
+/// Queue a lifecycle webhook when the sandbox was started with `--webhook-url`.
+fn emit(shared: &Shared, event_type: &str, link: &Value) {
+    if let Some(events) = &shared.events {
+        events.link_event(event_type, link);
+    }
 }
 
 async fn update_destination(

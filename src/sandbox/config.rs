@@ -78,6 +78,8 @@ pub struct SandboxConfig {
     pub log_requests: bool,
     /// The `--spec` files whose hosts are served; the banner's "try:" line builds the first.
     pub specs: Vec<PathBuf>,
+    /// Lifecycle webhooks and click events sent to a `listen` receiver.
+    pub events: super::events::EventsConfig,
 }
 
 /// Fault injection. All random choices come from one RNG seeded with `seed`.
@@ -163,6 +165,7 @@ impl Default for SandboxConfig {
             faults: Faults::default(),
             log_requests: false,
             specs: Vec::new(),
+            events: super::events::EventsConfig::default(),
         }
     }
 }
@@ -258,6 +261,7 @@ impl SandboxConfig {
             },
             log_requests: false,
             specs: args.spec.clone(),
+            events: events_from_args(args)?,
         };
         for host in &args.domain {
             config.add_domain(host)?;
@@ -345,6 +349,49 @@ pub fn parse_conflict_status(s: &str) -> std::result::Result<u16, String> {
         Ok(code @ (409 | 403 | 422)) => Ok(code),
         _ => Err(format!("{s:?} is not one of 409, 403, 422")),
     }
+}
+
+/// `--webhook-url` / `--click-url` with their secrets, read from the named env vars (a secret
+/// is never a flag value).
+fn events_from_args(args: &SandboxArgs) -> Result<super::events::EventsConfig> {
+    let secret = |url: &Option<String>,
+                  var: &str,
+                  flag: &str,
+                  env_flag: &str|
+     -> Result<Option<crate::listen::Secret>> {
+        let Some(url) = url else { return Ok(None) };
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(Error::Usage(format!(
+                "{flag} {url:?} must be an http(s) URL"
+            )));
+        }
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => {
+                Ok(Some(crate::listen::Secret::new(v.trim().as_bytes())))
+            }
+            _ => Err(Error::Usage(format!(
+                "{flag} needs a secret: export {var} (or name another variable with {env_flag})"
+            ))),
+        }
+    };
+    Ok(super::events::EventsConfig {
+        webhook_secret: secret(
+            &args.webhook_url,
+            &args.webhook_secret_env,
+            "--webhook-url",
+            "--webhook-secret-env",
+        )?,
+        webhook_url: args.webhook_url.clone(),
+        click_secret: secret(
+            &args.click_url,
+            &args.click_header_env,
+            "--click-url",
+            "--click-header-env",
+        )?,
+        click_url: args.click_url.clone(),
+        click_header: args.click_header.clone(),
+        ..super::events::EventsConfig::default()
+    })
 }
 
 #[cfg(test)]

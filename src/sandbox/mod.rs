@@ -8,11 +8,13 @@
 
 mod api;
 pub mod config;
+mod events;
 mod faults;
 mod server;
 pub mod store;
 
 pub use config::{Domain, DomainKind, Faults, SandboxConfig, domain_id_for_host};
+pub use events::EventsConfig;
 pub use server::{FaultCounts, RunningSandbox, Sandbox, SandboxStats};
 
 use crate::output::Printer;
@@ -78,6 +80,31 @@ pub struct SandboxArgs {
     /// Status for a slug conflict (code slug_taken): 409, 403 or 422.
     #[arg(long, default_value_t = 409, value_name = "STATUS", value_parser = config::parse_conflict_status, help_heading = "Fault injection")]
     pub conflict_status: u16,
+    /// POST signed lifecycle webhooks (link.created, link.updated) for link changes here.
+    #[arg(long, value_name = "URL", help_heading = "Events (for `listen`)")]
+    pub webhook_url: Option<String>,
+    /// Environment variable holding the webhook signing secret.
+    #[arg(
+        long,
+        default_value = "NIMRIZ_WEBHOOK_SECRET",
+        value_name = "VAR",
+        help_heading = "Events (for `listen`)"
+    )]
+    pub webhook_secret_env: String,
+    /// POST click events for `POST /__sandbox/click` here.
+    #[arg(long, value_name = "URL", help_heading = "Events (for `listen`)")]
+    pub click_url: Option<String>,
+    /// Environment variable holding the click destination's shared secret.
+    #[arg(
+        long,
+        default_value = "NIMRIZ_CLICK_SECRET",
+        value_name = "VAR",
+        help_heading = "Events (for `listen`)"
+    )]
+    pub click_header_env: String,
+    /// Header that carries the click shared secret.
+    #[arg(long, default_value = events::DEFAULT_CLICK_HEADER, value_name = "NAME", help_heading = "Events (for `listen`)")]
+    pub click_header: String,
 }
 
 pub async fn serve_command(args: SandboxArgs, printer: &Printer) -> Result<u8> {
@@ -104,8 +131,8 @@ pub async fn serve_command(args: SandboxArgs, printer: &Printer) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Ctrl-C, or SIGTERM on Unix (what `kill` and CI runners send).
-async fn wait_for_stop_signal() {
+/// Ctrl-C, or SIGTERM on Unix (also used by `listen`) (what `kill` and CI runners send).
+pub async fn wait_for_stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -52,6 +52,8 @@ pub struct FaultCounts {
 pub(crate) struct Shared {
     pub config: SandboxConfig,
     inner: Mutex<Inner>,
+    /// Sends webhooks / click events when configured (`--webhook-url`, `--click-url`).
+    pub events: Option<super::events::Emitter>,
 }
 
 pub(crate) struct Inner {
@@ -126,9 +128,11 @@ impl Sandbox {
             faults: FaultCounts::default(),
             idempotent_replays: 0,
         };
+        let events = super::events::Emitter::start(&config.events);
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::new(inner),
+            events,
         });
         let app = super::api::router(shared.clone());
         let (stop_tx, stop_rx) = oneshot::channel();

@@ -1,0 +1,335 @@
+//! `nimriz-matrix listen`: receive Nimriz events safely and act on them.
+//!
+//! Flow: `server` authenticates a request and hands it to the `store` writer thread, which
+//! commits it (grouped with whatever else is waiting) before the 200 goes out. The `worker`
+//! then routes stored events through the `rules` (with `campaign` knowledge from manifests)
+//! into jobs, and delivers those to Slack / HTTP targets with pacing, retries and a
+//! dead-letter store. `listen log` and `listen replay` read and fix the store afterwards.
+//!
+//! Tests start everything in-process with [`Listener::start`].
+
+pub mod campaign;
+pub mod config;
+pub mod rules;
+pub mod server;
+pub mod store;
+pub mod verify;
+pub mod worker;
+
+pub use config::{ListenConfig, Secret};
+
+use crate::output::Printer;
+use crate::{Error, Result, exit};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// Writes waiting in the channel that one commit may take (group commit).
+pub const DEFAULT_WRITE_BATCH: usize = 256;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ListenArgs {
+    #[command(subcommand)]
+    pub command: Option<ListenCommand>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ListenCommand {
+    /// Receive events and act on them (the default).
+    Serve(ServeArgs),
+    /// Print stored events with their raw payload and outcome, one JSON object per line.
+    Log(LogArgs),
+    /// Re-queue dead-lettered actions (all, or one event's / one action's).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The listen config (TOML); see examples/listen.example.toml.
+    #[arg(long, value_name = "PATH", default_value = "listen.toml")]
+    pub config: PathBuf,
+    /// Override the config's bind address (port 0 picks a free port).
+    #[arg(long, value_name = "IP:PORT")]
+    pub bind: Option<String>,
+    /// Allow a non-loopback bind address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Commit at most this many waiting requests together (1 = no grouping).
+    #[arg(long, default_value_t = DEFAULT_WRITE_BATCH, value_name = "N", hide = true)]
+    pub write_batch: usize,
+}
+
+/// Where the store is: `--db`, or the `storage` of `--config` (no secrets needed for this).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The listen config whose `storage` to read.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "listen.toml",
+        conflicts_with = "db"
+    )]
+    pub config: PathBuf,
+    /// The SQLite store directly.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only events received within this long ago: `30s`, `15m`, `1h`, `7d`.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub since: Option<Duration>,
+    /// Only this event.
+    #[arg(long, value_name = "ID")]
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this event's dead letters.
+    #[arg(long, value_name = "ID")]
+    pub event_id: Option<String>,
+    /// Only this action's (`rule/action`).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+}
+
+/// `30s`, `15m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not an age; use e.g. 30s, 15m, 1h, 7d"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit in `{s}`; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+impl StoreArgs {
+    /// The store's path; it must exist (log and replay never create one).
+    fn path(&self) -> Result<PathBuf> {
+        if let Some(db) = &self.db {
+            if !db.exists() {
+                return Err(Error::Usage(format!(
+                    "no event store at {}; pass the `storage` file of your listen config",
+                    db.display()
+                )));
+            }
+            return Ok(db.clone());
+        }
+        let text = std::fs::read_to_string(&self.config).map_err(|e| {
+            Error::Usage(format!(
+                "could not read {}: {e}; pass --config listen.toml or --db PATH",
+                self.config.display()
+            ))
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            Error::Usage(format!(
+                "{} is not valid TOML: {}",
+                self.config.display(),
+                e.message()
+            ))
+        })?;
+        let storage = table
+            .get("storage")
+            .and_then(|v| v.as_str())
+            .unwrap_or("listen.db");
+        let base = self.config.parent().unwrap_or(Path::new(""));
+        let path = base.join(storage);
+        if !path.exists() {
+            return Err(Error::Usage(format!(
+                "no event store at {} yet; start `listen` first or pass --db",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+}
+
+pub fn listen_command(args: ListenArgs, printer: &Printer) -> Result<u8> {
+    match args.command {
+        Some(ListenCommand::Log(a)) => log_command(&a),
+        Some(ListenCommand::Replay(a)) => {
+            let n = store::replay(&a.store.path()?, a.event_id.as_deref(), a.action.as_deref())?;
+            printer.info(format!(
+                "re-queued {n} dead-lettered action(s); a running `listen` delivers them"
+            ));
+            Ok(exit::OK)
+        }
+        Some(ListenCommand::Serve(a)) => serve_command(a, printer),
+        None => serve_command(args.serve, printer),
+    }
+}
+
+fn log_command(args: &LogArgs) -> Result<u8> {
+    let since = args.since.map_or(0, |d| {
+        store::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    });
+    let entries = store::log_entries(&args.store.path()?, since, args.event_id.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    for e in entries {
+        if writeln!(out, "{e}").is_err() {
+            break; // closed pipe (`| head`): stop quietly
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn serve_command(args: ServeArgs, printer: &Printer) -> Result<u8> {
+    let mut config = config::load(&args.config, &config::ProcessEnv)?;
+    if let Some(bind) = &args.bind {
+        config.bind = bind
+            .parse()
+            .map_err(|_| Error::Usage(format!("--bind {bind} is not an IP:PORT address")))?;
+    }
+    if !config.bind.ip().is_loopback() && !args.allow_remote {
+        return Err(Error::Usage(format!(
+            "{} is not a loopback address; allow it explicitly (--allow-remote), and put TLS \
+             in front of it",
+            config.bind
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start", "the async runtime", e))?;
+    runtime.block_on(async {
+        let running = Listener::start(config, args.write_batch, printer.clone()).await?;
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "nimriz listen on http://{}", running.addr());
+            let _ = out.flush();
+        }
+        printer.info(format!(
+            "{} rule(s), {} campaign link(s), store {}; Ctrl-C stops.",
+            running.config.rules.len(),
+            running.campaign_links,
+            running.config.storage.display()
+        ));
+        crate::sandbox::wait_for_stop_signal().await;
+        printer.info("stopping: finishing in-flight requests and deliveries");
+        let stats = running.writer_stats.clone();
+        running.shutdown().await;
+        let (events, commits) = (
+            stats.events.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        printer.detail(format!(
+            "stored {events} request(s) in {commits} commit(s) (largest group {})",
+            stats
+                .largest_batch
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ));
+        Ok(exit::OK)
+    })
+}
+
+/// A receiver + worker running in the background of the current runtime.
+pub struct Listener;
+
+pub struct RunningListener {
+    addr: SocketAddr,
+    pub config: Arc<ListenConfig>,
+    pub campaign_links: usize,
+    pub writer_stats: Arc<store::WriterStats>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    pub async fn start(
+        config: ListenConfig,
+        write_batch: usize,
+        printer: Printer,
+    ) -> Result<RunningListener> {
+        let campaign = Arc::new(campaign::CampaignSource::new(config.manifests.clone()));
+        let (loaded, problems) = campaign.refresh();
+        for p in problems {
+            printer.warn(p);
+        }
+        let config = Arc::new(config);
+        let wake = Arc::new(Notify::new());
+        let (writer, writer_thread) =
+            store::Writer::start(&config.storage, write_batch, wake.clone())?;
+        let writer_stats = writer.stats.clone();
+        let worker = Arc::new(worker::Worker::new(
+            config.clone(),
+            campaign.clone(),
+            wake,
+            printer.clone(),
+        )?);
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "could not listen on {}: {e}; pick a free port with --bind (port 0 picks one)",
+                    config.bind
+                ))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Usage(format!("could not read the listening address: {e}")))?;
+        let app = server::router(&config, writer, printer);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        let worker = tokio::spawn(worker.run(stop_rx));
+        Ok(RunningListener {
+            addr,
+            campaign_links: loaded.len(),
+            config,
+            writer_stats,
+            stop,
+            server,
+            worker,
+            writer_thread: Some(writer_thread),
+        })
+    }
+}
+
+impl RunningListener {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting, answer what is in flight, finish deliveries in flight, stop.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.server).await;
+        let _ = (&mut self.worker).await;
+        // The router (and with it the last writer handle) is gone: the writer thread drains
+        // its channel and ends.
+        if let Some(t) = self.writer_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
