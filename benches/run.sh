@@ -145,9 +145,11 @@ start_sandbox "$LATENCY_MS" --rate-limit "$RATE"
 build_run "rate-limited" 100 4 --meta kind=rate --meta rate=$RATE --meta latency_s="$L_S"
 
 say "6. dry-run of $N_BIG links to jsonl"
-mt --out "$RAW" --id dryrun-1m --rss --meta kind=dryrun --meta n=$N_BIG \
-    -- "$BIN" build "$WORK/spec1m.toml" --dry-run --format jsonl --output "$WORK/plan1m.jsonl"
-rm -f "$WORK/plan1m.jsonl"
+for i in $(seq 1 "$REPEAT"); do
+    mt --out "$RAW" --id "dryrun-1m-$i" --rss --meta kind=dryrun --meta n=$N_BIG \
+        -- "$BIN" build "$WORK/spec1m.toml" --dry-run --format jsonl --output "$WORK/plan1m.jsonl"
+    rm -f "$WORK/plan1m.jsonl"
+done
 
 say "7. the sandbox alone, zero latency"
 start_sandbox 0
