@@ -173,9 +173,10 @@ def main():
         speedup = naive_n / r["wall_s"] if naive_n else None
         rows.append((f"build {n:,} links, B={b} C={c}, rate limit {rate}/s", r["wall_s"], bound, ratio, speedup,
                      f"{limited} of {total} requests answered 429 ({pct:.1f}%); load {r['load1']:.2f}"))
-        targets.append((f"rate limit {rate}/s: within {RATE_RATIO_TARGET}× of N/(B·R)", ratio <= RATE_RATIO_TARGET,
+        name = f"rate limit {rate}/s, B={b} C={c}"
+        targets.append((f"{name}: within {RATE_RATIO_TARGET}× of N/(B·R)", ratio <= RATE_RATIO_TARGET,
                         f"{ratio:.2f}× ({r['wall_s']:.2f} s vs {bound:.2f} s)"))
-        targets.append((f"rate limit: retries after 429 < {RATE_RETRY_PCT_TARGET:.0f}% of requests",
+        targets.append((f"{name}: retries after 429 < {RATE_RETRY_PCT_TARGET:.0f}% of requests",
                         pct < RATE_RETRY_PCT_TARGET, f"{pct:.1f}% ({limited} of {total})"))
 
     # 5. re-run.

@@ -140,9 +140,11 @@ mt --out "$RAW" --id naive --stats-url "$SANDBOX_URL" \
     -- python3 "$BENCH/naive_baseline.py" --plan "$WORK/plan10k.jsonl" \
     --limit "$NAIVE_LINKS" --domain "$NAIVE_DOMAIN"
 
-say "4. build under --rate-limit $RATE req/s"
-start_sandbox "$LATENCY_MS" --rate-limit "$RATE"
-build_run "rate-limited" 100 4 --meta kind=rate --meta rate=$RATE --meta latency_s="$L_S"
+say "4. build under --rate-limit $RATE req/s (default concurrency, then one request in flight)"
+for c in 4 1; do
+    start_sandbox "$LATENCY_MS" --rate-limit "$RATE"
+    build_run "rate-limited-c$c" 100 "$c" --meta kind=rate --meta rate=$RATE --meta latency_s="$L_S"
+done
 
 say "6. dry-run of $N_BIG links to jsonl"
 for i in $(seq 1 "$REPEAT"); do
