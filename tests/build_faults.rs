@@ -743,6 +743,13 @@ async fn ctrl_c_waits_for_in_flight_and_records_interrupted() {
         statuses(&m),
         vec![Created, Pending, Pending, Pending, Pending]
     );
+    // Rows never sent are recorded when the run stops, still in plan order.
+    let keys: Vec<&str> = m.links.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(keys, (0..5).map(key_of).collect::<Vec<_>>());
+    assert_eq!(
+        m.links.iter().map(|l| l.attempts).collect::<Vec<_>>(),
+        vec![1, 0, 0, 0, 0]
+    );
     assert_eq!(
         m.runs.last().unwrap().outcome.as_deref(),
         Some("interrupted")
