@@ -8,6 +8,7 @@
 
 pub mod contract;
 pub mod retry;
+mod throttle;
 
 pub use contract::{BulkResult, BulkRow, Domain, Link, NewLink, WhoAmI, idempotency_key};
 pub use retry::RetryPolicy;
@@ -316,6 +317,7 @@ struct Inner {
     base: Url,
     key: ApiKey,
     brake: Brake,
+    throttle: throttle::Throttle,
     printer: Option<Printer>,
 }
 
@@ -355,6 +357,7 @@ impl Client {
                 base: config.base,
                 key: config.key,
                 brake: Brake::new(config.retry),
+                throttle: throttle::Throttle::default(),
                 printer: None,
             }),
         })
@@ -582,6 +585,7 @@ impl Client {
             }
             // Read the whole body inside the attempt: a reset mid-body is a lost response
             // and is retried like any other transport failure.
+            let permit = self.inner.throttle.acquire().await;
             let outcome = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -597,10 +601,16 @@ impl Client {
                 }
                 Err(e) => Err(e),
             };
+            drop(permit);
             let disposition = match &outcome {
                 Ok((status, ra, _)) => retry::classify(Ok((*status, ra.as_deref()))),
                 Err(e) => retry::classify(Err(e)),
             };
+            match &outcome {
+                Ok((429, _, _)) => {}
+                Ok(_) => self.inner.throttle.on_answer(),
+                Err(_) => {}
+            }
             match (disposition, outcome) {
                 (Disposition::Success, Ok((status, _, body))) => {
                     brake.on_answer();
@@ -635,6 +645,10 @@ impl Client {
                         });
                     }
                     let wait = policy.delay(attempt - 1, retry_after);
+                    if rate_limited {
+                        // Everyone waits, not just this request (see throttle.rs).
+                        self.inner.throttle.on_rate_limited(wait);
+                    }
                     brake.note_retry();
                     if let Some(p) = &self.inner.printer {
                         p.detail(format!(
