@@ -16,7 +16,6 @@ use crate::spec::{Problem, Spec, SpecReport};
 use crate::{Error, Result, exit};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
-use walk::WalkResult;
 
 /// Parse and check a spec, including the size guard.
 pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value)> {
@@ -44,25 +43,6 @@ pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value
     Ok((spec, resolved))
 }
 
-fn into_report(result: &WalkResult) -> Option<SpecReport> {
-    if result.problem_count == 0 {
-        return None;
-    }
-    let mut problems = result.problems.clone();
-    let more = result.problem_count - problems.len();
-    if more > 0 {
-        problems.push(Problem {
-            file: String::new(),
-            line: 0,
-            column: 0,
-            message: format!("… and {more} more problem(s) not listed"),
-            help: Some("fix the ones above and run validate again".into()),
-            snippet: None,
-        });
-    }
-    Some(SpecReport { problems })
-}
-
 fn source_of(spec: &Spec, resolved: serde_json::Value) -> PlanSource {
     PlanSource {
         spec_path: spec.path_display.clone(),
@@ -82,7 +62,7 @@ pub fn load(path: &Path, max_links: u64, printer: &Printer) -> Result<Plan> {
         Ok(())
     })
     .map_err(|walk::SinkError::Io(e)| Error::io("collect", path, e))?;
-    if let Some(r) = into_report(&result) {
+    if let Some(r) = result.report() {
         return Err(r.into());
     }
     for w in &result.warnings {
@@ -99,7 +79,7 @@ pub fn validate_command(args: &ValidateArgs, printer: &Printer) -> Result<u8> {
     let (spec, _) = load_spec(&args.spec, args.max_links)?;
     let result = walk::walk(&spec, |_| Ok(()))
         .map_err(|walk::SinkError::Io(e)| Error::io("check", &args.spec, e))?;
-    if let Some(r) = into_report(&result) {
+    if let Some(r) = result.report() {
         return Err(r.into());
     }
     for w in &result.warnings {
@@ -148,7 +128,7 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
         |l, bytes| writer.link(l, &bytes),
     )
     .map_err(|walk::SinkError::Io(e)| io_err(e))?;
-    if let Some(r) = into_report(&result) {
+    if let Some(r) = result.report() {
         return Err(r.into());
     }
     let buf = writer.finish(&spec, &result.summary).map_err(io_err)?;

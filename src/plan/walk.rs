@@ -33,6 +33,28 @@ pub struct WalkResult {
     pub warnings: Vec<String>,
 }
 
+impl WalkResult {
+    /// The problems as a report (with a line for those not listed), or `None` when clean.
+    pub fn report(&self) -> Option<crate::spec::SpecReport> {
+        if self.problem_count == 0 {
+            return None;
+        }
+        let mut problems = self.problems.clone();
+        let more = self.problem_count - problems.len();
+        if more > 0 {
+            problems.push(Problem {
+                file: String::new(),
+                line: 0,
+                column: 0,
+                message: format!("… and {more} more problem(s) not listed"),
+                help: Some("fix the ones above and run `nimriz-matrix validate` again".into()),
+                snippet: None,
+            });
+        }
+        Some(crate::spec::SpecReport { problems })
+    }
+}
+
 #[derive(Debug)]
 pub enum SinkError {
     Io(std::io::Error),

@@ -295,20 +295,8 @@ pub fn spec_hosts(path: &std::path::Path) -> Result<std::collections::BTreeSet<S
         Ok(())
     })
     .map_err(|walk::SinkError::Io(e)| Error::io("read", path, e))?;
-    if result.problem_count > 0 {
-        let mut problems = result.problems;
-        let unlisted = result.problem_count - problems.len();
-        if unlisted > 0 {
-            problems.push(crate::spec::Problem {
-                file: String::new(),
-                line: 0,
-                column: 0,
-                message: format!("… and {unlisted} more problem(s) not listed"),
-                help: Some("fix the ones above (`nimriz-matrix validate` shows them)".into()),
-                snippet: None,
-            });
-        }
-        return Err(crate::spec::SpecReport { problems }.into());
+    if let Some(report) = result.report() {
+        return Err(report.into());
     }
     Ok(hosts)
 }
