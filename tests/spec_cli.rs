@@ -258,7 +258,7 @@ fn csv_with_bom_is_refused_with_the_fix() {
     s.write("s.toml", "[link]\ndomain = \"go.x.example\"\ndestination = \"https://{brand.site}/\"\n[[dimension]]\nname = \"brand\"\nfrom = \"b.csv\"\n");
     let err = s
         .run(&["validate", "s.toml"])
-        .fails_with(2, &["byte-order mark", "b.csv:1:1", "without BOM"]);
+        .fails_with(2, &["byte-order mark", "b.csv:1:1", "without a BOM"]);
     assert!(
         !err.contains("unknown placeholder"),
         "no cascade errors:\n{err}"
@@ -665,4 +665,31 @@ fn plan_format_and_output_need_dry_run() {
     let r = run_in(&repo(), &["build", "matrix.example.toml", "-o", "x.csv"]);
     r.fails_with(2, &["--dry-run"]);
     assert!(!repo().join("x.csv").exists());
+}
+
+#[test]
+fn excel_style_csv_crlf_semicolons_and_empty_rows() {
+    let s = Scratch::new();
+    let spec = "[link]\ndomain = \"go.x.example\"\ndestination = \"https://{brand.site}/\"\n[[dimension]]\nname = \"brand\"\nfrom = \"b.csv\"\n";
+    s.write("s.toml", spec);
+    // CRLF line endings: problems still name the right line.
+    s.write(
+        "b.csv",
+        "key,site\r\nacme,acme.example\r\nbeta,beta.example\r\nacme,x.example\r\n",
+    );
+    s.run(&["validate", "s.toml"])
+        .fails_with(2, &["b.csv:4:1", "also at b.csv:2"]);
+    s.write("b.csv", "key,site\r\nacme,acme.example\r\n,x.example\r\n");
+    s.run(&["validate", "s.toml"])
+        .fails_with(2, &["b.csv:3:1", "empty `key`"]);
+    // `;`-separated (European Excel), with the blank rows Excel leaves below the data.
+    s.write(
+        "b.csv",
+        "key;site\r\nacme;acme.example\r\n\"caf\u{e9}\";cafe.example\r\n;\r\n;\r\n",
+    );
+    let out = s
+        .run(&["build", "s.toml", "--dry-run", "--format", "jsonl"])
+        .succeeds();
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("https://cafe.example/"), "{out}");
 }

@@ -36,7 +36,7 @@ pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(whole.problem(
             "CSV file starts with a byte-order mark (BOM)",
-            Some("re-save it as plain UTF-8 CSV without BOM (in Excel: \"CSV (Comma delimited)\", not \"CSV UTF-8\"), or strip the first 3 bytes".into()),
+            Some("save it as UTF-8 without a BOM: Google Sheets' \"Download → CSV\" does, or strip the first 3 bytes (`sed -i '1s/^\\xEF\\xBB\\xBF//' FILE`); Excel's \"CSV UTF-8\" adds a BOM and its plain \"CSV\" is not UTF-8".into()),
         ));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -55,6 +55,7 @@ pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
+        .delimiter(sniff_delimiter(&source.text))
         .from_reader(source.text.as_bytes());
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
@@ -83,7 +84,12 @@ pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<
     let mut records = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| csv_problem(&source, &e))?;
-        let line = rec.position().map_or(0, |p| p.line() as usize);
+        // The byte offset, not csv's line counter: that one is off by one on CRLF files.
+        let line = rec.position().map_or(0, |p| line_of(&source, p));
+        // Spreadsheets leave rows of empty cells (`,,,`) below the data: not a link.
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
         records.push((line, rec.iter().map(str::to_string).collect()));
     }
     Ok(CsvTable {
@@ -95,7 +101,7 @@ pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<
 }
 
 fn csv_problem(source: &SourceFile, e: &csv::Error) -> Problem {
-    let line = e.position().map_or(0, |p| p.line() as usize);
+    let line = e.position().map_or(0, |p| line_of(&source, p));
     let loc = if line > 0 {
         source.locate_line(line)
     } else {
@@ -113,6 +119,41 @@ fn csv_problem(source: &SourceFile, e: &csv::Error) -> Problem {
         ),
         _ => loc.problem(format!("CSV file could not be read: {e}"), None),
     }
+}
+
+/// The line a record starts on. csv's own line counter, and its byte offset on CRLF files
+/// (which points at the `\n` ending the previous line), are one short: skip line ends.
+fn line_of(source: &SourceFile, pos: &csv::Position) -> usize {
+    let bytes = source.text.as_bytes();
+    let mut at = (pos.byte() as usize).min(bytes.len());
+    while at < bytes.len() && (bytes[at] == b'\n' || bytes[at] == b'\r') {
+        at += 1;
+    }
+    source.line_col(at).0
+}
+
+/// Spreadsheets in many locales export `;`-separated files, some tab-separated: take the
+/// separator the header line uses most (outside quotes), comma when in doubt.
+fn sniff_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or_default();
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for b in header.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            for c in &mut counts {
+                if c.0 == b {
+                    c.1 += 1;
+                }
+            }
+        }
+    }
+    counts
+        .iter()
+        .filter(|c| c.1 > 0)
+        .max_by_key(|c| (c.1, c.0 == b','))
+        .map_or(b',', |c| c.0)
 }
 
 pub fn io_reason(e: &std::io::Error) -> String {
