@@ -101,7 +101,7 @@ pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<
 }
 
 fn csv_problem(source: &SourceFile, e: &csv::Error) -> Problem {
-    let line = e.position().map_or(0, |p| line_of(&source, p));
+    let line = e.position().map_or(0, |p| line_of(source, p));
     let loc = if line > 0 {
         source.locate_line(line)
     } else {
