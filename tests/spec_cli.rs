@@ -693,3 +693,61 @@ fn excel_style_csv_crlf_semicolons_and_empty_rows() {
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.contains("https://cafe.example/"), "{out}");
 }
+
+#[test]
+fn destination_wins_means_its_utms_are_checked_and_reported() {
+    let s = Scratch::new();
+    let base = spec_with("[rules]\nallowed.medium = [\"cpc\", \"email\"]")
+        .replace(
+            "landing?lang=en",
+            "landing?utm_source=Old&utm_medium=banner",
+        )
+        .replace("slug = ", "utm_conflict = \"destination\"\nslug = ");
+    s.write("s.toml", &base);
+    s.run(&["validate", "s.toml"]).fails_with(
+        2,
+        &[
+            "utm_source `Old` is not lowercase",
+            "utm_medium `banner` is not an allowed value",
+        ],
+    );
+    s.write(
+        "ok.toml",
+        base.replace(
+            "utm_source=Old&utm_medium=banner",
+            "utm_source=partner&utm_medium=email",
+        ),
+    );
+    let out = s
+        .run(&["build", "ok.toml", "--dry-run", "--format", "jsonl"])
+        .succeeds();
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["utm"]["utm_source"], "partner",
+        "the plan reports what the link carries"
+    );
+    assert_eq!(first["utm"]["utm_medium"], "email");
+    assert!(
+        first["destination"]
+            .as_str()
+            .unwrap()
+            .contains("?utm_source=partner&utm_medium=email&utm_campaign=spring")
+    );
+}
+
+#[test]
+fn a_destination_utm_equal_to_the_spec_value_is_not_a_conflict() {
+    let s = Scratch::new();
+    s.write(
+        "s.toml",
+        GOOD_HEAD.replace("landing?lang=en", "landing?utm_campaign=spring"),
+    );
+    let out = s
+        .run(&["build", "s.toml", "--dry-run", "--format", "jsonl"])
+        .succeeds();
+    assert_eq!(
+        out.matches("utm_campaign=spring").count(),
+        4,
+        "kept once per link, not doubled"
+    );
+}

@@ -262,6 +262,16 @@ impl<'s> Expander<'s> {
             }
         }
 
+        // The destination as written, and the UTMs it already carries: with
+        // utm_conflict = "destination" those are the values that end up in the link, so
+        // they are the ones the rules must check.
+        let dest_template = pick(&|l| l.destination.as_ref());
+        let raw_destination = dest_template.map(|t| t.render(dims, values));
+        let carried = raw_destination
+            .as_deref()
+            .map(utm::carried_utms)
+            .unwrap_or_default();
+
         // UTM values, checked.
         let mut utm_pairs: Vec<(&'static str, String)> = Vec::new();
         let mut utm_map = BTreeMap::new();
@@ -273,7 +283,21 @@ impl<'s> Expander<'s> {
             if value.is_empty() {
                 continue;
             }
-            for v in rules::check_utm_value(rules, field, &mut value) {
+            let kept = carried
+                .iter()
+                .find(|(k, _)| k == UTM_PARAMS[i])
+                .map(|(_, v)| v);
+            let mut field_rules = std::borrow::Cow::Borrowed(rules);
+            if let (Some(kept), crate::spec::model::UtmConflict::Destination) =
+                (kept, spec.utm_conflict)
+            {
+                // The URL keeps its own bytes, so "normalize" can't fix it: check strictly.
+                value = kept.clone();
+                if rules.lowercase == crate::spec::model::Lowercase::Normalize {
+                    field_rules.to_mut().lowercase = crate::spec::model::Lowercase::Error;
+                }
+            }
+            for v in rules::check_utm_value(&field_rules, field, &mut value) {
                 fail(&t.location, v.message, v.help);
             }
             utm_map.insert(UTM_PARAMS[i].to_string(), value.clone());
@@ -311,8 +335,7 @@ impl<'s> Expander<'s> {
 
         // Destination.
         let mut destination = String::new();
-        if let Some(t) = pick(&|l| l.destination.as_ref()) {
-            let raw = t.render(dims, values);
+        if let (Some(t), Some(raw)) = (dest_template, raw_destination) {
             match utm::build_destination(
                 &raw,
                 &utm_pairs,

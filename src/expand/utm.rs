@@ -52,6 +52,19 @@ impl UrlProblem {
     }
 }
 
+/// The `utm_*` parameters a destination already carries, decoded, in order. Empty when
+/// it does not parse (`build_destination` reports that).
+pub fn carried_utms(destination: &str) -> Vec<(String, String)> {
+    Url::parse(destination.trim())
+        .map(|u| {
+            u.query_pairs()
+                .filter(|(k, _)| k.starts_with("utm_"))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `utms` are `(full param name, value)` in output order; empty values are skipped.
 /// `short_host` is the link's own short domain, for loop prevention.
 pub fn build_destination(
@@ -91,6 +104,11 @@ pub fn build_destination(
                 .iter()
                 .find(|(name, val)| *name == k && !val.is_empty())
             {
+                // The destination already says the same thing: keep it, add nothing.
+                Some((name, val)) if *val == v => {
+                    skip_from_spec.push(name);
+                    kept.push(piece);
+                }
                 Some((name, _)) => match conflict {
                     UtmConflict::Error => {
                         return Err(UrlProblem::Conflict {
@@ -165,6 +183,22 @@ mod tests {
         assert_eq!(
             build_destination(dest, &u, UtmConflict::Destination, false, None).unwrap(),
             "https://a.example/?utm_source=bing&x=1"
+        );
+    }
+
+    #[test]
+    fn identical_values_are_no_conflict() {
+        let u = utm(&[("utm_source", "google"), ("utm_medium", "cpc")]);
+        assert_eq!(
+            build_destination(
+                "https://a.example/?utm_source=google",
+                &u,
+                UtmConflict::Error,
+                false,
+                None
+            )
+            .unwrap(),
+            "https://a.example/?utm_source=google&utm_medium=cpc"
         );
     }
 
