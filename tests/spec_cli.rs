@@ -751,3 +751,38 @@ fn a_destination_utm_equal_to_the_spec_value_is_not_a_conflict() {
         "kept once per link, not doubled"
     );
 }
+
+#[test]
+fn misspelt_row_columns_are_refused_with_the_right_name() {
+    let s = Scratch::new();
+    s.write(
+        "r.csv",
+        "brand,destinaton,domain,utm_sorce\nacme,https://a.example/,go.x.example,google\n",
+    );
+    s.run(&["validate", "r.csv"]).fails_with(
+        2,
+        &[
+            "unknown column `destinaton`",
+            "r.csv:1:7",
+            "did you mean `destination`",
+            "unknown column `utm_sorce`",
+            "did you mean `utm_source`",
+            "2 problems found",
+        ],
+    );
+}
+
+#[test]
+fn problem_count_includes_the_unlisted_ones() {
+    let s = Scratch::new();
+    // 60 brands, each with a different bad destination scheme: 60 distinct problems.
+    let brands: Vec<String> = (0..60)
+        .map(|i| format!("{{ key = \"brand-{i}\", site = \"ftp{i}://x\" }}"))
+        .collect();
+    s.write("s.toml", format!("[link]\ndomain = \"go.x.example\"\ndestination = \"{{brand.site}}\"\n[[dimension]]\nname = \"brand\"\nvalues = [{}]\n", brands.join(",")));
+    let err = s.run(&["validate", "s.toml"]).fails_with(
+        2,
+        &["… and 10 more problem(s) not listed", "60 problems found"],
+    );
+    assert_eq!(err.matches("\nerror: ").count() + 1, 50, "50 listed");
+}

@@ -301,7 +301,11 @@ pub fn parse(name: &str, text: String, base: &Path, env: &dyn Env) -> Result<Lis
 }
 
 fn report(problems: Vec<Problem>) -> Error {
-    Error::Spec(SpecReport { problems })
+    Error::Spec(SpecReport {
+        problems,
+        consequence: Some("the receiver did not start"),
+        ..SpecReport::default()
+    })
 }
 
 struct Cx<'a> {

@@ -37,6 +37,7 @@ pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value
                 help: Some("split the campaign into several specs, or raise the limit with --max-links N".into()),
                 snippet: None,
             }],
+            ..SpecReport::default()
         }
         .into());
     }

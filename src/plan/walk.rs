@@ -39,19 +39,11 @@ impl WalkResult {
         if self.problem_count == 0 {
             return None;
         }
-        let mut problems = self.problems.clone();
-        let more = self.problem_count - problems.len();
-        if more > 0 {
-            problems.push(Problem {
-                file: String::new(),
-                line: 0,
-                column: 0,
-                message: format!("… and {more} more problem(s) not listed"),
-                help: Some("fix the ones above and run `nimriz-matrix validate` again".into()),
-                snippet: None,
-            });
-        }
-        Some(crate::spec::SpecReport { problems })
+        Some(crate::spec::SpecReport {
+            problems: self.problems.clone(),
+            unlisted: self.problem_count - self.problems.len(),
+            consequence: None,
+        })
     }
 }
 

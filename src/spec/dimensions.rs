@@ -285,6 +285,39 @@ impl Compiler<'_> {
                 || h.strip_prefix("utm_")
                     .is_some_and(|u| UTM_FIELDS.contains(&u))
         };
+        // A misspelt field column would silently become a key column: refuse near misses.
+        let mut misspelt = false;
+        for h in &table.headers {
+            if is_field(h) {
+                continue;
+            }
+            let hint = if let Some(u) = h.strip_prefix("utm_") {
+                Some(closest(u, UTM_FIELDS.into_iter()).map_or_else(
+                    || format!("UTM columns: utm_{}", UTM_FIELDS.join(", utm_")),
+                    |c| format!("did you mean `utm_{c}`?"),
+                ))
+            } else {
+                closest(h, ROW_FIELDS.into_iter().filter(|f| f.len() >= 6))
+                    .map(|c| format!("did you mean `{c}`? (rename the column; a key column needs a name that is not this close to a link field)"))
+            };
+            if let Some(hint) = hint {
+                misspelt = true;
+                let mut at = table.source.locate_line(1);
+                if let Some(i) = at.snippet.as_deref().and_then(|l| l.find(h.as_str())) {
+                    at.column = at
+                        .snippet
+                        .as_deref()
+                        .map_or(1, |l| l[..i].chars().count() + 1);
+                }
+                self.problems.push(at.problem(
+                    format!("CSV `{display}` has an unknown column `{h}`"),
+                    Some(hint),
+                ));
+            }
+        }
+        if misspelt {
+            return None;
+        }
         let key_cols: Vec<usize> = (0..table.headers.len())
             .filter(|&i| !is_field(&table.headers[i]))
             .collect();

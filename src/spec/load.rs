@@ -71,7 +71,16 @@ pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), SpecReport> {
 
 fn toml_help(msg: &str) -> String {
     if msg.contains("unknown field") {
+        // serde says: unknown field `destinaton`, expected one of `match`, `domain`, ...
+        let quoted: Vec<&str> = msg.split('`').skip(1).step_by(2).collect();
+        if let Some((field, expected)) = quoted.split_first()
+            && let Some(close) = super::template::closest(field, expected.iter().copied())
+        {
+            return format!("did you mean `{close}`?");
+        }
         "check the spelling; the README's spec reference lists every field".into()
+    } else if msg.contains("invalid type: string") && msg.contains("expected i64") {
+        "write the number without quotes, e.g. redirect = 302".into()
     } else if msg.contains("missing field") {
         "add the missing field".into()
     } else if msg.contains("invalid type") {
@@ -82,7 +91,10 @@ fn toml_help(msg: &str) -> String {
 }
 
 fn report(problems: Vec<Problem>) -> SpecReport {
-    SpecReport { problems }
+    SpecReport {
+        problems,
+        ..SpecReport::default()
+    }
 }
 
 pub(super) struct Compiler<'a> {

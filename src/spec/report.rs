@@ -18,6 +18,10 @@ pub struct Problem {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SpecReport {
     pub problems: Vec<Problem>,
+    /// Problems found but not listed (the list is capped).
+    pub unlisted: usize,
+    /// What the problems stopped; default "nothing was sent".
+    pub consequence: Option<&'static str>,
 }
 
 impl SpecReport {
@@ -41,10 +45,18 @@ impl SpecReport {
                 out.push_str(&format!("   = help: {h}\n"));
             }
         }
-        let n = self.problems.len();
+        if self.unlisted > 0 {
+            out.push_str(&format!(
+                "… and {} more problem(s) not listed: fix the ones above and run \
+                 `nimriz-matrix validate` again\n",
+                self.unlisted
+            ));
+        }
+        let n = self.problems.len() + self.unlisted;
         out.push_str(&format!(
-            "{n} problem{} found; nothing was sent.",
-            if n == 1 { "" } else { "s" }
+            "{n} problem{} found; {}.",
+            if n == 1 { "" } else { "s" },
+            self.consequence.unwrap_or("nothing was sent")
         ));
         out
     }
