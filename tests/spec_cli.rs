@@ -786,3 +786,20 @@ fn problem_count_includes_the_unlisted_ones() {
     );
     assert_eq!(err.matches("\nerror: ").count() + 1, 50, "50 listed");
 }
+
+#[test]
+fn an_expiry_in_the_past_is_a_warning() {
+    let s = Scratch::new();
+    s.write(
+        "s.toml",
+        GOOD_HEAD.replace("slug = ", "expires_at = 2020-01-01T00:00:00Z\nslug = "),
+    );
+    let r = s.run(&["validate", "s.toml"]);
+    r.succeeds();
+    assert!(
+        r.stderr()
+            .contains("warning: expires_at 2020-01-01T00:00:00Z is in the past (s.toml:8)"),
+        "{}",
+        r.stderr()
+    );
+}

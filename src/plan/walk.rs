@@ -408,7 +408,14 @@ impl<'e, 's> Collector<'e, 's> {
             summary: self.summary,
             problems: self.problems,
             problem_count: self.problem_count,
-            warnings: warnings.into_messages(),
+            warnings: self
+                .ex
+                .spec
+                .notes
+                .iter()
+                .cloned()
+                .chain(warnings.into_messages())
+                .collect(),
         }
     }
 }

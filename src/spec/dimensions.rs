@@ -411,7 +411,10 @@ impl Compiler<'_> {
                             .push(loc.problem(format!("redirect `{v}` must be 301 or 302"), None)),
                     },
                     "expires_at" => match check_expiry(v) {
-                        Ok(s) => fields_t.expires_at = Some((s, loc.clone())),
+                        Ok(s) => {
+                            self.note_past_expiry(&s, &loc);
+                            fields_t.expires_at = Some((s, loc.clone()));
+                        }
                         Err(help) => self.problems.push(loc.problem(
                             format!("expires_at `{v}` is not a valid date-time"),
                             Some(help),

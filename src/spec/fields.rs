@@ -289,7 +289,10 @@ impl Compiler<'_> {
             other => other.to_string(),
         };
         match check_expiry(&text) {
-            Ok(s) => Some((s, loc)),
+            Ok(s) => {
+                self.note_past_expiry(&s, &loc);
+                Some((s, loc))
+            }
             Err(help) => {
                 self.problem(
                     &loc,
@@ -427,6 +430,24 @@ pub(super) fn scalar(v: &toml::Value) -> Option<String> {
         toml::Value::Boolean(b) => Some(b.to_string()),
         toml::Value::Datetime(d) => Some(d.to_string()),
         _ => None,
+    }
+}
+
+impl Compiler<'_> {
+    /// A past expiry is legal but almost always a mistake (a copied spec from last season):
+    /// every link would be dead on arrival. A warning, so an old spec still validates.
+    pub(super) fn note_past_expiry(&mut self, rfc3339: &str, loc: &Location) {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            && t < chrono::Utc::now()
+        {
+            let note = format!(
+                "expires_at {rfc3339} is in the past ({}:{}): links created now would expire at once",
+                loc.file, loc.line
+            );
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
     }
 }
 

@@ -106,6 +106,8 @@ pub(super) struct Compiler<'a> {
     pub(super) inputs: Vec<InputFile>,
     /// Dimensions that failed to load: templates naming them are not reported again.
     pub(super) failed_dims: Vec<String>,
+    /// Warnings found while compiling (not problems: the spec still builds).
+    pub(super) notes: Vec<String>,
     pub(super) resolved: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -119,6 +121,7 @@ impl<'a> Compiler<'a> {
             problems: Vec::new(),
             inputs: Vec::new(),
             failed_dims: Vec::new(),
+            notes: Vec::new(),
             resolved: serde_json::Map::new(),
         }
     }
@@ -349,6 +352,7 @@ impl<'a> Compiler<'a> {
             utm_conflict,
             slug_collision,
             link_location,
+            notes: self.notes.clone(),
         })
     }
 
@@ -388,6 +392,7 @@ impl<'a> Compiler<'a> {
             utm_conflict: UtmConflict::Error,
             slug_collision: SlugCollision::Error,
             link_location: whole,
+            notes: self.notes.clone(),
         })
     }
 }

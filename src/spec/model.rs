@@ -168,6 +168,8 @@ pub struct Spec {
     pub slug_collision: SlugCollision,
     /// Location of the `[link]` table (for problems about the link as a whole).
     pub link_location: Location,
+    /// Warnings from reading the spec (e.g. an expiry in the past).
+    pub notes: Vec<String>,
 }
 
 impl Spec {
