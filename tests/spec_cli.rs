@@ -803,3 +803,63 @@ fn an_expiry_in_the_past_is_a_warning() {
         r.stderr()
     );
 }
+
+/// Ctrl-C during a long dry-run with --output leaves neither the output nor a temp file.
+#[cfg(unix)]
+#[test]
+fn interrupted_dry_run_leaves_nothing_behind() {
+    let s = Scratch::new();
+    let vals = |p: &str| {
+        (0..100)
+            .map(|i| format!("\"{p}{i}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    s.write("big.toml", format!(
+        "[link]\ndomain = \"go.x.example\"\ndestination = \"https://x.example/{{a}}\"\n\
+         [[dimension]]\nname = \"a\"\nvalues = [{}]\n[[dimension]]\nname = \"b\"\nvalues = [{}]\n[[dimension]]\nname = \"c\"\nvalues = [{}]\n",
+        vals("a"), vals("b"), vals("c")
+    ));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nimriz-matrix"))
+        .current_dir(s.dir.path())
+        .args([
+            "build",
+            "big.toml",
+            "--dry-run",
+            "--format",
+            "jsonl",
+            "-o",
+            "plan.jsonl",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let running = child.try_wait().unwrap().is_none();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "did not stop on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("big.toml")],
+        "left behind: {left:?}"
+    );
+    if running {
+        assert_eq!(status.code(), Some(130));
+    }
+}

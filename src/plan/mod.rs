@@ -108,10 +108,10 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            Staged::File(
-                tempfile::NamedTempFile::new_in(dir)
-                    .map_err(|e| Error::io("create a file in", dir, e))?,
-            )
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .map_err(|e| Error::io("create a file in", dir, e))?;
+            remove_on_interrupt(tmp.path().to_path_buf());
+            Staged::File(tmp)
         }
         None => Staged::Spool(tempfile::SpooledTempFile::new(SPOOL_BYTES)),
     };
@@ -167,6 +167,23 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Ctrl-C ends the process without running destructors: remove the half-written staging
+/// file ourselves, so an interrupted dry-run leaves nothing behind, and exit 130.
+fn remove_on_interrupt(path: std::path::PathBuf) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            let _ = std::fs::remove_file(&path);
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
 }
 
 /// Where a dry-run plan is written until it is known to be complete.
