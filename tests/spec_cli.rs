@@ -863,3 +863,17 @@ fn interrupted_dry_run_leaves_nothing_behind() {
         assert_eq!(status.code(), Some(130));
     }
 }
+
+/// The spec reference in the README is a working spec (with the shipped brands.csv).
+#[test]
+fn readme_spec_reference_validates() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("## The spec").expect("spec section")..];
+    let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
+    let toml = &section[start..start + section[start..].find("```").unwrap()];
+    let s = Scratch::new();
+    std::fs::copy(repo().join("brands.csv"), s.path("brands.csv")).unwrap();
+    s.write("ref.toml", toml);
+    let r = s.run(&["validate", "ref.toml"]);
+    r.succeeds();
+}
