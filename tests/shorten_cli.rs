@@ -286,6 +286,27 @@ async fn key_file_works_and_bad_settings_are_usage_errors() {
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     no_key_anywhere(&ok);
 
+    // A key file that is not there is a usage mistake (exit 2) naming the path.
+    let missing_file = dir.path().join("missing-key");
+    let missing_arg = missing_file.display().to_string();
+    let missing = run(
+        args(
+            &server,
+            &[
+                "https://shop.example/",
+                "--domain",
+                "rix.to",
+                "--api-key-file",
+                &missing_arg,
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains(&missing_arg), "{}", missing.stderr);
+    assert!(missing.stdout.is_empty());
+
     let no_key = run(
         args(&server, &["https://shop.example/", "--domain-id", "d"]),
         None,
