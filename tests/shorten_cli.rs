@@ -446,6 +446,33 @@ async fn offline_mistakes_exit_2_before_any_request() {
     }
 }
 
+/// The workspace's only domain, picked for the user, is checked for a loop too: one
+/// domain listing, no create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_to_the_only_domain_is_refused_before_the_create() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/domains"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"domains": [{"id": DOMAIN_ID, "domain_name": "go.acme.example"}]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(&server, &["https://GO.acme.example/spring"]),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("redirect loop"), "{}", r.stderr);
+}
+
 /// `--allow-http` lets a plain http destination through; a `utm_*` the destination already
 /// has with the same value is no conflict; the expiry is sent in UTC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

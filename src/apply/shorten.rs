@@ -335,7 +335,8 @@ pub fn check_slug(slug: &str) -> Result<String> {
     Ok(clean)
 }
 
-/// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one.
+/// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one
+/// (checked for a redirect loop here, as `--domain` is offline).
 async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
     if let Some(id) = &args.domain_id {
         return Ok(id.clone());
@@ -365,7 +366,12 @@ async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
                     names(&domains)
                 ))
             }),
-        None if domains.len() == 1 => Ok(domains[0].id.clone()),
+        None if domains.len() == 1 => {
+            // Picked for the user, so only known now: still refuse a loop to it.
+            let host = domains[0].domain_name.trim_end_matches('.');
+            checked_destination(&args.url, &[], true, Some(host))?;
+            Ok(domains[0].id.clone())
+        }
         None => Err(Error::Usage(format!(
             "say which short domain to use with --domain HOST (or --domain-id ID); this \
              workspace has: {}",
