@@ -117,8 +117,11 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ShortenArgs {
-    /// Destination URL (https).
+    /// Destination URL (https; plain http only with --allow-http).
     pub url: String,
+    /// Accept a plain http:// destination (only if your domain's policy allows it).
+    #[arg(long)]
+    pub allow_http: bool,
     /// Short domain host (resolved via the API), e.g. `go.acme.example`.
     #[arg(long, value_name = "HOST", conflicts_with = "domain_id")]
     pub domain: Option<String>,
@@ -143,7 +146,7 @@ pub struct ShortenArgs {
     /// Redirect status: 301 or 302.
     #[arg(long, default_value_t = 302)]
     pub redirect: u16,
-    /// ISO-8601 expiry.
+    /// Expiry, RFC 3339 with a time zone and in the future, e.g. 2026-06-30T23:59:59Z.
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
     #[command(flatten)]

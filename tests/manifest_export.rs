@@ -147,6 +147,48 @@ fn json_is_the_manifest_with_the_journal_replayed() {
 }
 
 #[test]
+fn an_unfinished_build_is_exported_with_a_warning_counting_pending_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.json");
+    {
+        let mut store = ManifestStore::open(&path, &source(), None).unwrap();
+        store
+            .record(&[
+                record("a", LinkStatus::Pending),
+                record("b", LinkStatus::Pending),
+                record("c", LinkStatus::Pending),
+            ])
+            .unwrap();
+        store.record(&[record("a", LinkStatus::Created)]).unwrap();
+        // Dropped without `finish`: what a `kill -9` after the last fsync leaves.
+    }
+    let started = manifest::load(&path).unwrap().runs[0].started_at.clone();
+    let out = export(&[&path])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains(format!(
+                "warning: the last build (started {started}) did not finish"
+            ))
+            .and(predicate::str::contains("2 link(s) are pending"))
+            .and(predicate::str::contains(
+                "re-run `nimriz-matrix build campaigns/spring.toml`",
+            ))
+            .and(predicate::str::contains("warning:").count(1)),
+        )
+        .get_output()
+        .stdout
+        .clone();
+    // The export itself is still complete for what is recorded.
+    assert_eq!(csv_rows(&String::from_utf8(out).unwrap()).len(), 4);
+
+    // Once a later run finishes, the warning goes away.
+    let store = ManifestStore::open(&path, &source(), None).unwrap();
+    store.finish(RunCounts::default(), "completed").unwrap();
+    export(&[&path]).assert().success().stderr("");
+}
+
+#[test]
 fn output_file_is_written_atomically_and_dash_means_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let path = build_realistic_manifest(dir.path());

@@ -126,6 +126,51 @@ fn a_torn_last_journal_line_is_ignored_with_a_note() {
 }
 
 #[test]
+fn a_manifest_reused_by_another_spec_or_campaign_gets_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let counts = RunCounts::default();
+    let store = open(&path).unwrap();
+    assert!(store.notes().is_empty(), "{:?}", store.notes());
+    store.finish(counts, "completed").unwrap();
+
+    // Same spec file name and campaign, run from another folder: the same campaign.
+    let mut moved = source();
+    moved.spec_path = "/elsewhere/spring.toml".into();
+    let store = ManifestStore::open(&path, &moved, None).unwrap();
+    assert!(store.notes().is_empty(), "{:?}", store.notes());
+    store.finish(counts, "completed").unwrap();
+
+    // Another spec: the manifest now mixes two campaigns.
+    let mut other = source();
+    other.spec_path = "campaigns/autumn.toml".into();
+    other.campaign = Some("autumn-sale".into());
+    let store = ManifestStore::open(&path, &other, None).unwrap();
+    let notes = store.notes().to_vec();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    for part in [
+        path.display().to_string().as_str(),
+        "last written for spec `/elsewhere/spring.toml` (campaign `spring-sale`)",
+        "now also records `campaigns/autumn.toml` (campaign `autumn-sale`)",
+        "--manifest",
+    ] {
+        assert!(notes[0].contains(part), "missing {part}: {notes:?}");
+    }
+    store.finish(counts, "completed").unwrap();
+
+    // Same spec file, other campaign name: also a different campaign.
+    let mut renamed = other.clone();
+    renamed.campaign = None;
+    let store = ManifestStore::open(&path, &renamed, None).unwrap();
+    assert_eq!(store.notes().len(), 1, "{:?}", store.notes());
+    assert!(
+        store.notes()[0].contains("no campaign name"),
+        "{:?}",
+        store.notes()
+    );
+}
+
+#[test]
 fn a_damaged_middle_journal_line_is_an_error_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = manifest_in(&dir);

@@ -7,6 +7,8 @@ use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const KEY: &str = "nmz_live_SHORTEN_s3cret_77";
+/// A domain id as Nimriz writes them (`--domain-id` must be a UUID).
+const DOMAIN_ID: &str = "7d0c6a4e-3f5b-4c1e-9a57-2b1d1e0f9a01";
 
 struct Run {
     code: i32,
@@ -136,7 +138,7 @@ async fn taken_slug_is_looked_up_same_destination_exists_other_is_drift() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v1/links/find"))
-        .and(query_param("domain_id", "dom-1"))
+        .and(query_param("domain_id", DOMAIN_ID))
         .and(query_param("short_code", "vip-1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"link": {
             "id": "u-7", "short_url": "https://go.acme.example/vip-1", "short_code": "vip-1",
@@ -151,7 +153,7 @@ async fn taken_slug_is_looked_up_same_destination_exists_other_is_drift() {
             &[
                 "https://shop.example/a",
                 "--domain-id",
-                "dom-1",
+                DOMAIN_ID,
                 "--slug",
                 "vip-1",
             ],
@@ -170,7 +172,7 @@ async fn taken_slug_is_looked_up_same_destination_exists_other_is_drift() {
             &[
                 "https://shop.example/b",
                 "--domain-id",
-                "dom-1",
+                DOMAIN_ID,
                 "--slug",
                 "vip-1",
             ],
@@ -232,7 +234,7 @@ async fn refused_link_exits_1_with_servers_words() {
             &[
                 "https://shop.example/",
                 "--domain-id",
-                "dom-1",
+                DOMAIN_ID,
                 "--slug",
                 "promo-blocked",
             ],
@@ -286,8 +288,32 @@ async fn key_file_works_and_bad_settings_are_usage_errors() {
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     no_key_anywhere(&ok);
 
+    // A key file that is not there is a usage mistake (exit 2) naming the path.
+    let missing_file = dir.path().join("missing-key");
+    let missing_arg = missing_file.display().to_string();
+    let missing = run(
+        args(
+            &server,
+            &[
+                "https://shop.example/",
+                "--domain",
+                "rix.to",
+                "--api-key-file",
+                &missing_arg,
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains(&missing_arg), "{}", missing.stderr);
+    assert!(missing.stdout.is_empty());
+
     let no_key = run(
-        args(&server, &["https://shop.example/", "--domain-id", "d"]),
+        args(
+            &server,
+            &["https://shop.example/", "--domain-id", DOMAIN_ID],
+        ),
         None,
     )
     .await;
@@ -303,7 +329,7 @@ async fn key_file_works_and_bad_settings_are_usage_errors() {
             "shorten".into(),
             "https://shop.example/".into(),
             "--domain-id".into(),
-            "d".into(),
+            DOMAIN_ID.into(),
             "--api-base".into(),
             "http://api.nimriz.com".into(),
         ],
@@ -324,4 +350,204 @@ async fn key_file_works_and_bad_settings_are_usage_errors() {
         "{}",
         which_domain.stderr
     );
+}
+
+/// Every mistake `build` would catch offline is caught by `shorten` too: exit 2, a message
+/// naming the fix, and not a single request (the server fails the test on any).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_mistakes_exit_2_before_any_request() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let id = ["--domain-id", DOMAIN_ID];
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["http://shop.example/", id[0], id[1]],
+            vec!["plain http://", "--allow-http"],
+        ),
+        (
+            vec!["https://go.acme.example/x", "--domain", "go.acme.example"],
+            vec!["redirect loop", "go.acme.example"],
+        ),
+        (
+            vec!["https://riz.to/abc", id[0], id[1]],
+            vec!["redirect loop", "riz.to"],
+        ),
+        (
+            vec!["https://shop.example/", "--domain-id", "dom-1"],
+            vec!["--domain-id \"dom-1\" is not a UUID", "--domain HOST"],
+        ),
+        (
+            vec![
+                "https://shop.example/",
+                id[0],
+                id[1],
+                "--expires-at",
+                "2020-01-01T00:00:00Z",
+            ],
+            vec!["in the past"],
+        ),
+        (
+            vec![
+                "https://shop.example/",
+                id[0],
+                id[1],
+                "--expires-at",
+                "next week",
+            ],
+            vec!["not an RFC 3339 date-time", "2026-06-30T23:59:59Z"],
+        ),
+        (
+            vec![
+                "https://shop.example/",
+                id[0],
+                id[1],
+                "--utm-source",
+                "News",
+            ],
+            vec!["utm_source `News` is not lowercase", "use `news`"],
+        ),
+        (
+            vec![
+                "https://shop.example/",
+                id[0],
+                id[1],
+                "--utm-campaign",
+                "spring sale",
+            ],
+            vec!["contains a space", "spring-sale"],
+        ),
+        (
+            vec![
+                "https://shop.example/?utm_source=news",
+                id[0],
+                id[1],
+                "--utm-source",
+                "mail",
+            ],
+            vec!["already has utm_source=news", "leave out --utm-source"],
+        ),
+    ];
+    for (extra, expected) in cases {
+        let r = run(args(&server, &extra), Some(KEY)).await;
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{extra:?}: {}", r.stdout);
+        for part in expected {
+            assert!(
+                r.stderr.contains(part),
+                "{extra:?}: missing {part}: {}",
+                r.stderr
+            );
+        }
+        no_key_anywhere(&r);
+    }
+}
+
+/// The workspace's only domain, picked for the user, is checked for a loop too: one
+/// domain listing, no create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_to_the_only_domain_is_refused_before_the_create() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/domains"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"domains": [{"id": DOMAIN_ID, "domain_name": "go.acme.example"}]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(&server, &["https://GO.acme.example/spring"]),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("redirect loop"), "{}", r.stderr);
+}
+
+/// `--allow-http` lets a plain http destination through; a `utm_*` the destination already
+/// has with the same value is no conflict; the expiry is sent in UTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_http_same_utm_value_and_expiry_reach_the_api() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .and(body_json(json!({
+            "domain_id": DOMAIN_ID,
+            "long_url": "http://shop.example/?utm_source=news&utm_medium=email",
+            "expires_at": "2099-06-30T21:59:59Z",
+            "redirect_status_code": 302
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "url_id": "u-9", "short_url": "https://go.acme.example/Xy1", "short_code": "Xy1"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(
+            &server,
+            &[
+                "http://shop.example/?utm_source=news",
+                "--allow-http",
+                "--domain-id",
+                DOMAIN_ID,
+                "--utm-source",
+                "news",
+                "--utm-medium",
+                "email",
+                "--expires-at",
+                "2099-06-30T23:59:59+02:00",
+            ],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["status"], "created");
+}
+
+/// A refusal that names no slug problem gets advice for this command, not for `build`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_destination_advice_speaks_of_shorten_not_the_build() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/shorten"))
+        .respond_with(
+            ResponseTemplate::new(422).set_body_json(
+                json!({"code": "destination_blocked", "message": "blocked by policy"}),
+            ),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = run(
+        args(
+            &server,
+            &["https://shop.example/", "--domain-id", DOMAIN_ID],
+        ),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    for part in [
+        "destination_blocked",
+        "blocked by policy",
+        "run shorten again",
+    ] {
+        assert!(r.stderr.contains(part), "missing {part}: {}", r.stderr);
+    }
+    for wrong in ["spec", "re-run the build", "links already done"] {
+        assert!(!r.stderr.contains(wrong), "says {wrong}: {}", r.stderr);
+    }
 }

@@ -103,19 +103,196 @@ pub async fn mint_link(client: &Client, req: &MintRequest) -> Result<Minted> {
     ))
 }
 
-/// Append UTM parameters to a destination with the `url` crate. The existing query is
-/// kept byte for byte (minus any UTM key being set, which is replaced), and so is the
-/// fragment. Only `http`/`https` destinations are accepted.
+/// Append UTM parameters to a destination with the `url` crate, with the checks `build`
+/// makes: https only, no redirect loop via Nimriz's shared short domains. The existing
+/// query is kept byte for byte, and so is the fragment. A `utm_*` the destination already
+/// has with another value is an error (nothing says which should win); with the same value
+/// it is kept as is.
 pub fn with_utm(destination: &str, utm: &[(&str, &str)]) -> Result<String> {
-    use crate::expand::utm::build_destination;
+    checked_destination(destination, utm, false, None)
+}
+
+/// [`with_utm`], plus plain http when `allow_http`, and loop prevention for the link's own
+/// short domain `short_host`.
+fn checked_destination(
+    destination: &str,
+    utm: &[(&str, &str)],
+    allow_http: bool,
+    short_host: Option<&str>,
+) -> Result<String> {
+    use crate::expand::utm::{UrlProblem, build_destination};
     use crate::spec::model::UtmConflict;
-    let pairs: Vec<(&str, String)> = utm.iter().map(|(k, v)| (*k, v.to_string())).collect();
-    // Same builder as spec destinations; here the flags win over the URL's own utm_*, and
-    // http is left for the server to judge (some domains allow it).
-    build_destination(destination, &pairs, UtmConflict::Spec, true, None).map_err(|p| {
-        let (msg, help) = p.describe(destination);
+    let already_there = existing_utm(destination);
+    let pairs: Vec<(&str, String)> = utm
+        .iter()
+        // Same value already in the destination: nothing to add, and no conflict.
+        .filter(|(k, v)| {
+            let mut values = already_there.iter().filter(|(ek, _)| ek == k).peekable();
+            !(values.peek().is_some() && values.all(|(_, ev)| ev == v))
+        })
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    build_destination(
+        destination,
+        &pairs,
+        UtmConflict::Error,
+        allow_http,
+        short_host,
+    )
+    .map_err(|p| {
+        // `describe` speaks of spec settings; say what to do on this command line.
+        let (msg, help) = match &p {
+            UrlProblem::Http => (
+                p.describe(destination).0,
+                "use https://, or pass --allow-http if your domain's policy allows http".into(),
+            ),
+            UrlProblem::Conflict { param, existing } => {
+                let flag = format!("--{}", param.replace('_', "-"));
+                (
+                    format!(
+                        "destination `{destination}` already has {param}={existing}, and \
+                         {flag} sets another value"
+                    ),
+                    format!("remove {param} from the destination, or leave out {flag}"),
+                )
+            }
+            _ => p.describe(destination),
+        };
         Error::Usage(format!("{msg}; {help}"))
     })
+}
+
+/// The destination's own `utm_*` pairs (decoded); empty if it does not parse (the builder
+/// reports that).
+fn existing_utm(destination: &str) -> Vec<(String, String)> {
+    url::Url::parse(destination.trim())
+        .map(|u| {
+            u.query_pairs()
+                .filter(|(k, _)| k.starts_with("utm_"))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The UTM governance rules of a spec without a `[rules]` table (lowercase, no spaces,
+/// length): a one-off link should not split a campaign's reports either.
+fn check_utm_values(utm: &[(&str, &str)]) -> Result<()> {
+    use crate::expand::rules::check_utm_value;
+    let rules = crate::spec::model::Rules::default();
+    let mut problems = Vec::new();
+    for (param, value) in utm {
+        let flag = format!("--{}", param.replace('_', "-"));
+        if value.trim().is_empty() {
+            problems.push(format!("{flag} is empty; give it a value or leave it out"));
+            continue;
+        }
+        let field = param.trim_start_matches("utm_");
+        let mut checked = value.to_string();
+        let violations = check_utm_value(&rules, field, &mut checked);
+        // Each rule's fix alone can break another rule (`E Mail` → `e mail`): give one
+        // value that passes the case and space rules together.
+        let both = value
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("-")
+            .to_lowercase();
+        let combined = (violations.len() > 1 && both != *value)
+            .then(|| format!("{param} `{value}`: use {flag} {both} to meet both rules"));
+        for v in violations {
+            // The rule texts also offer spec settings (`rules.*`), which shorten has not.
+            let help = ["; or set rules.", ", or set rules.", ", or raise rules."]
+                .iter()
+                .find_map(|cut| v.help.split_once(cut).map(|(keep, _)| keep))
+                .unwrap_or(&v.help);
+            problems.push(format!("{}; {help} ({flag})", v.message));
+        }
+        problems.extend(combined);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Usage(problems.join("\nerror: ")))
+    }
+}
+
+/// `--domain-id` must be a UUID: anything else would only be refused by Nimriz.
+fn check_domain_id(id: &str) -> Result<()> {
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| {
+        Error::Usage(format!(
+            "--domain-id {id:?} is not a UUID; copy the domain's id from Nimriz (GET \
+                 /api/v1/domains), or use --domain HOST"
+        ))
+    })
+}
+
+/// `--expires-at`: RFC 3339 with a time zone, in the future; sent as UTC like spec expiries.
+fn check_expiry(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
+        Error::Usage(format!(
+            "--expires-at {text:?} is not an RFC 3339 date-time; write it with a time zone, \
+             e.g. 2026-06-30T23:59:59Z"
+        ))
+    })?;
+    let at = at.to_utc();
+    if at <= now {
+        return Err(Error::Usage(format!(
+            "--expires-at {text:?} is in the past; the link would be dead at once. Give a \
+             later time, or leave --expires-at out for a link that does not expire"
+        )));
+    }
+    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Nimriz's refusal texts come with advice for `build` (fix the spec, re-run the build);
+/// say the same for this command.
+fn advice_for_shorten(message: &str) -> String {
+    const REWRITES: [(&str, &str); 5] = [
+        (
+            "fix the link in the spec (or the domain's settings on Nimriz), then re-run the \
+             build; links already done are not sent again",
+            "choose another slug or fix the destination (or the domain's settings on Nimriz), \
+             then run shorten again",
+        ),
+        ("(in the spec, or --slug)", "(--slug)"),
+        ("(e.g. add a campaign prefix in the spec)", "(--slug)"),
+        (
+            "re-run the build to check again",
+            "run shorten again to check",
+        ),
+        ("then re-run the build", "then run shorten again"),
+    ];
+    REWRITES
+        .iter()
+        .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
+}
+
+/// Every check that needs no network, in one place, so a mistake costs no API call.
+/// Returns the final destination, slug and expiry.
+fn check_offline(args: &ShortenArgs) -> Result<(String, Option<String>, Option<String>)> {
+    if args.redirect != 301 && args.redirect != 302 {
+        return Err(Error::Usage(format!(
+            "--redirect must be 301 or 302, got {}",
+            args.redirect
+        )));
+    }
+    if let Some(id) = &args.domain_id {
+        check_domain_id(id)?;
+    }
+    let expires_at = args
+        .expires_at
+        .as_deref()
+        .map(|t| check_expiry(t, chrono::Utc::now()))
+        .transpose()?;
+    let utm = utm_pairs(args);
+    check_utm_values(&utm)?;
+    let short_host = args
+        .domain
+        .as_deref()
+        .map(|h| h.trim().trim_end_matches('.'));
+    let destination = checked_destination(&args.url, &utm, args.allow_http, short_host)?;
+    let slug = args.slug.as_deref().map(check_slug).transpose()?;
+    Ok((destination, slug, expires_at))
 }
 
 fn utm_pairs(args: &ShortenArgs) -> Vec<(&'static str, &str)> {
@@ -158,7 +335,8 @@ pub fn check_slug(slug: &str) -> Result<String> {
     Ok(clean)
 }
 
-/// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one.
+/// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one
+/// (checked for a redirect loop here, as `--domain` is offline).
 async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
     if let Some(id) = &args.domain_id {
         return Ok(id.clone());
@@ -188,7 +366,12 @@ async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
                     names(&domains)
                 ))
             }),
-        None if domains.len() == 1 => Ok(domains[0].id.clone()),
+        None if domains.len() == 1 => {
+            // Picked for the user, so only known now: still refuse a loop to it.
+            let host = domains[0].domain_name.trim_end_matches('.');
+            checked_destination(&args.url, &[], true, Some(host))?;
+            Ok(domains[0].id.clone())
+        }
         None => Err(Error::Usage(format!(
             "say which short domain to use with --domain HOST (or --domain-id ID); this \
              workspace has: {}",
@@ -197,17 +380,16 @@ async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
     }
 }
 
-/// `nimriz-matrix shorten URL ...`: JSON on stdout; exit 0 created/exists, 1 drift or
-/// refused, 2 bad arguments, 3 API unavailable/auth.
+/// `nimriz-matrix shorten URL ...`: JSON on stdout. Exit codes:
+/// - 0: created, or the slug already pointed at this destination (`exists`);
+/// - 1: the slug points elsewhere (`drift`, left unchanged), or Nimriz refused the link
+///   (reserved or invalid slug, destination refused, ...): its words and the fix go to
+///   stderr, stdout stays empty;
+/// - 2: bad arguments, found before any network call (destination scheme or loop, UTM
+///   rules and conflicts, `--domain-id`, `--expires-at`, slug, API key settings);
+/// - 3: the API as a whole failed (auth, unreachable after retries).
 pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8> {
-    if args.redirect != 301 && args.redirect != 302 {
-        return Err(Error::Usage(format!(
-            "--redirect must be 301 or 302, got {}",
-            args.redirect
-        )));
-    }
-    let destination = with_utm(&args.url, &utm_pairs(args))?;
-    let slug = args.slug.as_deref().map(check_slug).transpose()?;
+    let (destination, slug, expires_at) = check_offline(args)?;
     let client = Client::new(ApiConfig::resolve(&args.api)?)?.with_printer(printer.clone());
     let domain_id = pick_domain(&client, args).await?;
     let req = MintRequest {
@@ -215,7 +397,7 @@ pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8
         domain_id,
         slug,
         redirect: Some(args.redirect),
-        expires_at: args.expires_at.clone(),
+        expires_at,
     };
     let (link, code) = match mint_link(&client, &req).await? {
         Minted::Ok(link) => (link, exit::OK),
@@ -229,7 +411,7 @@ pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8
             (link, exit::PARTIAL)
         }
         Minted::Rejected(e) => {
-            let mut msg = format!("error: {}", e.message);
+            let mut msg = format!("error: {}", advice_for_shorten(&e.message));
             if let Some(r) = &e.support_reference {
                 msg.push_str(&format!(" (support reference: {r})"));
             }
@@ -252,28 +434,138 @@ mod tests {
     #[test]
     fn utm_appended_keeping_query_and_fragment() {
         assert_eq!(
-            with_utm(
+            checked_destination(
                 "https://shop.example/p?ref=a%20b&x=1#top",
-                &[("utm_source", "news letter"), ("utm_medium", "email")]
+                &[("utm_source", "news-letter"), ("utm_medium", "email")],
+                false,
+                None
             )
             .unwrap(),
-            "https://shop.example/p?ref=a%20b&x=1&utm_source=news+letter&utm_medium=email#top"
+            "https://shop.example/p?ref=a%20b&x=1&utm_source=news-letter&utm_medium=email#top"
         );
         assert_eq!(
-            with_utm("https://shop.example", &[("utm_source", "x")]).unwrap(),
+            checked_destination("https://shop.example", &[("utm_source", "x")], false, None)
+                .unwrap(),
             "https://shop.example/?utm_source=x"
         );
-        // An existing utm key is replaced, not duplicated.
+        assert!(checked_destination("javascript:alert(1)", &[], false, None).is_err());
+        // The library entry point: https only, same rules otherwise.
+        assert!(with_utm("http://shop.example/", &[]).is_err());
         assert_eq!(
-            with_utm(
-                "https://shop.example/?utm_source=old&k=v",
-                &[("utm_source", "new")]
+            with_utm("https://shop.example/", &[("utm_source", "x")]).unwrap(),
+            "https://shop.example/?utm_source=x"
+        );
+        assert!(checked_destination("not a url", &[], false, None).is_err());
+    }
+
+    #[test]
+    fn utm_already_in_the_destination_same_value_is_kept_other_value_is_refused() {
+        let dest = "https://shop.example/?utm_source=old&k=v";
+        assert_eq!(
+            checked_destination(
+                dest,
+                &[("utm_source", "old"), ("utm_medium", "email")],
+                false,
+                None
             )
             .unwrap(),
-            "https://shop.example/?k=v&utm_source=new"
+            "https://shop.example/?utm_source=old&k=v&utm_medium=email"
         );
-        assert!(with_utm("javascript:alert(1)", &[]).is_err());
-        assert!(with_utm("not a url", &[]).is_err());
+        let e = checked_destination(dest, &[("utm_source", "new")], false, None).unwrap_err();
+        assert_eq!(e.exit_code(), exit::INVALID);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("utm_source=old") && msg.contains("leave out --utm-source"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn http_and_loops_are_refused_with_the_flag_to_use() {
+        let e = checked_destination("http://shop.example/", &[], false, None).unwrap_err();
+        assert!(e.to_string().contains("--allow-http"), "{e}");
+        assert_eq!(
+            checked_destination("http://shop.example/", &[], true, None).unwrap(),
+            "http://shop.example/"
+        );
+        for dest in ["https://riz.to/abc", "https://NIM.LU/x", "https://rix.to/"] {
+            let e = checked_destination(dest, &[], false, None).unwrap_err();
+            assert!(e.to_string().contains("redirect loop"), "{e}");
+        }
+        let e = checked_destination(
+            "https://go.acme.example/x",
+            &[],
+            false,
+            Some("go.acme.example"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("redirect loop"), "{e}");
+        assert!(
+            checked_destination("https://shop.example/", &[], false, Some("go.acme.example"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn utm_values_follow_the_default_rules() {
+        assert!(check_utm_values(&[("utm_source", "news"), ("utm_medium", "e-mail")]).is_ok());
+        let e = check_utm_values(&[("utm_source", "News"), ("utm_campaign", "spring sale")])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), exit::INVALID);
+        let msg = e.to_string();
+        for part in [
+            "utm_source `News` is not lowercase",
+            "use `news`",
+            "utm_campaign `spring sale` contains a space",
+            "spring-sale",
+            "--utm-campaign",
+        ] {
+            assert!(msg.contains(part), "missing {part}: {msg}");
+        }
+        assert!(!msg.contains("rules."), "spec-only advice: {msg}");
+        assert!(check_utm_values(&[("utm_term", " ")]).is_err());
+        let both = check_utm_values(&[("utm_medium", "E Mail")]).unwrap_err();
+        assert!(
+            both.to_string()
+                .contains("use --utm-medium e-mail to meet both rules"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn domain_id_and_expiry_checks() {
+        assert!(check_domain_id("7d0c6a4e-3f5b-4c1e-9a57-2b1d1e0f9a01").is_ok());
+        for bad in ["dom-1", "", "7d0c6a4e-3f5b-4c1e-9a57"] {
+            let e = check_domain_id(bad).unwrap_err();
+            assert!(e.to_string().contains("not a UUID"), "{e}");
+        }
+        let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            check_expiry("2026-06-30T23:59:59+02:00", now).unwrap(),
+            "2026-06-30T21:59:59Z"
+        );
+        let past = check_expiry("2026-05-31T23:59:59Z", now).unwrap_err();
+        assert!(past.to_string().contains("in the past"), "{past}");
+        for bad in ["2026-06-30", "tomorrow", "2026-06-30T23:59:59"] {
+            let e = check_expiry(bad, now).unwrap_err();
+            assert!(e.to_string().contains("RFC 3339"), "{e}");
+        }
+    }
+
+    #[test]
+    fn build_advice_is_reworded_for_shorten() {
+        let msg = advice_for_shorten(
+            "Nimriz refused this link (HTTP 422 x); fix the link in the spec (or the domain's \
+             settings on Nimriz), then re-run the build; links already done are not sent again",
+        );
+        assert!(msg.contains("run shorten again"), "{msg}");
+        assert!(!msg.contains("spec") && !msg.contains("build"), "{msg}");
+        assert_eq!(
+            advice_for_shorten("choose another slug (in the spec, or --slug)"),
+            "choose another slug (--slug)"
+        );
     }
 
     #[test]

@@ -69,8 +69,15 @@ impl ApiKey {
     /// key does not land in shell history or `ps` output.
     pub fn load(key_file: Option<&Path>) -> Result<Self> {
         if let Some(path) = key_file {
-            let raw = std::fs::read_to_string(path)
-                .map_err(|e| Error::io("read the API key file", path, e))?;
+            // A wrong path is a usage mistake (exit 2), not a local I/O failure.
+            let raw = std::fs::read_to_string(path).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot read the API key file {} given with --api-key-file ({e}); point \
+                     --api-key-file at a readable file holding only the key, or set {} instead",
+                    path.display(),
+                    contract::ENV_API_KEY
+                ))
+            })?;
             return Self::new(&raw, &format!("--api-key-file {}", path.display()));
         }
         match std::env::var(contract::ENV_API_KEY) {
@@ -720,6 +727,26 @@ mod tests {
                 .to_string()
                 .contains("empty")
         );
+    }
+
+    #[test]
+    fn missing_or_unreadable_key_file_is_a_usage_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-key");
+        let e = ApiKey::load(Some(&missing)).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::INVALID, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&missing.display().to_string()), "{msg}");
+        assert!(msg.contains("--api-key-file"), "{msg}");
+        // A directory cannot be read as a file either.
+        let e = ApiKey::load(Some(dir.path())).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::INVALID, "{e}");
+        // Not UTF-8: refused without echoing the bytes.
+        let bad = dir.path().join("bin");
+        std::fs::write(&bad, b"k\xff\xfe-secret").unwrap();
+        let e = ApiKey::load(Some(&bad)).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::INVALID, "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! or JSON (the manifest with its journal replayed).
 
 use super::atomic::{parent_dir, write_atomic};
-use super::model::{LinkRecord, Manifest};
+use super::model::{LinkRecord, LinkStatus, Manifest};
 use super::store::{journal_path, load_with_notes, lock_path};
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::{Error, Result, exit};
@@ -31,7 +31,11 @@ pub fn export_command(args: &ExportArgs) -> Result<u8> {
         refuse_to_overwrite_the_record(&args.manifest, out)?;
     }
     let (manifest, notes) = load_with_notes(&args.manifest)?;
-    for note in notes {
+    for note in notes
+        .iter()
+        .map(String::as_str)
+        .chain(unfinished_build(&manifest).as_deref())
+    {
         let _ = writeln!(io::stderr(), "warning: {note}");
     }
     let render = |w: &mut dyn Write| match args.format {
@@ -51,6 +55,27 @@ pub fn export_command(args: &ExportArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// After a crash (`kill -9`, power loss) the manifest holds only part of the campaign and
+/// nothing in the export itself says so: the last run has no `finished_at`. Also true
+/// while a build is still running, hence "did not finish (or is still running)".
+pub fn unfinished_build(manifest: &Manifest) -> Option<String> {
+    let last = manifest.runs.last()?;
+    if last.finished_at.is_some() {
+        return None;
+    }
+    let pending = manifest
+        .links
+        .iter()
+        .filter(|l| l.status == LinkStatus::Pending)
+        .count();
+    Some(format!(
+        "the last build (started {}) did not finish (or is still running); {pending} link(s) \
+         are pending, and links it had not reached yet are missing from this manifest — \
+         re-run `nimriz-matrix build {}` to complete it",
+        last.started_at, manifest.source.spec_path
+    ))
 }
 
 /// `export m.json -o m.json` would replace the record with its own CSV.
@@ -158,7 +183,7 @@ fn csv_io(e: csv::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::model::{LinkStatus, Manifest};
+    use crate::manifest::model::{Manifest, RunRecord};
     use crate::plan::{Cell, DomainRef, PlanSource};
 
     #[test]
@@ -188,6 +213,28 @@ mod tests {
         let mut lines = text.lines();
         assert!(lines.next().unwrap().starts_with("cell_status,slug,"));
         assert!(lines.next().unwrap().starts_with("vip,a,"));
+    }
+
+    #[test]
+    fn only_an_unfinished_last_run_is_reported() {
+        let mut m = Manifest::new(PlanSource::default(), None);
+        assert_eq!(unfinished_build(&m), None, "no run yet");
+        let run = |finished: Option<&str>| RunRecord {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            finished_at: finished.map(str::to_string),
+            tool_version: String::new(),
+            counts: None,
+            outcome: None,
+        };
+        // An old crashed run followed by a finished one: the campaign is complete.
+        m.runs = vec![run(None), run(Some("2026-01-01T00:01:00Z"))];
+        assert_eq!(unfinished_build(&m), None);
+        m.runs.push(run(None));
+        let w = unfinished_build(&m).unwrap();
+        assert!(
+            w.contains("started 2026-01-01T00:00:00Z") && w.contains("0 link(s)"),
+            "{w}"
+        );
     }
 
     #[test]

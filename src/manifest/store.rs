@@ -36,16 +36,19 @@ impl ManifestStore {
         atomic::remove_stale_temps(path);
         // Nobody else writes while we hold the lock, so one plain read of each is consistent.
         let jpath = journal_path(path);
+        let mut notes = Vec::new();
         let mut manifest = match read_opt(path, "read the manifest")? {
             Some(bytes) => {
                 let m = parse_manifest(path, &bytes)?;
                 ensure_writable(path, &m)?;
+                notes.extend(other_campaign_note(path, &m.source, source));
                 m
             }
             None => Manifest::new(source.clone(), None),
         };
         let journal_bytes = read_opt(&jpath, "read the journal")?.unwrap_or_default();
         let replay = journal::parse(&jpath, &journal_bytes)?;
+        notes.extend(replay.notes);
         let index = merge(&mut manifest, replay.records);
 
         // From here on M is written in this version's format.
@@ -69,7 +72,7 @@ impl ManifestStore {
             index,
             journal,
             lock,
-            notes: replay.notes,
+            notes,
         })
     }
 
@@ -194,6 +197,34 @@ fn read_snapshot(path: &Path, jpath: &Path) -> Result<(Option<Vec<u8>>, Vec<u8>)
         "read the manifest",
         path,
         io::Error::other("it kept changing while being read (a build is rewriting it); try again"),
+    ))
+}
+
+/// A manifest reused by another spec or campaign (`build b.toml --manifest a.manifest.json`)
+/// mixes two campaigns' links in one file; `source` then only names the latest. Say so.
+/// Compared by spec file name (not the whole path: `cd` elsewhere is the same spec) and
+/// campaign.
+fn other_campaign_note(path: &Path, previous: &PlanSource, now: &PlanSource) -> Option<String> {
+    let file_name = |s: &PlanSource| {
+        Path::new(&s.spec_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    if file_name(previous) == file_name(now) && previous.campaign == now.campaign {
+        return None;
+    }
+    let campaign = |s: &PlanSource| match &s.campaign {
+        Some(c) => format!("campaign `{c}`"),
+        None => "no campaign name".to_string(),
+    };
+    Some(format!(
+        "manifest {} was last written for spec `{}` ({}); it now also records `{}` ({}) — use \
+         --manifest to keep campaigns apart",
+        path.display(),
+        previous.spec_path,
+        campaign(previous),
+        now.spec_path,
+        campaign(now)
     ))
 }
 
