@@ -55,6 +55,10 @@ impl UrlProblem {
 /// The `utm_*` parameters a destination already carries, decoded, in order. Empty when
 /// it does not parse (`build_destination` reports that).
 pub fn carried_utms(destination: &str) -> Vec<(String, String)> {
+    // The common case (no utm_ at all) costs a substring scan, not a URL parse.
+    if !destination.contains("utm_") {
+        return Vec::new();
+    }
     Url::parse(destination.trim())
         .map(|u| {
             u.query_pairs()
