@@ -407,8 +407,12 @@ impl Cx<'_> {
             request_timeout: secs(w.and_then(|w| w.request_timeout_seconds), 10.0),
         };
         if worker.lease <= worker.request_timeout {
-            let problem = "worker.lease_seconds must be longer than request_timeout_seconds \
-                           (default 60 and 10): a job still in flight would be taken again";
+            let problem = format!(
+                "worker.lease_seconds ({}) must be longer than request_timeout_seconds ({}): \
+                 a job still in flight would be taken again",
+                worker.lease.as_secs_f64(),
+                worker.request_timeout.as_secs_f64()
+            );
             let help = "raise lease_seconds or lower request_timeout_seconds";
             match &raw.worker {
                 Some(w) => self.err(w, problem, help),
