@@ -151,6 +151,9 @@ impl BuildReport {
                 }
             }
         }
+        if self.problems.iter().any(|r| r.status == LinkStatus::Failed) {
+            lines.push("then re-run the build: links already done are not sent again".to_string());
+        }
         lines
     }
 

@@ -106,10 +106,7 @@ fn batch_refused(f: ApiFailure, rows: usize) -> BatchVerdict {
     // words; a re-run sends them again.
     let err = recorded(
         &f,
-        format!(
-            "the server refused the whole batch of {rows} rows ({f}); fix what it names, then \
-             re-run the build"
-        ),
+        format!("the server refused the whole batch of {rows} rows ({f}); fix what it names"),
     );
     BatchVerdict::Rows((0..rows).map(|_| RowResult::Failed(err.clone())).collect())
 }
@@ -194,8 +191,8 @@ async fn settle_conflict(client: &Client, link: &NewLink, failure: &ApiFailure) 
                 message: format!(
                     "slug '{slug}' is taken, but not by a link in this workspace (Nimriz said: \
                      {}). On a shared domain (nim.lu, riz.to, rix.to) any Nimriz account can \
-                     hold a slug; pick another slug for this link (e.g. add a campaign prefix \
-                     in the spec) or use a branded domain",
+                     hold a slug; pick another slug for this link (e.g. with a campaign \
+                     prefix) or use a branded domain",
                     failure_words(failure)
                 ),
                 support_reference: failure.support_reference.clone(),
@@ -206,8 +203,7 @@ async fn settle_conflict(client: &Client, link: &NewLink, failure: &ApiFailure) 
         Err(e) => RowResult::Failed(RecordedError {
             code: failure.code.clone(),
             message: format!(
-                "the slug is taken and looking it up failed ({e}); re-run the build to check \
-                 again"
+                "the slug is taken and looking it up failed ({e}); try again to check"
             ),
             support_reference: failure.support_reference.clone(),
             http_status: (failure.status != 0).then_some(failure.status),
@@ -279,20 +275,16 @@ fn row_failure(f: &ApiFailure, link: &NewLink) -> RecordedError {
     let advice = match code.as_deref() {
         Some("slug_reserved") => format!(
             "slug '{slug}' is reserved on this domain (system words, or shorter than the \
-             domain's minimum); choose another slug (in the spec, or --slug)"
+             domain's minimum); choose another slug"
         ),
         Some("slug_tombstoned") => format!(
             "slug '{slug}' belonged to a recently deleted link and is blocked for a while; \
-             choose another slug (in the spec, or --slug) or wait"
+             choose another slug or wait"
         ),
         Some("slug_invalid") => {
-            format!(
-                "slug '{slug}' is not accepted by Nimriz; choose another slug (in the spec, or --slug)"
-            )
+            format!("slug '{slug}' is not accepted by Nimriz; choose another slug")
         }
-        _ => "fix the link in the spec (or the domain's settings on Nimriz), then re-run the \
-              build; links already done are not sent again"
-            .to_string(),
+        _ => "fix the link's destination or slug, or the domain's settings on Nimriz".to_string(),
     };
     recorded(
         f,

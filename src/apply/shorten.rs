@@ -244,29 +244,6 @@ fn check_expiry(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String
     Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
-/// Nimriz's refusal texts come with advice for `build` (fix the spec, re-run the build);
-/// say the same for this command.
-fn advice_for_shorten(message: &str) -> String {
-    const REWRITES: [(&str, &str); 5] = [
-        (
-            "fix the link in the spec (or the domain's settings on Nimriz), then re-run the \
-             build; links already done are not sent again",
-            "choose another slug or fix the destination (or the domain's settings on Nimriz), \
-             then run shorten again",
-        ),
-        ("(in the spec, or --slug)", "(--slug)"),
-        ("(e.g. add a campaign prefix in the spec)", "(--slug)"),
-        (
-            "re-run the build to check again",
-            "run shorten again to check",
-        ),
-        ("then re-run the build", "then run shorten again"),
-    ];
-    REWRITES
-        .iter()
-        .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
-}
-
 /// Every check that needs no network, in one place, so a mistake costs no API call.
 /// Returns the final destination, slug and expiry.
 fn check_offline(args: &ShortenArgs) -> Result<(String, Option<String>, Option<String>)> {
@@ -411,7 +388,10 @@ pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8
             (link, exit::PARTIAL)
         }
         Minted::Rejected(e) => {
-            let mut msg = format!("error: {}", advice_for_shorten(&e.message));
+            let mut msg = format!(
+                "error: {}",
+                format!("{}; then run shorten again", e.message)
+            );
             if let Some(r) = &e.support_reference {
                 msg.push_str(&format!(" (support reference: {r})"));
             }
@@ -552,20 +532,6 @@ mod tests {
             let e = check_expiry(bad, now).unwrap_err();
             assert!(e.to_string().contains("RFC 3339"), "{e}");
         }
-    }
-
-    #[test]
-    fn build_advice_is_reworded_for_shorten() {
-        let msg = advice_for_shorten(
-            "Nimriz refused this link (HTTP 422 x); fix the link in the spec (or the domain's \
-             settings on Nimriz), then re-run the build; links already done are not sent again",
-        );
-        assert!(msg.contains("run shorten again"), "{msg}");
-        assert!(!msg.contains("spec") && !msg.contains("build"), "{msg}");
-        assert_eq!(
-            advice_for_shorten("choose another slug (in the spec, or --slug)"),
-            "choose another slug (--slug)"
-        );
     }
 
     #[test]
