@@ -388,10 +388,7 @@ pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8
             (link, exit::PARTIAL)
         }
         Minted::Rejected(e) => {
-            let mut msg = format!(
-                "error: {}",
-                format!("{}; then run shorten again", e.message)
-            );
+            let mut msg = format!("error: {}; then run shorten again", e.message);
             if let Some(r) = &e.support_reference {
                 msg.push_str(&format!(" (support reference: {r})"));
             }
