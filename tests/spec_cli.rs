@@ -233,7 +233,7 @@ fn unknown_field_is_reported_with_location() {
     let s = Scratch::new();
     s.write("s.toml", GOOD_HEAD.replace("slug = ", "slgu = "));
     s.run(&["validate", "s.toml"])
-        .fails_with(2, &["unknown field `slgu`", "s.toml:8:1"]);
+        .fails_with(2, &["unknown field `link.slgu`", "s.toml:8:1"]);
 }
 
 #[test]
@@ -541,7 +541,7 @@ fn exclude_and_override_typos_are_caught() {
             "2 problems found",
         ],
     );
-    // A misspelt field is a TOML-level error: reported with its place and the list of fields.
+    // A misspelt field: reported with its place and the field it was meant to be.
     s.write(
         "t.toml",
         spec_with(
@@ -551,8 +551,8 @@ fn exclude_and_override_typos_are_caught() {
     s.run(&["validate", "t.toml"]).fails_with(
         2,
         &[
-            "unknown field `destinaton`",
-            "expected one of",
+            "unknown field `override.destinaton`",
+            "did you mean `destination`",
             "t.toml:25:1",
         ],
     );
@@ -876,4 +876,33 @@ fn readme_spec_reference_validates() {
     s.write("ref.toml", toml);
     let r = s.run(&["validate", "ref.toml"]);
     r.succeeds();
+}
+
+#[test]
+fn every_unknown_field_and_syntax_error_is_reported_at_once() {
+    let s = Scratch::new();
+    s.write(
+        "s.toml",
+        GOOD_HEAD.replace("slug = ", "slgu = ").replace(
+            "[[dimension]]\nname = \"channel\"",
+            "[[dimension]]\nname = \"channel\"\nform = \"x.csv\"",
+        ) + "\n[rules]\nlowercse = \"error\"\n",
+    );
+    s.run(&["validate", "s.toml"]).fails_with(
+        2,
+        &[
+            "unknown field `link.slgu`",
+            "did you mean `slug`",
+            "unknown field `dimension.form`",
+            "did you mean `from`",
+            "unknown field `rules.lowercse`",
+            "did you mean `lowercase`",
+            "3 problems found",
+        ],
+    );
+    s.write("bad.toml", "[link\ndomain = \"x\"\n[rules]\ny = = 2\n");
+    let err = s
+        .run(&["validate", "bad.toml"])
+        .fails_with(2, &["bad.toml:1:6", "bad.toml:4:5"]);
+    assert!(err.matches("invalid spec").count() >= 2, "{err}");
 }

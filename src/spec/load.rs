@@ -51,6 +51,10 @@ pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), SpecReport> {
         }])
     })?;
     let source = SourceFile::new(&display, text);
+    let shape = super::shape::check(&source);
+    if !shape.is_empty() {
+        return Err(report(shape));
+    }
     let raw: RawSpec = match toml::from_str(&source.text) {
         Ok(r) => r,
         Err(e) => {

@@ -8,6 +8,7 @@ mod load;
 pub mod model;
 mod raw;
 mod report;
+mod shape;
 pub mod source;
 pub mod template;
 
