@@ -3,71 +3,71 @@
 //! stops at its first error; marketers fix typos faster when they see all of them.)
 
 use super::Problem;
+use super::raw::{RawDimension, RawLinkFields, RawOverride, RawRows, RawRules, RawSpec};
 use super::source::SourceFile;
 use super::template::closest;
 use toml::de::{DeTable, DeValue};
 
-/// What a table may contain. `Free` tables (campaign fields, UTM names, match keys) are
-/// checked later, against the dimensions.
-enum Shape {
-    Free,
-    Fields(&'static [(&'static str, Shape)]),
+/// What a typed table may contain: its fields, and which of them hold typed tables
+/// themselves. Other fields' contents (campaign fields, UTM names, match keys) are checked
+/// later, against the dimensions.
+struct Shape {
+    fields: &'static [&'static str],
+    nested: Vec<(&'static str, Shape)>,
 }
 
-use Shape::{Fields, Free};
+impl Shape {
+    fn of<'de, T: serde::Deserialize<'de>>(nested: Vec<(&'static str, Shape)>) -> Self {
+        Shape {
+            fields: fields_of::<T>(),
+            nested,
+        }
+    }
+}
 
-const LINK: &[(&str, Shape)] = &[
-    ("domain", Free),
-    ("domain_id", Free),
-    ("destination", Free),
-    ("slug", Free),
-    ("tags", Free),
-    ("space", Free),
-    ("redirect", Free),
-    ("expires_at", Free),
-    ("utm_conflict", Free),
-    ("slug_collision", Free),
-];
-const RULES: &[(&str, Shape)] = &[
-    ("lowercase", Free),
-    ("required", Free),
-    ("allowed", Free),
-    ("max_slug_length", Free),
-    ("min_slug_length", Free),
-    ("max_utm_length", Free),
-    ("max_destination_length", Free),
-    ("no_spaces", Free),
-    ("allow_http", Free),
-    ("ga4_channel_check", Free),
-];
-const DIMENSION: &[(&str, Shape)] = &[
-    ("name", Free),
-    ("values", Free),
-    ("from", Free),
-    ("key_column", Free),
-];
-const OVERRIDE: &[(&str, Shape)] = &[
-    ("match", Free),
-    ("domain", Free),
-    ("domain_id", Free),
-    ("destination", Free),
-    ("slug", Free),
-    ("tags", Free),
-    ("space", Free),
-    ("redirect", Free),
-    ("expires_at", Free),
-    ("utm", Free),
-];
-const SPEC: &[(&str, Shape)] = &[
-    ("campaign", Free),
-    ("link", Fields(LINK)),
-    ("utm", Free),
-    ("rules", Fields(RULES)),
-    ("dimension", Fields(DIMENSION)),
-    ("rows", Fields(&[("from", Free)])),
-    ("exclude", Free),
-    ("override", Fields(OVERRIDE)),
-];
+/// The spec's tables. Field names come from the serde structs in `raw.rs` (see
+/// `fields_of`), so the two can't drift apart; only the nesting is written here.
+fn spec_shape() -> Shape {
+    Shape::of::<RawSpec>(vec![
+        ("link", Shape::of::<RawLinkFields>(vec![])),
+        ("rules", Shape::of::<RawRules>(vec![])),
+        ("dimension", Shape::of::<RawDimension>(vec![])),
+        ("rows", Shape::of::<RawRows>(vec![])),
+        ("override", Shape::of::<RawOverride>(vec![])),
+    ])
+}
+
+/// The field names a `#[derive(Deserialize)]` struct accepts, as serde declares them
+/// (renames applied): ask it to deserialize from a deserializer that only listens.
+fn fields_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    struct Listen(&'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for &mut Listen {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("fields recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut listen = Listen(&[]);
+    let _ = T::deserialize(&mut listen);
+    listen.0
+}
 
 /// Every syntax error and unknown field in the document; empty when its shape is right.
 pub fn check(source: &SourceFile) -> Vec<Problem> {
@@ -87,7 +87,7 @@ pub fn check(source: &SourceFile) -> Vec<Problem> {
             .collect();
     }
     let mut problems = Vec::new();
-    check_table(source, doc.get_ref(), SPEC, "", &mut problems);
+    check_table(source, doc.get_ref(), &spec_shape(), "", &mut problems);
     problems.sort_by_key(|p| (p.line, p.column));
     problems
 }
@@ -95,52 +95,71 @@ pub fn check(source: &SourceFile) -> Vec<Problem> {
 fn check_table(
     source: &SourceFile,
     table: &DeTable<'_>,
-    fields: &[(&str, Shape)],
+    shape: &Shape,
     path: &str,
     problems: &mut Vec<Problem>,
 ) {
+    let Shape { fields, nested } = shape;
     for (key, value) in table {
         let name = key.get_ref().as_ref();
-        match fields.iter().find(|(f, _)| *f == name) {
-            Some((_, Free)) => {}
-            Some((_, Fields(inner))) => {
-                let inner_path = format!("{path}{name}.");
-                match value.get_ref() {
-                    DeValue::Table(t) => check_table(source, t, inner, &inner_path, problems),
-                    // [[dimension]] / [[override]]: an array of tables.
-                    DeValue::Array(items) => {
-                        for item in items {
-                            if let DeValue::Table(t) = item.get_ref() {
-                                check_table(source, t, inner, &inner_path, problems);
-                            }
+        if let Some((_, inner)) = nested.iter().find(|(f, _)| *f == name) {
+            let inner_path = format!("{path}{name}.");
+            match value.get_ref() {
+                DeValue::Table(t) => check_table(source, t, inner, &inner_path, problems),
+                // [[dimension]] / [[override]]: an array of tables.
+                DeValue::Array(items) => {
+                    for item in items {
+                        if let DeValue::Table(t) = item.get_ref() {
+                            check_table(source, t, inner, &inner_path, problems);
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
-            None => {
-                let names = fields.iter().map(|(f, _)| *f);
-                let help = match closest(name, names.clone()) {
-                    Some(c) => format!("did you mean `{c}`?"),
-                    None => format!(
-                        "{} can hold: {}",
-                        if path.is_empty() {
-                            "a spec".to_string()
-                        } else {
-                            format!("`{}`", path.trim_end_matches('.'))
-                        },
-                        names
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                problems.push(
-                    source
-                        .locate(&key.span())
-                        .problem(format!("unknown field `{path}{name}`"), Some(help)),
-                );
-            }
+        } else if !fields.contains(&name) {
+            let help = match closest(name, fields.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!(
+                    "{} can hold: {}",
+                    if path.is_empty() {
+                        "a spec".to_string()
+                    } else {
+                        format!("`{}`", path.trim_end_matches('.'))
+                    },
+                    fields
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            problems.push(
+                source
+                    .locate(&key.span())
+                    .problem(format!("unknown field `{path}{name}`"), Some(help)),
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_come_from_the_serde_structs_with_renames() {
+        let top = fields_of::<RawSpec>();
+        for f in [
+            "campaign",
+            "link",
+            "dimension",
+            "exclude",
+            "override",
+            "rows",
+        ] {
+            assert!(top.contains(&f), "{f} missing from {top:?}");
+        }
+        assert!(fields_of::<RawOverride>().contains(&"match"));
+        assert!(fields_of::<RawLinkFields>().contains(&"slug_collision"));
     }
 }
