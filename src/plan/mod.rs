@@ -58,10 +58,14 @@ fn source_of(spec: &Spec, resolved: serde_json::Value) -> PlanSource {
 pub fn load(path: &Path, max_links: u64, printer: &Printer) -> Result<Plan> {
     let (spec, resolved) = load_spec(path, max_links)?;
     let mut links = Vec::new();
-    let result = walk::walk(&spec, |l| {
-        links.push(l.clone());
-        Ok(())
-    })
+    let result = walk::walk_prepared(
+        &spec,
+        |_| (),
+        |l, ()| {
+            links.push(l);
+            Ok(())
+        },
+    )
     .map_err(|walk::SinkError::Io(e)| Error::io("collect", path, e))?;
     if let Some(r) = result.report() {
         return Err(r.into());
@@ -126,7 +130,7 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
     let result = walk::walk_prepared(
         &spec,
         |l| encoder.encode(l),
-        |l, bytes| writer.link(l, &bytes),
+        |l, bytes| writer.link(&l, &bytes),
     )
     .map_err(|walk::SinkError::Io(e)| io_err(e))?;
     if let Some(r) = result.report() {

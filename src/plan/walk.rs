@@ -141,15 +141,16 @@ pub fn walk(
     spec: &Spec,
     mut sink: impl FnMut(&PlannedLink) -> std::io::Result<()>,
 ) -> Result<WalkResult, SinkError> {
-    walk_prepared(spec, |_| (), |l, ()| sink(l))
+    walk_prepared(spec, |_| (), |l, ()| sink(&l))
 }
 
 /// `walk`, with `prepare` run on the rendering threads for each link (and again on the
-/// collector for the rare link whose slug it changes); `sink` gets its result.
+/// collector for the rare link whose slug it changes); `sink` gets the link itself (no
+/// copy for callers that keep it) and `prepare`'s result.
 pub fn walk_prepared<T: Send>(
     spec: &Spec,
     prepare: impl Fn(&PlannedLink) -> T + Sync,
-    sink: impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
+    sink: impl FnMut(PlannedLink, T) -> std::io::Result<()>,
 ) -> Result<WalkResult, SinkError> {
     let workers = if spec.combinations() < PARALLEL_FROM {
         1
@@ -165,7 +166,7 @@ pub fn walk_on_threads<T: Send>(
     spec: &Spec,
     workers: usize,
     prepare: impl Fn(&PlannedLink) -> T + Sync,
-    mut sink: impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
+    mut sink: impl FnMut(PlannedLink, T) -> std::io::Result<()>,
 ) -> Result<WalkResult, SinkError> {
     let ex = Expander::new(spec);
     let total = u64::try_from(spec.combinations()).unwrap_or(u64::MAX);
@@ -290,7 +291,7 @@ impl<'e, 's> Collector<'e, 's> {
         &mut self,
         chunk: Chunk<T>,
         prepare: &impl Fn(&PlannedLink) -> T,
-        sink: &mut impl FnMut(&PlannedLink, T) -> std::io::Result<()>,
+        sink: &mut impl FnMut(PlannedLink, T) -> std::io::Result<()>,
     ) -> Result<(), SinkError> {
         self.summary.excluded += chunk.excluded;
         for (ordinal, values, rendered) in chunk.items {
@@ -314,7 +315,7 @@ impl<'e, 's> Collector<'e, 's> {
                     if changed {
                         prepared = prepare(&link);
                     }
-                    sink(&link, prepared).map_err(SinkError::Io)?;
+                    sink(link, prepared).map_err(SinkError::Io)?;
                 }
             }
         }
