@@ -5,7 +5,7 @@
 set -eu
 EVENTS=${1:-20000}
 CONC=${2:-64}
-cargo build --release --example listen_bench
+cargo build --release -p nimriz-listen --example listen_bench
 echo "== group commit (write batch up to 256)"
 target/release/examples/listen_bench "$EVENTS" "$CONC" 256
 echo "== one commit per request (write batch 1)"

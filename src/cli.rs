@@ -1,8 +1,9 @@
-//! Command-line surface (clap). These structs mirror the flags only; each command resolves
-//! them once into its own settings before doing any work.
+//! Command-line surface (clap). These structs mirror the flags only; `settings.rs` resolves
+//! them once into each command's settings before any work is done.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,9 +36,9 @@ pub enum Command {
     /// Mint one short link now (per-recipient links at send time); prints JSON.
     Shorten(ShortenArgs),
     /// Run a local Nimriz-compatible API for trying builds and for tests.
-    Sandbox(crate::sandbox::SandboxArgs),
+    Sandbox(SandboxArgs),
     /// Receive Nimriz webhooks and click events; act on them through rules (Slack, HTTP).
-    Listen(crate::listen::ListenArgs),
+    Listen(ListenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -151,4 +152,164 @@ pub struct ShortenArgs {
     pub expires_at: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "IP:PORT")]
+    pub addr: String,
+    /// Allow a non-loopback --addr (anyone who can reach it can use the printed key).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The API key the sandbox accepts. A local test value, never your real Nimriz key.
+    #[arg(long, default_value = nimriz_sandbox::config::DEFAULT_KEY, value_name = "KEY")]
+    pub key: String,
+    /// Add a branded short domain (repeatable or comma-separated); its id is derived from the
+    /// host, so it is the same on every start.
+    #[arg(long, value_name = "HOST", value_delimiter = ',')]
+    pub domain: Vec<String>,
+    /// Add every short host this spec's links use as a branded domain (repeatable), so the
+    /// spec builds against the sandbox unchanged. Same ids as `--domain`.
+    #[arg(long, value_name = "PATH")]
+    pub spec: Vec<PathBuf>,
+    /// Keep links and idempotency keys in this file (loaded at start, written atomically after
+    /// every change) so they survive a restart.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Accept http:// destinations too (https only by default).
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Slugs shorter than this are reserved.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub min_slug_length: usize,
+    /// Seed for every injected fault (same seed + same request order = same faults).
+    #[arg(long, default_value_t = 0, help_heading = "Fault injection")]
+    pub seed: u64,
+    /// Delay every API request by this many milliseconds.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "MS",
+        help_heading = "Fault injection"
+    )]
+    pub latency_ms: u64,
+    /// Allow this many API requests per second; beyond, 429 RATE_LIMITED with Retry-After.
+    #[arg(long, value_name = "N", help_heading = "Fault injection")]
+    pub rate_limit: Option<f64>,
+    /// Answer this fraction of API requests with 503 before doing anything.
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = nimriz_sandbox::config::parse_probability, help_heading = "Fault injection")]
+    pub fail_rate: f64,
+    /// Commit this fraction of successful creates, then drop the connection without answering.
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = nimriz_sandbox::config::parse_probability, help_heading = "Fault injection")]
+    pub drop_after_commit_rate: f64,
+    /// Refuse bulk requests with more rows than this (413 payload_too_large).
+    #[arg(long, value_name = "N", help_heading = "Fault injection")]
+    pub bulk_max: Option<usize>,
+    /// Answer 404 on the bulk route (clients must fall back to single creates).
+    #[arg(long, help_heading = "Fault injection")]
+    pub no_bulk: bool,
+    /// Status for a slug conflict (code slug_taken): 409, 403 or 422.
+    #[arg(long, default_value_t = 409, value_name = "STATUS", value_parser = nimriz_sandbox::config::parse_conflict_status, help_heading = "Fault injection")]
+    pub conflict_status: u16,
+    /// POST signed lifecycle webhooks (link.created, link.updated) for link changes here.
+    #[arg(long, value_name = "URL", help_heading = "Events (for `listen`)")]
+    pub webhook_url: Option<String>,
+    /// Environment variable holding the webhook signing secret.
+    #[arg(
+        long,
+        default_value = "NIMRIZ_WEBHOOK_SECRET",
+        value_name = "VAR",
+        help_heading = "Events (for `listen`)"
+    )]
+    pub webhook_secret_env: String,
+    /// POST click events for `POST /__sandbox/click` here.
+    #[arg(long, value_name = "URL", help_heading = "Events (for `listen`)")]
+    pub click_url: Option<String>,
+    /// Environment variable holding the click destination's shared secret.
+    #[arg(
+        long,
+        default_value = "NIMRIZ_CLICK_SECRET",
+        value_name = "VAR",
+        help_heading = "Events (for `listen`)"
+    )]
+    pub click_header_env: String,
+    /// Header that carries the click shared secret.
+    #[arg(long, default_value = nimriz::facts::DEFAULT_CLICK_HEADER, value_name = "NAME", help_heading = "Events (for `listen`)")]
+    pub click_header: String,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ListenArgs {
+    #[command(subcommand)]
+    pub command: Option<ListenCommand>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListenCommand {
+    /// Receive events and act on them (the default).
+    Serve(ServeArgs),
+    /// Print stored events with their raw payload and outcome, one JSON object per line.
+    Log(LogArgs),
+    /// Re-queue dead-lettered actions (all, or one event's / one action's).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The listen config (TOML); see examples/listen.example.toml.
+    #[arg(long, value_name = "PATH", default_value = "listen.toml")]
+    pub config: PathBuf,
+    /// Override the config's bind address (port 0 picks a free port).
+    #[arg(long, value_name = "IP:PORT")]
+    pub bind: Option<String>,
+    /// Allow a non-loopback bind address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Commit at most this many waiting requests together (1 = no grouping).
+    #[arg(long, default_value_t = nimriz_listen::DEFAULT_WRITE_BATCH, value_name = "N", hide = true)]
+    pub write_batch: usize,
+}
+
+/// Where the store is: `--db`, or the `storage` of `--config` (no secrets needed for this).
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The listen config whose `storage` to read.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "listen.toml",
+        conflicts_with = "db"
+    )]
+    pub config: PathBuf,
+    /// The SQLite store directly.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only events received within this long ago: `30s`, `15m`, `1h`, `7d`.
+    #[arg(long, value_name = "AGE", value_parser = nimriz_listen::parse_age)]
+    pub since: Option<Duration>,
+    /// Only this event.
+    #[arg(long, value_name = "ID")]
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this event's dead letters.
+    #[arg(long, value_name = "ID")]
+    pub event_id: Option<String>,
+    /// Only this action's (`rule/action`).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
 }

@@ -1,8 +1,19 @@
-//! Thin binary: parse flags, run, render the error once, map the exit code.
+//! The `nimriz-matrix` command: parse flags, resolve them into each command's settings, run
+//! it on the libraries, print, render the error once, map the exit code. Signals are handled
+//! here too; the libraries get a "stop" future.
+
+mod cli;
+mod output;
+mod settings;
+mod signals;
 
 use clap::Parser;
-use nimriz_matrix::{cli::Cli, exit};
+use cli::{Cli, Command};
+use nimriz_matrix_core::report::SharedReporter;
+use nimriz_matrix_core::{Error, Result, apply, exit, manifest, plan};
+use output::Printer;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -17,13 +28,59 @@ fn main() -> ExitCode {
             });
         }
     };
-    match nimriz_matrix::run(cli) {
+    match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            nimriz_matrix::output::render_error(&err);
+            output::render_error(&err);
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// Run one command to completion; returns the process exit code.
+fn run(cli: Cli) -> Result<u8> {
+    let printer = Printer::new(cli.quiet, cli.verbose);
+    let shared: SharedReporter = Arc::new(printer.clone());
+    match cli.command {
+        Command::Validate(args) => plan::validate_command(&settings::validate(&args), &printer),
+        Command::Build(args) if args.dry_run => {
+            plan::dry_run_command(&settings::dry_run(&args), &printer)
+        }
+        Command::Build(args) => {
+            // Spec problems come before key or flag problems: they are found offline.
+            let plan = plan::load(&args.spec, args.max_links, &printer)?;
+            let build = settings::build(&args)?;
+            let report = runtime()?.block_on(apply::run_build(
+                plan,
+                &build,
+                &shared,
+                signals::interrupted(),
+            ))?;
+            output::print_build_report(&report, &printer);
+            Ok(report.exit_code())
+        }
+        Command::Export(args) => manifest::export_command(&settings::export(&args), &printer),
+        Command::Shorten(args) => {
+            runtime()?.block_on(apply::shorten_command(&settings::shorten(&args), &shared))
+        }
+        Command::Sandbox(args) => runtime()?.block_on(nimriz_sandbox::serve_command(
+            settings::sandbox(&args),
+            &printer,
+            signals::stop_requested(),
+        )),
+        Command::Listen(args) => nimriz_listen::listen_command(
+            settings::listen(args),
+            &shared,
+            signals::stop_requested(),
+        ),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start", "the async runtime", e))
 }
 
 // Expansion allocates many short strings per link; mimalloc is markedly faster at that

@@ -3,6 +3,7 @@
 
 pub mod progress;
 
+use nimriz_matrix_core::report::{ProgressSink, Reporter, RetryCounter};
 use std::io::{IsTerminal, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -15,9 +16,8 @@ pub enum Verbosity {
 #[derive(Debug, Clone)]
 pub struct Printer {
     pub verbosity: Verbosity,
-    /// stderr is a terminal (draw progress bars) and NO_COLOR is unset (use colour).
+    /// stderr is a terminal (draw progress bars).
     pub stderr_is_tty: bool,
-    pub color: bool,
 }
 
 impl Printer {
@@ -29,43 +29,57 @@ impl Printer {
         } else {
             Verbosity::Normal
         };
-        let stderr_is_tty = std::io::stderr().is_terminal();
-        let color = stderr_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Printer {
             verbosity,
-            stderr_is_tty,
-            color,
+            stderr_is_tty: std::io::stderr().is_terminal(),
         }
     }
+}
 
-    /// A printer that prints nothing (library use, tests).
-    pub fn quiet() -> Self {
-        Printer {
-            verbosity: Verbosity::Quiet,
-            stderr_is_tty: false,
-            color: false,
-        }
-    }
-
-    /// Normal progress/status line.
-    pub fn info(&self, msg: impl AsRef<str>) {
+impl Reporter for Printer {
+    fn info(&self, msg: &str) {
         if self.verbosity >= Verbosity::Normal {
-            eprintln_lossy(msg.as_ref());
+            eprintln_lossy(msg);
         }
     }
 
-    /// Detail shown with `--verbose` only.
-    pub fn detail(&self, msg: impl AsRef<str>) {
+    fn detail(&self, msg: &str) {
         if self.verbosity >= Verbosity::Verbose {
-            eprintln_lossy(msg.as_ref());
+            eprintln_lossy(msg);
         }
     }
 
-    /// A warning: shown unless `--quiet`.
-    pub fn warn(&self, msg: impl AsRef<str>) {
+    fn warn(&self, msg: &str) {
         if self.verbosity >= Verbosity::Normal {
-            eprintln_lossy(&format!("warning: {}", msg.as_ref()));
+            eprintln_lossy(&format!("warning: {msg}"));
         }
+    }
+
+    fn is_verbose(&self) -> bool {
+        self.verbosity >= Verbosity::Verbose
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
+    /// Must be called inside a tokio runtime (a small task refreshes the line).
+    fn progress(&self, total: u64, retries: RetryCounter) -> Box<dyn ProgressSink> {
+        Box::new(progress::Progress::start(self, total, retries))
+    }
+}
+
+/// Print a build's summary on stderr. With `--quiet` only the failed/drifted links are
+/// shown (they are errors the user must act on).
+pub fn print_build_report(report: &nimriz_matrix_core::apply::BuildReport, printer: &Printer) {
+    let lines = if printer.verbosity == Verbosity::Quiet {
+        report.problem_lines()
+    } else {
+        report.summary_lines()
+    };
+    let mut err = std::io::stderr().lock();
+    for l in lines {
+        let _ = writeln!(err, "{l}");
     }
 }
 
@@ -75,9 +89,9 @@ fn eprintln_lossy(s: &str) {
 }
 
 /// Render a top-level error on stderr, once.
-pub fn render_error(err: &crate::Error) {
+pub fn render_error(err: &nimriz_matrix_core::Error) {
     match err {
-        crate::Error::Spec(report) => eprintln_lossy(&report.render()),
+        nimriz_matrix_core::Error::Spec(report) => eprintln_lossy(&report.render()),
         other => {
             let mut msg = format!("error: {other}");
             let mut source = std::error::Error::source(other);

@@ -4,9 +4,10 @@
 
 use super::{Printer, Verbosity};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nimriz_matrix_core::report::{ProgressSink, Reporter};
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a plain (non-TTY) progress line is printed.
@@ -15,13 +16,13 @@ pub const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 const BAR_TEMPLATE: &str =
     "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links  {msg}  ETA {eta}";
 
-/// A source for "retries so far" (the client's run-wide counter).
-pub type RetryCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
+pub use nimriz_matrix_core::report::RetryCounter;
 
 pub struct Progress {
     mode: Mode,
     done: Arc<AtomicU64>,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    printer: Printer,
 }
 
 enum Mode {
@@ -39,7 +40,8 @@ impl Progress {
             return Progress {
                 mode: Mode::Hidden,
                 done,
-                ticker: None,
+                ticker: Mutex::new(None),
+                printer: printer.clone(),
             };
         }
         // Verbose mode prints a line per retry/batch; a bar would fight with those lines.
@@ -69,7 +71,8 @@ impl Progress {
             return Progress {
                 mode: Mode::Bar(bar),
                 done,
-                ticker: Some(ticker),
+                ticker: Mutex::new(Some(ticker)),
+                printer: printer.clone(),
             };
         }
         let started = Instant::now();
@@ -91,12 +94,25 @@ impl Progress {
         Progress {
             mode: Mode::Plain,
             done,
-            ticker: Some(ticker),
+            ticker: Mutex::new(Some(ticker)),
+            printer: printer.clone(),
         }
     }
 
+    fn stop(&self) {
+        let ticker = self.ticker.lock().map(|mut t| t.take()).unwrap_or_default();
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        if let Mode::Bar(bar) = &self.mode {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl ProgressSink for Progress {
     /// `n` more links settled (created, exists, drift or failed).
-    pub fn inc(&self, n: u64) {
+    fn inc(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
         if let Mode::Bar(bar) = &self.mode {
             bar.inc(n);
@@ -104,24 +120,15 @@ impl Progress {
     }
 
     /// Print a line without tearing the bar.
-    pub fn note(&self, printer: &Printer, msg: &str) {
+    fn note(&self, msg: &str) {
         match &self.mode {
-            Mode::Bar(bar) => bar.suspend(|| printer.warn(msg)),
-            _ => printer.warn(msg),
+            Mode::Bar(bar) => bar.suspend(|| self.printer.warn(msg)),
+            _ => self.printer.warn(msg),
         }
     }
 
-    pub fn finish(mut self) {
+    fn finish(&self) {
         self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.ticker.take() {
-            t.abort();
-        }
-        if let Mode::Bar(bar) = &self.mode {
-            bar.finish_and_clear();
-        }
     }
 }
 

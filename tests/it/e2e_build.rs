@@ -11,9 +11,9 @@
 #![cfg(unix)]
 
 use assert_cmd::cargo::cargo_bin;
-use nimriz_matrix::manifest::{self, LinkStatus, Manifest};
-use nimriz_matrix::output::Printer;
-use nimriz_matrix::sandbox::{SandboxStats, domain_id_for_host};
+use nimriz_matrix_core::manifest::{self, LinkStatus, Manifest};
+use nimriz_matrix_core::report::Silent;
+use nimriz_sandbox::{SandboxStats, domain_id_for_host};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -399,7 +399,7 @@ fn assert_code(run: &Finished, code: i32) {
 /// host) → destination. Computed in-process from the same spec, so a link the build
 /// forgot or invented shows up.
 fn planned() -> BTreeMap<String, String> {
-    let plan = nimriz_matrix::plan::load(&repo_file(SPEC), 1_000_000, &Printer::new(true, false))
+    let plan = nimriz_matrix_core::plan::load(&repo_file(SPEC), 1_000_000, &Silent)
         .expect("the example plans");
     let planned: BTreeMap<String, String> = plan
         .links

@@ -1,10 +1,10 @@
 //! `listen`'s receiving side: authentication (signature vectors computed here, independently),
 //! dedupe, size and shape limits, and 503 when the store cannot commit.
 
-mod listen_support;
+use test_support::listen as listen_support;
 
 use listen_support::*;
-use nimriz_matrix::listen::store;
+use nimriz_listen::store;
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! `nimriz-matrix export`, run as the real binary on manifests written by the real store.
 
-mod manifest_support;
+use test_support::manifest as manifest_support;
 
 use assert_cmd::Command;
 use manifest_support::{build_realistic_manifest, record, source};
-use nimriz_matrix::manifest::{self, LinkStatus, ManifestStore, RecordedError, RunCounts};
+use nimriz_matrix_core::manifest::{self, LinkStatus, ManifestStore, RecordedError, RunCounts};
 use predicates::prelude::*;
 use std::path::Path;
 use std::process::Stdio;

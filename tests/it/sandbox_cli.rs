@@ -1,7 +1,7 @@
 //! `nimriz-matrix sandbox` as a real process: banner on stdout, serves, stops on a signal.
 
 use assert_cmd::cargo::cargo_bin;
-use nimriz_matrix::sandbox::domain_id_for_host;
+use nimriz_sandbox::domain_id_for_host;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;

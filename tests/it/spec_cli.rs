@@ -1,9 +1,9 @@
 //! The offline half through the real binary: validate and build --dry-run on the shipped
 //! example and on every kind of bad input (exit 2, a message naming the problem and where).
 
-mod common;
 use common::{Scratch, repo, run_in};
 use std::collections::HashSet;
+use test_support::bin as common;
 
 const GOOD_HEAD: &str = r#"
 [campaign]

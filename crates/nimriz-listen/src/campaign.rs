@@ -1,8 +1,8 @@
 //! Campaign knowledge: the links `build` recorded in its manifests, indexed by link id and by
 //! (domain, slug), so an event about a link can be traced back to its cell (brand, channel...).
 
-use crate::manifest::Manifest;
-use crate::plan::Cell;
+use nimriz_matrix_core::manifest::Manifest;
+use nimriz_matrix_core::model::Cell;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,10 +38,10 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    pub fn load(paths: &[impl AsRef<Path>]) -> crate::Result<Self> {
+    pub fn load(paths: &[impl AsRef<Path>]) -> nimriz_matrix_core::Result<Self> {
         let mut c = Campaign::default();
         for p in paths {
-            c.add(&crate::manifest::load(p.as_ref())?);
+            c.add(&nimriz_matrix_core::manifest::load(p.as_ref())?);
         }
         Ok(c)
     }
@@ -139,7 +139,10 @@ type Stamp = (Option<std::time::SystemTime>, Option<std::time::SystemTime>);
 
 fn stamp(path: &Path) -> Stamp {
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (mtime(path), mtime(&crate::manifest::journal_path(path)))
+    (
+        mtime(path),
+        mtime(&nimriz_matrix_core::manifest::journal_path(path)),
+    )
 }
 
 impl CampaignSource {
@@ -169,7 +172,7 @@ impl CampaignSource {
                 ));
                 continue;
             }
-            match crate::manifest::load(p) {
+            match nimriz_matrix_core::manifest::load(p) {
                 Ok(m) => campaign.add(&m),
                 Err(e) => problems.push(format!("manifest {} not loaded: {e}", p.display())),
             }

@@ -3,9 +3,8 @@
 //! of environment variables or files that hold them.
 
 use super::rules::{Condition, Filter, Template};
-use crate::spec::source::SourceFile;
-use crate::spec::{Problem, SpecReport};
-use crate::{Error, Result};
+use nimriz_matrix_core::diag::{Problem, Report, SourceFile};
+use nimriz_matrix_core::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,34 +15,14 @@ use toml::Spanned;
 pub const DEFAULT_BIND: &str = "127.0.0.1:8788";
 pub const DEFAULT_WEBHOOK_PATH: &str = "/nimriz/webhook";
 pub const DEFAULT_CLICK_PATH: &str = "/nimriz/click";
-pub const DEFAULT_CLICK_HEADER: &str = "X-Nim-Click-Secret";
+pub use nimriz::facts::DEFAULT_CLICK_HEADER;
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// Upper bound for every configured duration (a day).
 const MAX_SECS: u64 = 86_400;
 
-/// A secret value (webhook secret, click secret, Slack URL). `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Secret(bytes.into())
-    }
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-    pub fn expose_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use nimriz::Secret;
 
 /// Everything `listen serve` needs, resolved (paths absolute to the config's folder, secrets
 /// read).
@@ -301,10 +280,10 @@ pub fn parse(name: &str, text: String, base: &Path, env: &dyn Env) -> Result<Lis
 }
 
 fn report(problems: Vec<Problem>) -> Error {
-    Error::Spec(SpecReport {
+    Error::Spec(Report {
         problems,
         consequence: Some("the receiver did not start"),
-        ..SpecReport::default()
+        ..Report::default()
     })
 }
 
@@ -377,14 +356,13 @@ impl Cx<'_> {
                 Some("add a [webhook] and/or a [click] table".into()),
             ));
         }
-        if let (Some(w), Some(c)) = (&webhook, &click) {
-            if w.path == c.path {
+        if let (Some(w), Some(c)) = (&webhook, &click)
+            && w.path == c.path {
                 self.problems.push(self.source.whole().problem(
                     format!("[webhook] and [click] share the path {}", w.path),
                     Some("give each endpoint its own path".into()),
                 ));
             }
-        }
         let w = raw.worker.as_ref().map(Spanned::get_ref);
         // Every duration is clamped to a day: larger values are typos, and they would
         // overflow the millisecond arithmetic of the queue.
@@ -671,8 +649,8 @@ impl Cx<'_> {
             }
         } else {
             let body = raw.body.as_ref().map(|b| Template::parse(b.get_ref()));
-            if let (Some(t), Some(b)) = (&body, &raw.body) {
-                if let Err(e) = t.check_json_shape() {
+            if let (Some(t), Some(b)) = (&body, &raw.body)
+                && let Err(e) = t.check_json_shape() {
                     self.err(
                         b,
                         format!("body does not render to JSON: {e}"),
@@ -680,7 +658,6 @@ impl Cx<'_> {
                          write \"campaign\": \"{utm_campaign}\"",
                     );
                 }
-            }
             let mut headers = Vec::new();
             for (h, env) in &raw.header_env {
                 if let Some(v) = self.env_secret(env) {
@@ -777,7 +754,7 @@ text = "hi {event_id}"
         .iter()
         .map(|k| (k.to_string(), "https://example.test/hook".to_string()))
         .collect();
-        let text = include_str!("../../examples/listen.example.toml");
+        let text = include_str!("../../../examples/listen.example.toml");
         let c = parse("listen.example.toml", text.into(), Path::new("."), &env)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.rules.len(), 1);

@@ -16,10 +16,11 @@ pub mod store;
 pub mod verify;
 pub mod worker;
 
-pub use config::{ListenConfig, Secret};
+pub use config::ListenConfig;
+pub use nimriz::Secret;
 
-use crate::output::Printer;
-use crate::{Error, Result, exit};
+use nimriz_matrix_core::report::SharedReporter;
+use nimriz_matrix_core::{Error, Result, exit};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,78 +31,59 @@ use tokio::sync::{Notify, watch};
 /// Writes waiting in the channel that one commit may take (group commit).
 pub const DEFAULT_WRITE_BATCH: usize = 256;
 
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct ListenArgs {
-    #[command(subcommand)]
+/// `listen`'s options as the user gave them (the binary's flags map onto these).
+#[derive(Debug)]
+pub struct ListenOptions {
     pub command: Option<ListenCommand>,
-    #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: ServeOptions,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug)]
 pub enum ListenCommand {
     /// Receive events and act on them (the default).
-    Serve(ServeArgs),
+    Serve(ServeOptions),
     /// Print stored events with their raw payload and outcome, one JSON object per line.
-    Log(LogArgs),
+    Log(LogOptions),
     /// Re-queue dead-lettered actions (all, or one event's / one action's).
-    Replay(ReplayArgs),
+    Replay(ReplayOptions),
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
     /// The listen config (TOML); see examples/listen.example.toml.
-    #[arg(long, value_name = "PATH", default_value = "listen.toml")]
     pub config: PathBuf,
     /// Override the config's bind address (port 0 picks a free port).
-    #[arg(long, value_name = "IP:PORT")]
     pub bind: Option<String>,
     /// Allow a non-loopback bind address.
-    #[arg(long)]
     pub allow_remote: bool,
     /// Commit at most this many waiting requests together (1 = no grouping).
-    #[arg(long, default_value_t = DEFAULT_WRITE_BATCH, value_name = "N", hide = true)]
     pub write_batch: usize,
 }
 
 /// Where the store is: `--db`, or the `storage` of `--config` (no secrets needed for this).
-#[derive(Debug, Clone, clap::Args)]
-pub struct StoreArgs {
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
     /// The listen config whose `storage` to read.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "listen.toml",
-        conflicts_with = "db"
-    )]
     pub config: PathBuf,
     /// The SQLite store directly.
-    #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct LogArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
+#[derive(Debug)]
+pub struct LogOptions {
+    pub store: StoreOptions,
     /// Only events received within this long ago: `30s`, `15m`, `1h`, `7d`.
-    #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub since: Option<Duration>,
     /// Only this event.
-    #[arg(long, value_name = "ID")]
     pub event_id: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
+#[derive(Debug)]
+pub struct ReplayOptions {
+    pub store: StoreOptions,
     /// Only this event's dead letters.
-    #[arg(long, value_name = "ID")]
     pub event_id: Option<String>,
     /// Only this action's (`rule/action`).
-    #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
 }
 
@@ -122,9 +104,9 @@ pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
-impl StoreArgs {
+impl StoreOptions {
     /// The store's path; it must exist (log and replay never create one).
-    fn path(&self) -> Result<PathBuf> {
+    pub fn path(&self) -> Result<PathBuf> {
         if let Some(db) = &self.db {
             if !db.exists() {
                 return Err(Error::Usage(format!(
@@ -163,22 +145,28 @@ impl StoreArgs {
     }
 }
 
-pub fn listen_command(args: ListenArgs, printer: &Printer) -> Result<u8> {
+/// `nimriz-matrix listen [serve|log|replay]`. `stop` ends `serve` (the binary passes
+/// Ctrl-C/SIGTERM).
+pub fn listen_command(
+    args: ListenOptions,
+    printer: &SharedReporter,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<u8> {
     match args.command {
         Some(ListenCommand::Log(a)) => log_command(&a),
         Some(ListenCommand::Replay(a)) => {
             let n = store::replay(&a.store.path()?, a.event_id.as_deref(), a.action.as_deref())?;
-            printer.info(format!(
+            printer.info(&format!(
                 "re-queued {n} dead-lettered action(s); a running `listen` delivers them"
             ));
             Ok(exit::OK)
         }
-        Some(ListenCommand::Serve(a)) => serve_command(a, printer),
-        None => serve_command(args.serve, printer),
+        Some(ListenCommand::Serve(a)) => serve_command(a, printer, stop),
+        None => serve_command(args.serve, printer, stop),
     }
 }
 
-fn log_command(args: &LogArgs) -> Result<u8> {
+fn log_command(args: &LogOptions) -> Result<u8> {
     let since = args.since.map_or(0, |d| {
         store::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     });
@@ -192,7 +180,11 @@ fn log_command(args: &LogArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn serve_command(args: ServeArgs, printer: &Printer) -> Result<u8> {
+fn serve_command(
+    args: ServeOptions,
+    printer: &SharedReporter,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<u8> {
     let mut config = config::load(&args.config, &config::ProcessEnv)?;
     if let Some(bind) = &args.bind {
         config.bind = bind
@@ -217,13 +209,13 @@ fn serve_command(args: ServeArgs, printer: &Printer) -> Result<u8> {
             let _ = writeln!(out, "nimriz listen on http://{}", running.addr());
             let _ = out.flush();
         }
-        printer.info(format!(
+        printer.info(&format!(
             "{} rule(s), {} campaign link(s), store {}; Ctrl-C stops.",
             running.config.rules.len(),
             running.campaign_links,
             running.config.storage.display()
         ));
-        crate::sandbox::wait_for_stop_signal().await;
+        stop.await;
         printer.info("stopping: finishing in-flight requests and deliveries");
         let stats = running.writer_stats.clone();
         running.shutdown().await;
@@ -231,7 +223,7 @@ fn serve_command(args: ServeArgs, printer: &Printer) -> Result<u8> {
             stats.events.load(std::sync::atomic::Ordering::Relaxed),
             stats.commits.load(std::sync::atomic::Ordering::Relaxed),
         );
-        printer.detail(format!(
+        printer.detail(&format!(
             "stored {events} request(s) in {commits} commit(s) (largest group {})",
             stats
                 .largest_batch
@@ -259,12 +251,12 @@ impl Listener {
     pub async fn start(
         config: ListenConfig,
         write_batch: usize,
-        printer: Printer,
+        printer: SharedReporter,
     ) -> Result<RunningListener> {
         let campaign = Arc::new(campaign::CampaignSource::new(config.manifests.clone()));
         let (loaded, problems) = campaign.refresh();
         for p in problems {
-            printer.warn(p);
+            printer.warn(&p);
         }
         let config = Arc::new(config);
         let wake = Arc::new(Notify::new());

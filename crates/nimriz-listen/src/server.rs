@@ -7,13 +7,13 @@
 use super::config::{ClickEndpoint, ListenConfig, WebhookEndpoint};
 use super::store::{Ingest, NewEvent, Writer, now_ms};
 use super::verify::{verify_shared_secret, verify_webhook};
-use crate::output::Printer;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use nimriz_matrix_core::report::SharedReporter;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -24,12 +24,12 @@ struct AppState {
     click: Option<ClickEndpoint>,
     tolerance: Duration,
     writer: Writer,
-    printer: Printer,
+    printer: SharedReporter,
 }
 
 type Shared = State<Arc<AppState>>;
 
-pub fn router(config: &ListenConfig, writer: Writer, printer: Printer) -> Router {
+pub fn router(config: &ListenConfig, writer: Writer, printer: SharedReporter) -> Router {
     let state = Arc::new(AppState {
         webhook: config.webhook.clone(),
         click: config.click.clone(),
@@ -69,11 +69,10 @@ fn kept_headers(headers: &HeaderMap, secret_header: Option<&str>) -> String {
         if secret_header.is_some_and(|h| h.eq_ignore_ascii_case(n)) {
             continue;
         }
-        if n.starts_with("x-nim-") || matches!(n, "content-type" | "user-agent") {
-            if let Ok(v) = value.to_str() {
+        if (n.starts_with("x-nim-") || matches!(n, "content-type" | "user-agent"))
+            && let Ok(v) = value.to_str() {
                 kept.insert(n.to_string(), Value::String(v.to_string()));
             }
-        }
     }
     Value::Object(kept).to_string()
 }
@@ -100,7 +99,7 @@ async fn webhook(
         now / 1000,
         st.tolerance.as_secs(),
     ) {
-        st.printer.detail(format!("webhook refused (401): {why}"));
+        st.printer.detail(&format!("webhook refused (401): {why}"));
         return refuse(StatusCode::UNAUTHORIZED, why.to_string());
     }
     let Ok(Value::Object(envelope)) = serde_json::from_slice::<Value>(&body) else {
@@ -114,14 +113,13 @@ async fn webhook(
         return refuse(StatusCode::BAD_REQUEST, "the signed body has no `id`");
     };
     // The header is not signed: if it disagrees with the signed id, something rewrote it.
-    if let Some(h) = header(&headers, "x-nim-event-id") {
-        if h != id {
+    if let Some(h) = header(&headers, "x-nim-event-id")
+        && h != id {
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "X-Nim-Event-Id does not match the `id` in the signed body",
             );
         }
-    }
     let event_type = envelope
         .get("type")
         .and_then(Value::as_str)
@@ -151,7 +149,7 @@ async fn click(
         return refuse(StatusCode::NOT_FOUND, "no click endpoint");
     };
     if let Err(why) = verify_shared_secret(&endpoint.secrets, header(&headers, &endpoint.header)) {
-        st.printer.detail(format!("click refused (401): {why}"));
+        st.printer.detail(&format!("click refused (401): {why}"));
         return refuse(
             StatusCode::UNAUTHORIZED,
             format!("missing or wrong {} header", endpoint.header),
@@ -209,7 +207,7 @@ async fn store(
             json!({"status": "duplicate", "event_id": event_id}),
         ),
         Err(e) => {
-            st.printer.warn(format!(
+            st.printer.warn(&format!(
                 "could not store event {event_id}: {e} (answered 503)"
             ));
             refuse(

@@ -14,7 +14,7 @@
 //! everything waiting in its channel in one transaction (group commit): one fsync for many
 //! requests.
 
-use crate::{Error, Result};
+use nimriz_matrix_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -5,9 +5,9 @@
 //! after that is the body parsed. Click events: a shared secret in a header, compared in
 //! constant time.
 
-use super::config::Secret;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hmac::Mac;
+use nimriz::Secret;
+use nimriz::webhook::mac_for;
 use subtle::ConstantTimeEq;
 
 /// Why a request was refused (all become 401; the reason goes to the log, not the sender).
@@ -32,20 +32,7 @@ impl std::fmt::Display for AuthFailure {
     }
 }
 
-/// `v1=` + hex HMAC-SHA256 of `"{timestamp}.{body}"`. Used by the sandbox's sender too.
-pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let tag = mac_for(secret, timestamp, body).finalize().into_bytes();
-    format!("v1={}", hex::encode(tag))
-}
-
-fn mac_for(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
-}
+pub use nimriz::webhook::sign;
 
 /// Check a webhook. `signature` may hold several space- or comma-separated entries (a sender
 /// signing with two secrets during its own rotation); any `v1=` entry matching any secret wins.

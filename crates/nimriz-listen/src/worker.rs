@@ -11,8 +11,8 @@ use super::campaign::{Campaign, CampaignSource};
 use super::config::{Action, ActionKind, ListenConfig};
 use super::rules::{EventView, Source};
 use super::store::{Job, JobSpec, Queue, now_ms};
-use crate::output::Printer;
-use crate::{Error, Result};
+use nimriz_matrix_core::report::SharedReporter;
+use nimriz_matrix_core::{Error, Result};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ pub struct Worker {
     client: reqwest::Client,
     owner: String,
     wake: Arc<Notify>,
-    printer: Printer,
+    printer: SharedReporter,
 }
 
 enum Outcome {
@@ -68,7 +68,7 @@ impl Worker {
         config: Arc<ListenConfig>,
         campaign: Arc<CampaignSource>,
         wake: Arc<Notify>,
-        printer: Printer,
+        printer: SharedReporter,
     ) -> Result<Self> {
         let queue = Queue::open(&config.storage)?;
         let mut actions = HashMap::new();
@@ -124,12 +124,12 @@ impl Worker {
             if now_ms() >= next_prune {
                 let cutoff = now_ms() - retention_ms;
                 if let Err(e) = self.db(move |q| q.prune(cutoff)).await {
-                    self.printer.warn(format!("{e}"));
+                    self.printer.warn(&format!("{e}"));
                 }
                 next_prune = now_ms() + 3_600_000;
             }
             if let Err(e) = self.route_pending().await {
-                self.printer.warn(format!("routing: {e}"));
+                self.printer.warn(&format!("routing: {e}"));
             }
             // Claim as long as there are free slots and ready jobs.
             while let Ok(permit) = slots.clone().try_acquire_owned() {
@@ -150,7 +150,7 @@ impl Worker {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        self.printer.warn(format!("{e}"));
+                        self.printer.warn(&format!("{e}"));
                         break;
                     }
                 }
@@ -186,7 +186,7 @@ impl Worker {
     fn campaign(&self) -> Arc<Campaign> {
         let (campaign, problems) = self.campaign.refresh();
         for p in problems {
-            self.printer.warn(p);
+            self.printer.warn(&p);
         }
         campaign
     }
@@ -244,14 +244,14 @@ impl Worker {
         let owner = self.owner.clone();
         let result = match outcome {
             Outcome::Delivered(status) => {
-                self.printer.detail(format!(
+                self.printer.detail(&format!(
                     "delivered {} for event {}",
                     job.action, job.event_id
                 ));
                 self.db(move |q| q.mark_delivered(&job, Some(status))).await
             }
             Outcome::Permanent { status, error } => {
-                self.printer.warn(format!(
+                self.printer.warn(&format!(
                     "{} for event {}: {error}; dead-lettered (`listen replay` re-queues it)",
                     job.action, job.event_id
                 ));
@@ -259,7 +259,7 @@ impl Worker {
             }
             Outcome::Retry { status, error, .. } if job.attempts >= w.max_attempts => {
                 let reason = format!("gave up after {} attempts: {error}", job.attempts);
-                self.printer.warn(format!(
+                self.printer.warn(&format!(
                     "{} for event {}: {reason}; dead-lettered",
                     job.action, job.event_id
                 ));
@@ -274,7 +274,7 @@ impl Worker {
                     .unwrap_or_else(|| backoff(w.backoff_base, w.backoff_max, job.attempts));
                 let at = now_ms() + delay.as_millis() as i64;
                 let pause = retry_after.map(|_| at);
-                self.printer.detail(format!(
+                self.printer.detail(&format!(
                     "{} for event {}: {error}; retry in {} ms",
                     job.action,
                     job.event_id,
@@ -286,7 +286,7 @@ impl Worker {
         };
         if let Err(e) = result {
             // The lease will expire and the job be taken again: nothing is lost.
-            self.printer.warn(format!("{e}"));
+            self.printer.warn(&format!("{e}"));
         }
     }
 

@@ -22,7 +22,7 @@ pub mod exit {
 pub enum Error {
     /// One or more problems in the spec or its input files, each with a location.
     #[error("{0}")]
-    Spec(#[from] crate::spec::SpecReport),
+    Spec(#[from] crate::diag::Report),
     /// Bad flags or arguments that clap could not catch.
     #[error("{0}")]
     Usage(String),
@@ -63,3 +63,18 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<nimriz::Error> for Error {
+    fn from(e: nimriz::Error) -> Self {
+        match e {
+            nimriz::Error::Usage(m) => Error::Usage(m),
+            nimriz::Error::Api(m) => Error::Api(m),
+        }
+    }
+}
+
+impl From<nimriz::ClientError> for Error {
+    fn from(e: nimriz::ClientError) -> Self {
+        Error::Api(e.to_string())
+    }
+}

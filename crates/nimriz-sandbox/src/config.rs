@@ -1,8 +1,8 @@
 //! The sandbox's resolved settings: flags are parsed by clap into `SandboxArgs`, checked once
 //! here into a `SandboxConfig`, and the server only ever sees the config.
 
-use super::SandboxArgs;
-use crate::{Error, Result};
+use super::SandboxOptions;
+use nimriz_matrix_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -21,7 +21,6 @@ pub const DEFAULT_SHARED_ID: Uuid = Uuid::from_u128(0x5a4d_b0c5_0000_4000_8000_0
 
 /// Nimriz's built-in short hosts: a destination pointing at one of them is a redirect loop
 /// even when the sandbox does not serve that host.
-const NIMRIZ_SHORT_HOSTS: [&str; 3] = ["nim.lu", "riz.to", "rix.to"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -201,12 +200,12 @@ impl SandboxConfig {
 
     /// Is `host` a short domain, i.e. would a destination there loop back into a redirect?
     pub fn is_short_host(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = nimriz::facts::normalize_host(host);
         self.domains.iter().any(|d| d.domain_name == host)
-            || NIMRIZ_SHORT_HOSTS.contains(&host.as_str())
+            || nimriz::facts::is_shared_short_host(&host)
     }
 
-    pub fn from_args(args: &SandboxArgs) -> Result<Self> {
+    pub fn from_options(args: &SandboxOptions) -> Result<Self> {
         let addr: SocketAddr = args.addr.parse().map_err(|_| {
             Error::Usage(format!(
                 "--addr {:?} is not an IP:PORT address; use e.g. 127.0.0.1:8787 (port 0 picks a free port)",
@@ -282,7 +281,7 @@ const SPEC_MAX_LINKS: u64 = 1_000_000;
 /// need no host). A spec `build` would refuse is refused here too, with the same
 /// diagnostics, so the sandbox never starts for a spec that cannot build.
 pub fn spec_hosts(path: &std::path::Path) -> Result<std::collections::BTreeSet<String>> {
-    use crate::plan::{load_spec, walk};
+    use nimriz_matrix_core::plan::{load_spec, walk};
     let (spec, _) = load_spec(path, SPEC_MAX_LINKS)?;
     let mut hosts = std::collections::BTreeSet::new();
     // Walk rather than collect the plan: a big matrix stays flat in memory.
@@ -302,7 +301,7 @@ pub fn spec_hosts(path: &std::path::Path) -> Result<std::collections::BTreeSet<S
 }
 
 fn normalize_host(raw: &str) -> Result<String> {
-    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = nimriz::facts::normalize_host(raw);
     let bad = || {
         Error::Usage(format!(
             "--domain {raw:?} is not a bare host name; pass it like go.acme.example (no scheme, path or port)"
@@ -341,12 +340,12 @@ pub fn parse_conflict_status(s: &str) -> std::result::Result<u16, String> {
 
 /// `--webhook-url` / `--click-url` with their secrets, read from the named env vars (a secret
 /// is never a flag value).
-fn events_from_args(args: &SandboxArgs) -> Result<super::events::EventsConfig> {
+fn events_from_args(args: &SandboxOptions) -> Result<super::events::EventsConfig> {
     let secret = |url: &Option<String>,
                   var: &str,
                   flag: &str,
                   env_flag: &str|
-     -> Result<Option<crate::listen::Secret>> {
+     -> Result<Option<nimriz::Secret>> {
         let Some(url) = url else { return Ok(None) };
         if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(Error::Usage(format!(
@@ -354,9 +353,7 @@ fn events_from_args(args: &SandboxArgs) -> Result<super::events::EventsConfig> {
             )));
         }
         match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => {
-                Ok(Some(crate::listen::Secret::new(v.trim().as_bytes())))
-            }
+            Ok(v) if !v.trim().is_empty() => Ok(Some(nimriz::Secret::new(v.trim().as_bytes()))),
             _ => Err(Error::Usage(format!(
                 "{flag} needs a secret: export {var} (or name another variable with {env_flag})"
             ))),

@@ -9,19 +9,19 @@
 //! (bounded: [`EventsConfig::max_attempts`]) on errors and non-2xx, keeping the event id.
 
 use super::server::Shared;
-use crate::listen::Secret;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use nimriz::Secret;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub const DEFAULT_CLICK_HEADER: &str = "X-Nim-Click-Secret";
+pub use nimriz::facts::DEFAULT_CLICK_HEADER;
 
 /// Where (and how) the sandbox sends events. `Default`: nowhere.
 #[derive(Debug, Clone)]
@@ -140,7 +140,7 @@ async fn deliver(client: reqwest::Client, event: Outgoing, max_attempts: u32, ba
                 .header("X-Nim-Timestamp", &ts)
                 .header(
                     "X-Nim-Signature",
-                    crate::listen::verify::sign(secret.expose(), &ts, event.body.as_bytes()),
+                    nimriz::webhook::sign(secret.expose(), &ts, event.body.as_bytes()),
                 )
                 .header("X-Nim-Delivery-Attempt", attempt.to_string())
                 .header(

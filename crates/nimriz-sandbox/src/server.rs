@@ -7,10 +7,10 @@
 use super::config::SandboxConfig;
 use super::faults::TokenBucket;
 use super::store::Store;
-use crate::{Error, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use nimriz_matrix_core::{Error, Result};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};

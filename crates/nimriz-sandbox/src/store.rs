@@ -3,7 +3,7 @@
 //! the handlers stay thin. Everything here runs under the one state mutex.
 
 use super::config::{Domain, SandboxConfig};
-use crate::{Error, Result};
+use nimriz_matrix_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -11,8 +11,7 @@ use std::path::Path;
 use uuid::Uuid;
 
 /// Slugs no one may take, whatever the domain.
-pub const RESERVED_SLUGS: [&str; 6] =
-    ["admin", "api", "login", "billing", "_health", ".well-known"];
+pub use nimriz::facts::RESERVED_SLUGS;
 pub const MAX_SLUG_LENGTH: usize = 100;
 /// Length of a generated slug when the request names none.
 const GENERATED_SLUG_LENGTH: usize = 7;
@@ -159,9 +158,7 @@ struct Tombstone {
     slug: String,
 }
 
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use nimriz_matrix_core::manifest::now_rfc3339;
 
 impl Store {
     pub fn link_count(&self) -> usize {

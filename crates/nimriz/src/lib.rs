@@ -1,21 +1,29 @@
-//! The Nimriz API client. Everything assumed about the API (not documented by Nimriz)
-//! lives in `contract.rs`, so it is cheap to change when the real answer is known; when to
-//! retry and when to give up lives in `retry.rs`.
+//! `nimriz`: a client for the Nimriz short-link API, and the protocol facts around it.
+//! Nothing here knows about campaign matrices. What is documented, seen in Nimriz's n8n
+//! node, or assumed is listed in `docs/nimriz-api.md`; every assumption about request and
+//! response shapes lives in `contract.rs`, so it is cheap to change when the real answer is
+//! known; when to retry and when to give up lives in `retry.rs`.
 //!
 //! The client is cheap to clone (one connection pool, one run-wide retry brake shared by
 //! every clone). Every call retries transient failures itself; what comes back is either
 //! the answer or a [`ClientError`] that keeps the server's words.
 
 pub mod contract;
+pub mod error;
+pub mod facts;
+pub mod report;
 pub mod retry;
+pub mod secret;
 mod throttle;
+pub mod webhook;
+
+pub use error::{Error, Result};
+pub use report::{Reporter, Silent};
+pub use secret::Secret;
 
 pub use contract::{BulkResult, BulkRow, Domain, Link, NewLink, WhoAmI, idempotency_key};
 pub use retry::RetryPolicy;
 
-use crate::cli::ApiArgs;
-use crate::output::Printer;
-use crate::{Error, Result};
 use contract::ApiErrorBody;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use retry::{Brake, Disposition};
@@ -127,8 +135,8 @@ pub struct ApiConfig {
 impl ApiConfig {
     /// Resolve `--api-base` > `NIMRIZ_API_BASE` > `https://api.nimriz.com`, the key from
     /// `--api-key-file` or `NIMRIZ_API_KEY`, and the retry policy (env hook for tests).
-    pub fn resolve(args: &ApiArgs) -> Result<Self> {
-        let base = match &args.api_base {
+    pub fn resolve(api_base: Option<&str>, api_key_file: Option<&Path>) -> Result<Self> {
+        let base = match api_base {
             Some(b) => parse_base_url(b, "--api-base")?,
             None => match std::env::var(contract::ENV_API_BASE) {
                 Ok(b) if !b.trim().is_empty() => parse_base_url(&b, contract::ENV_API_BASE)?,
@@ -137,7 +145,7 @@ impl ApiConfig {
         };
         Ok(ApiConfig {
             base,
-            key: ApiKey::load(args.api_key_file.as_deref())?,
+            key: ApiKey::load(api_key_file)?,
             retry: RetryPolicy::from_env()?,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
@@ -289,12 +297,6 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-impl From<ClientError> for Error {
-    fn from(e: ClientError) -> Self {
-        Error::Api(e.to_string())
-    }
-}
-
 fn auth_message(e: &ApiFailure) -> String {
     format!(
         "the Nimriz API refused the API key ({e}). Check that NIMRIZ_API_KEY (or the file \
@@ -325,7 +327,7 @@ struct Inner {
     key: ApiKey,
     brake: Brake,
     throttle: throttle::Throttle,
-    printer: Option<Printer>,
+    reporter: Option<Arc<dyn Reporter>>,
 }
 
 impl fmt::Debug for Client {
@@ -365,16 +367,16 @@ impl Client {
                 key: config.key,
                 brake: Brake::new(config.retry),
                 throttle: throttle::Throttle::default(),
-                printer: None,
+                reporter: None,
             }),
         })
     }
 
-    /// Report each retry through `printer.detail` (shown with `--verbose`).
-    pub fn with_printer(self, printer: Printer) -> Self {
+    /// Report each retry through `reporter.detail` (shown with `--verbose`).
+    pub fn with_reporter(self, reporter: Arc<dyn Reporter>) -> Self {
         let inner = match Arc::try_unwrap(self.inner) {
             Ok(mut inner) => {
-                inner.printer = Some(printer);
+                inner.reporter = Some(reporter);
                 inner
             }
             // Already shared: keep it as is (printing retries is a nicety).
@@ -657,8 +659,8 @@ impl Client {
                         self.inner.throttle.on_rate_limited(wait);
                     }
                     brake.note_retry();
-                    if let Some(p) = &self.inner.printer {
-                        p.detail(format!(
+                    if let Some(p) = &self.inner.reporter {
+                        p.detail(&format!(
                             "retrying {method} {} in {} ms (attempt {}/{}): {reason}",
                             url.path(),
                             wait.as_millis(),
@@ -711,7 +713,7 @@ mod tests {
         assert!(e.to_string().contains("NIMRIZ_API_KEY is empty"), "{e}");
         let e = ApiKey::new("abc def", "x").unwrap_err();
         assert!(!e.to_string().contains("abc"), "{e}");
-        assert_eq!(e.exit_code(), crate::exit::INVALID);
+        assert!(matches!(e, Error::Usage(_)), "{e}");
     }
 
     #[test]
@@ -734,18 +736,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no-such-key");
         let e = ApiKey::load(Some(&missing)).unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit::INVALID, "{e}");
+        assert!(matches!(e, Error::Usage(_)), "{e}");
         let msg = e.to_string();
         assert!(msg.contains(&missing.display().to_string()), "{msg}");
         assert!(msg.contains("--api-key-file"), "{msg}");
         // A directory cannot be read as a file either.
         let e = ApiKey::load(Some(dir.path())).unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit::INVALID, "{e}");
+        assert!(matches!(e, Error::Usage(_)), "{e}");
         // Not UTF-8: refused without echoing the bytes.
         let bad = dir.path().join("bin");
         std::fs::write(&bad, b"k\xff\xfe-secret").unwrap();
         let e = ApiKey::load(Some(&bad)).unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit::INVALID, "{e}");
+        assert!(matches!(e, Error::Usage(_)), "{e}");
         assert!(!e.to_string().contains("secret"), "{e}");
     }
 

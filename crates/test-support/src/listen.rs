@@ -1,6 +1,5 @@
 //! Shared pieces of the `listen` tests: an independent HMAC signer, a stand-in for Slack /
 //! a CRM that counts what it received, a manifest fixture, and bounded waiting.
-#![allow(dead_code)] // each test binary uses a different part
 
 use axum::Router;
 use axum::body::Bytes;
@@ -8,10 +7,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use nimriz_matrix::listen::{Listener, RunningListener, config};
-use nimriz_matrix::manifest::{LinkRecord, LinkStatus, Manifest};
-use nimriz_matrix::output::Printer;
-use nimriz_matrix::plan::{Cell, DomainRef, PlanSource};
+use nimriz_listen::{Listener, RunningListener, config};
+use nimriz_matrix_core::manifest::{LinkRecord, LinkStatus, Manifest};
+use nimriz_matrix_core::model::{Cell, DomainRef, PlanSource};
+use nimriz_matrix_core::report::{SharedReporter, Silent};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -272,7 +271,7 @@ pub async fn start(
 ) -> RunningListener {
     let text = format!("{}\n{extra}", base_config(dir, manifest));
     let cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
-    Listener::start(cfg, 256, Printer::quiet())
+    Listener::start(cfg, 256, std::sync::Arc::new(Silent) as SharedReporter)
         .await
         .expect("listener starts")
 }

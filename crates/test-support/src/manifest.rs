@@ -1,11 +1,10 @@
 //! Shared builders for the manifest tests: realistic records and a realistic manifest,
 //! always written through the real `ManifestStore`.
-#![allow(dead_code)] // each test binary uses a different part
 
-use nimriz_matrix::manifest::{
+use nimriz_matrix_core::manifest::{
     LinkRecord, LinkStatus, ManifestStore, RecordedError, RunCounts, now_rfc3339,
 };
-use nimriz_matrix::plan::{Cell, DomainRef, InputFile, PlanSource};
+use nimriz_matrix_core::model::{Cell, DomainRef, InputFile, PlanSource};
 use std::path::{Path, PathBuf};
 
 pub fn source() -> PlanSource {

@@ -2,10 +2,10 @@
 //! campaign knowledge, one action per event despite duplicates and reordering, targets down
 //! for a while, 410 → dead letter → replay.
 
-mod listen_support;
+use test_support::listen as listen_support;
 
 use listen_support::*;
-use nimriz_matrix::listen::store;
+use nimriz_listen::store;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -2,11 +2,11 @@
 //! events for `POST /__sandbox/click`; `listen` receives them and messages a stand-in Slack.
 //! Also: the sandbox's sender retries until the receiver answers 2xx, keeping the event id.
 
-mod listen_support;
+use test_support::listen as listen_support;
 
 use listen_support::*;
-use nimriz_matrix::listen::{Secret, store};
-use nimriz_matrix::sandbox::{EventsConfig, Sandbox, SandboxConfig, config::DEFAULT_BRANDED_ID};
+use nimriz_listen::{Secret, store};
+use nimriz_sandbox::{EventsConfig, Sandbox, SandboxConfig, config::DEFAULT_BRANDED_ID};
 use serde_json::json;
 use std::time::Duration;
 

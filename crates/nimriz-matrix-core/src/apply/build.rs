@@ -13,14 +13,13 @@
 use super::report::{BuildOutcome, BuildReport};
 use super::send::{self, BatchVerdict, Outgoing, RowResult};
 use super::settings::BuildSettings;
-use crate::client::{Client, ClientError, NewLink, contract};
 use crate::manifest::{
     LinkRecord, LinkStatus, ManifestStore, RecordedError, RunCounts, now_rfc3339,
 };
-use crate::output::Printer;
-use crate::output::progress::Progress;
-use crate::plan::{DomainRef, Plan, PlannedLink};
+use crate::model::{DomainRef, Plan, PlannedLink};
+use crate::report::{ProgressSink, Reporter, SharedReporter};
 use crate::{Error, Result};
+use nimriz::{Client, ClientError, NewLink, contract};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
@@ -33,35 +32,21 @@ const INTERRUPTED: &str = "interrupted by the user (Ctrl-C)";
 /// Compact the journal into the manifest after this many batches (long runs).
 const CHECKPOINT_EVERY_BATCHES: u32 = 50;
 
-/// Create the plan's links. Stops on Ctrl-C (in-flight requests finish, the manifest is
-/// written, outcome `Interrupted`). `Err` for run-level failures (auth, unreachable → exit
-/// 3; manifest I/O or lock → exit 4; unknown domain → exit 2), after recording the manifest.
-pub async fn run_build(
+/// Create the plan's links. Stops when `interrupt` completes (the binary passes Ctrl-C):
+/// in-flight requests finish, the manifest is written, outcome `Interrupted`. `Err` for
+/// run-level failures (auth, unreachable → exit 3; manifest I/O or lock → exit 4; unknown
+/// domain → exit 2), after recording the manifest.
+pub async fn run_build<F>(
     plan: Plan,
     settings: &BuildSettings,
-    printer: &Printer,
-) -> Result<BuildReport> {
-    run_build_until(plan, settings, printer, async {
-        // If the handler cannot be installed, never interrupt rather than interrupt at once.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    })
-    .await
-}
-
-/// [`run_build`] with the interrupt signal supplied by the caller (tests, embedding).
-pub async fn run_build_until<F>(
-    plan: Plan,
-    settings: &BuildSettings,
-    printer: &Printer,
+    printer: &SharedReporter,
     interrupt: F,
 ) -> Result<BuildReport>
 where
     F: Future<Output = ()>,
 {
     let started = Instant::now();
-    let client = Client::new(settings.api.clone())?.with_printer(printer.clone());
+    let client = Client::new(settings.api.clone())?.with_reporter(printer.clone());
 
     // Domains first: an unknown host must stop the run before anything is created.
     let links = resolve_domains(&client, plan.links).await?;
@@ -107,22 +92,18 @@ where
     let sent_keys: Vec<String> = queue.iter().map(|r| r.rec.key.clone()).collect();
     // "nothing to do" is said by the summary (`BuildReport::summary_lines`).
     if to_send > 0 && skipped_done > 0 {
-        printer.info(format!(
+        printer.info(&format!(
             "{skipped_done} of {planned} links already done; sending {to_send}"
         ));
     }
 
     let retry_client = client.clone();
-    let progress = Progress::start(
-        printer,
-        to_send as u64,
-        Arc::new(move || retry_client.retries()),
-    );
+    let progress = printer.progress(to_send as u64, Arc::new(move || retry_client.retries()));
     let mut run = Run {
         client: client.clone(),
         settings,
-        printer,
-        progress: &progress,
+        printer: printer.as_ref(),
+        progress: progress.as_ref(),
         store: &mut store,
         queue,
         batch_size: settings.batch_size.max(1),
@@ -151,11 +132,10 @@ where
         .filter(|r| store.get(&r.rec.key).is_none())
         .map(|r| r.rec)
         .collect();
-    if let Err(e) = store.record(&never_sent) {
-        if !matches!(stop, Some(Stop::Fatal(_))) {
+    if let Err(e) = store.record(&never_sent)
+        && !matches!(stop, Some(Stop::Fatal(_))) {
             stop = Some(Stop::Fatal(e));
         }
-    }
 
     let base = RunCounts {
         planned,
@@ -175,7 +155,7 @@ where
     let manifest_path = store.path().to_path_buf();
     let finished = store.finish(counts, &outcome_word);
     if let Some(Stop::Fatal(e)) = stop {
-        printer.info(format!(
+        printer.info(&format!(
             "stopped: {} created, {} exists, {} not settled; links recorded as done will not be \
              sent again (manifest: {})",
             counts.created,
@@ -184,7 +164,7 @@ where
             manifest_path.display()
         ));
         if let Err(io) = finished {
-            printer.warn(format!("the manifest could not be finished: {io}"));
+            printer.warn(&format!("the manifest could not be finished: {io}"));
         }
         return Err(e);
     }
@@ -260,8 +240,8 @@ struct BatchDone {
 struct Run<'a> {
     client: Client,
     settings: &'a BuildSettings,
-    printer: &'a Printer,
-    progress: &'a Progress,
+    printer: &'a dyn Reporter,
+    progress: &'a dyn ProgressSink,
     store: &'a mut ManifestStore,
     queue: VecDeque<Row>,
     batch_size: usize,
@@ -311,7 +291,7 @@ impl Run<'_> {
                     // Requests on the wire finish; none starts a new retry. Rows whose
                     // request gives up stay pending and are resent (same keys) next run.
                     self.client.stop(INTERRUPTED);
-                    self.progress.note(self.printer, &format!(
+                    self.progress.note(&format!(
                         "interrupted: sending nothing new; waiting for {} request(s) in flight, \
                          then writing the manifest",
                         in_flight.len()
@@ -343,11 +323,10 @@ impl Run<'_> {
 
     fn stop_with(&mut self, stop: Stop) {
         // After Ctrl-C, requests cut short by our own stop are not a failure of the API.
-        if let (Some(Stop::Interrupted), Stop::Fatal(Error::Api(msg))) = (&self.stop, &stop) {
-            if msg == INTERRUPTED {
+        if let (Some(Stop::Interrupted), Stop::Fatal(Error::Api(msg))) = (&self.stop, &stop)
+            && msg == INTERRUPTED {
                 return;
             }
-        }
         if let Stop::Fatal(e) = &stop {
             // Requests still retrying give up at their next step.
             self.client.stop(&e.to_string());
@@ -411,7 +390,7 @@ impl Run<'_> {
         self.create_requests += 1;
         let client = self.client.clone();
         let single = self.single_mode;
-        self.printer.detail(format!(
+        self.printer.detail(&format!(
             "sending {} row(s){}",
             rows.len(),
             if single { " (single create)" } else { "" }
@@ -488,7 +467,7 @@ impl Run<'_> {
                                 );
                             } else {
                                 self.printer
-                                    .detail(format!("resending {} ({why})", row.rec.key));
+                                    .detail(&format!("resending {} ({why})", row.rec.key));
                                 // Attempts so far are kept; the row stays pending.
                                 records.push(row.rec.clone());
                                 self.queue.push_back(row);
@@ -543,10 +522,10 @@ impl Run<'_> {
                         );
                         // Batches in flight hit the same limit: say it once, details in -v.
                         if self.said_too_large {
-                            self.printer.detail(msg);
+                            self.printer.detail(&msg);
                         } else {
                             self.said_too_large = true;
-                            self.progress.note(self.printer, &msg);
+                            self.progress.note(&msg);
                         }
                     }
                     self.requeue_front(rows);
@@ -555,15 +534,12 @@ impl Run<'_> {
             BatchVerdict::BulkUnsupported => {
                 if !self.single_mode {
                     self.single_mode = true;
-                    self.progress.note(
-                        self.printer,
-                        &format!(
-                            "{} is not available on this server (404/405); creating links one \
+                    self.progress.note(&format!(
+                        "{} is not available on this server (404/405); creating links one \
                              by one through {} instead",
-                            contract::PATH_SHORTEN_BULK,
-                            contract::PATH_SHORTEN
-                        ),
-                    );
+                        contract::PATH_SHORTEN_BULK,
+                        contract::PATH_SHORTEN
+                    ));
                 }
                 self.requeue_front(rows);
             }
@@ -573,7 +549,7 @@ impl Run<'_> {
             }
         }
         self.batches_done += 1;
-        if self.batches_done % CHECKPOINT_EVERY_BATCHES == 0 {
+        if self.batches_done.is_multiple_of(CHECKPOINT_EVERY_BATCHES) {
             self.checkpoint_due = true;
         }
     }

@@ -2,8 +2,6 @@
 
 use crate::exit;
 use crate::manifest::{LinkRecord, LinkStatus, RunCounts};
-use crate::output::{Printer, Verbosity};
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -155,19 +153,5 @@ impl BuildReport {
             lines.push("then re-run the build: links already done are not sent again".to_string());
         }
         lines
-    }
-
-    /// Print the summary on stderr. With `--quiet` only the failed/drifted links are shown
-    /// (they are errors the user must act on).
-    pub fn print(&self, printer: &Printer) {
-        let lines = if printer.verbosity == Verbosity::Quiet {
-            self.problem_lines()
-        } else {
-            self.summary_lines()
-        };
-        let mut err = std::io::stderr().lock();
-        for l in lines {
-            let _ = writeln!(err, "{l}");
-        }
     }
 }

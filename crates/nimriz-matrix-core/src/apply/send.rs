@@ -1,8 +1,8 @@
 //! Sending creates and settling what each answer means for each row. Shared by the bulk
 //! build, the single-create fallback and `shorten`.
 
-use crate::client::{self, ApiFailure, BulkRow, Client, ClientError, Link, NewLink, contract};
 use crate::manifest::{LinkStatus, RecordedError};
+use nimriz::{ApiFailure, BulkRow, Client, ClientError, Link, NewLink, contract};
 use std::collections::HashMap;
 
 /// What became of one row after a create request.
@@ -78,7 +78,7 @@ pub async fn send_bulk(client: &Client, rows: &[Outgoing]) -> (BatchVerdict, u32
         Err(e) => return (BatchVerdict::Fatal(e), 1),
     };
     // Match by client_row_id, never by position. The first result for an id wins.
-    let mut by_id: HashMap<String, client::BulkResult> = HashMap::new();
+    let mut by_id: HashMap<String, nimriz::BulkResult> = HashMap::new();
     for r in sent.value {
         if let Some(id) = r.client_row_id.clone() {
             by_id.entry(id).or_insert(r);
@@ -111,7 +111,7 @@ fn batch_refused(f: ApiFailure, rows: usize) -> BatchVerdict {
     BatchVerdict::Rows((0..rows).map(|_| RowResult::Failed(err.clone())).collect())
 }
 
-async fn settle_bulk_result(client: &Client, row: &Outgoing, r: client::BulkResult) -> RowResult {
+async fn settle_bulk_result(client: &Client, row: &Outgoing, r: nimriz::BulkResult) -> RowResult {
     if let Some(e) = r.row_error() {
         let failure = ApiFailure {
             status: 0,

@@ -1,8 +1,8 @@
-//! `build`'s settings, resolved once from flags + env (flags > env > defaults).
+//! `build`'s settings. The binary resolves flags + env into them once (flags > env >
+//! defaults); [`BuildSettings::checked`] holds the limits.
 
-use crate::cli::BuildArgs;
-use crate::client::ApiConfig;
 use crate::{Error, Result};
+use nimriz::ApiConfig;
 use std::path::PathBuf;
 
 /// Largest batch we agree to send; the real bulk maximum is unknown [assumed], and 413
@@ -36,26 +36,26 @@ impl BuildSettings {
         }
     }
 
-    pub fn resolve(args: &BuildArgs) -> Result<Self> {
-        if args.batch_size == 0 || args.batch_size > MAX_BATCH_SIZE {
+    /// Settings from the user's values, refusing ones out of range (exit 2).
+    pub fn checked(
+        api: ApiConfig,
+        manifest_path: PathBuf,
+        batch_size: usize,
+        concurrency: usize,
+    ) -> Result<Self> {
+        if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
             return Err(Error::Usage(format!(
-                "--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {}",
-                args.batch_size
+                "--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}"
             )));
         }
-        if args.concurrency == 0 || args.concurrency > MAX_CONCURRENCY {
+        if concurrency == 0 || concurrency > MAX_CONCURRENCY {
             return Err(Error::Usage(format!(
-                "--concurrency must be between 1 and {MAX_CONCURRENCY}, got {}",
-                args.concurrency
+                "--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"
             )));
         }
-        let manifest_path = args
-            .manifest
-            .clone()
-            .unwrap_or_else(|| crate::manifest::default_path(&args.spec));
-        let mut s = BuildSettings::new(ApiConfig::resolve(&args.api)?, manifest_path);
-        s.batch_size = args.batch_size;
-        s.concurrency = args.concurrency;
+        let mut s = BuildSettings::new(api, manifest_path);
+        s.batch_size = batch_size;
+        s.concurrency = concurrency;
         Ok(s)
     }
 }

@@ -2,11 +2,10 @@
 //! retry and conflict logic as `build`. [`mint_link`] is the library entry point.
 
 use super::send::{self, RowResult};
-use crate::cli::ShortenArgs;
-use crate::client::{ApiConfig, Client, Domain, NewLink, contract};
 use crate::manifest::{LinkStatus, RecordedError};
-use crate::output::Printer;
+use crate::report::SharedReporter;
 use crate::{Error, Result, exit};
+use nimriz::{ApiConfig, Client, Domain, NewLink, contract};
 use serde::Serialize;
 use std::io::Write;
 
@@ -244,9 +243,30 @@ fn check_expiry(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String
     Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// `shorten`'s settings (the flags, as given: checked by [`shorten_command`]).
+#[derive(Debug, Clone, Default)]
+pub struct ShortenSettings {
+    pub url: String,
+    pub allow_http: bool,
+    pub domain: Option<String>,
+    pub domain_id: Option<String>,
+    pub slug: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub utm_id: Option<String>,
+    pub redirect: u16,
+    pub expires_at: Option<String>,
+    /// `--api-base`; the key comes from `--api-key-file` or the environment.
+    pub api_base: Option<String>,
+    pub api_key_file: Option<std::path::PathBuf>,
+}
+
 /// Every check that needs no network, in one place, so a mistake costs no API call.
 /// Returns the final destination, slug and expiry.
-fn check_offline(args: &ShortenArgs) -> Result<(String, Option<String>, Option<String>)> {
+fn check_offline(args: &ShortenSettings) -> Result<(String, Option<String>, Option<String>)> {
     if args.redirect != 301 && args.redirect != 302 {
         return Err(Error::Usage(format!(
             "--redirect must be 301 or 302, got {}",
@@ -272,7 +292,7 @@ fn check_offline(args: &ShortenArgs) -> Result<(String, Option<String>, Option<S
     Ok((destination, slug, expires_at))
 }
 
-fn utm_pairs(args: &ShortenArgs) -> Vec<(&'static str, &str)> {
+fn utm_pairs(args: &ShortenSettings) -> Vec<(&'static str, &str)> {
     [
         ("utm_source", &args.utm_source),
         ("utm_medium", &args.utm_medium),
@@ -289,7 +309,8 @@ fn utm_pairs(args: &ShortenArgs) -> Vec<(&'static str, &str)> {
 /// Slugs for `shorten`: letters, digits, `-` and `_`, at most 100 characters. Nimriz does
 /// not publish its character set; this is the safe subset (no spaces or slashes [doc]).
 pub fn check_slug(slug: &str) -> Result<String> {
-    use crate::expand::slug::{RESERVED_SLUGS, slugify};
+    use crate::expand::slug::slugify;
+    use nimriz::facts::RESERVED_SLUGS;
     // Same rules as spec slugs, but never rewritten silently: a per-recipient slug the
     // caller computed must be the slug that is created.
     let s = slug.trim();
@@ -314,7 +335,7 @@ pub fn check_slug(slug: &str) -> Result<String> {
 
 /// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one
 /// (checked for a redirect loop here, as `--domain` is offline).
-async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
+async fn pick_domain(client: &Client, args: &ShortenSettings) -> Result<String> {
     if let Some(id) = &args.domain_id {
         return Ok(id.clone());
     }
@@ -365,9 +386,10 @@ async fn pick_domain(client: &Client, args: &ShortenArgs) -> Result<String> {
 /// - 2: bad arguments, found before any network call (destination scheme or loop, UTM
 ///   rules and conflicts, `--domain-id`, `--expires-at`, slug, API key settings);
 /// - 3: the API as a whole failed (auth, unreachable after retries).
-pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8> {
+pub async fn shorten_command(args: &ShortenSettings, printer: &SharedReporter) -> Result<u8> {
     let (destination, slug, expires_at) = check_offline(args)?;
-    let client = Client::new(ApiConfig::resolve(&args.api)?)?.with_printer(printer.clone());
+    let api = ApiConfig::resolve(args.api_base.as_deref(), args.api_key_file.as_deref())?;
+    let client = Client::new(api)?.with_reporter(printer.clone());
     let domain_id = pick_domain(&client, args).await?;
     let req = MintRequest {
         destination,
@@ -379,7 +401,7 @@ pub async fn shorten_command(args: &ShortenArgs, printer: &Printer) -> Result<u8
     let (link, code) = match mint_link(&client, &req).await? {
         Minted::Ok(link) => (link, exit::OK),
         Minted::Drift(link) => {
-            printer.warn(format!(
+            printer.warn(&format!(
                 "slug {:?} already exists with another destination ({}); it was left \
                  unchanged. Pick another slug, or update that link on Nimriz",
                 link.short_code.as_deref().unwrap_or_default(),

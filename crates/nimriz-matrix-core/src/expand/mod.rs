@@ -8,10 +8,10 @@ pub mod rules;
 pub mod slug;
 pub mod utm;
 
-use crate::plan::{Cell, DomainRef, PlannedLink};
-use crate::spec::Problem;
+use crate::diag::Location;
+use crate::diag::Problem;
+use crate::model::{Cell, DomainRef, PlannedLink};
 use crate::spec::model::{Cells, LinkTemplates, Override, Spec, UTM_FIELDS, UTM_PARAMS};
-use crate::spec::source::Location;
 use crate::spec::template::Template;
 use std::collections::BTreeMap;
 
@@ -314,8 +314,8 @@ impl<'s> Expander<'s> {
                 );
             }
         }
-        if rules.ga4_channel_check {
-            if let Some(m) = utm_map.get("utm_medium") {
+        if rules.ga4_channel_check
+            && let Some(m) = utm_map.get("utm_medium") {
                 let s = utm_map.get("utm_source").map_or("", String::as_str);
                 let c = utm_map.get("utm_campaign").map_or("", String::as_str);
                 if rules::ga4_channel_group(s, m, c).is_none() {
@@ -331,7 +331,6 @@ impl<'s> Expander<'s> {
                     e.0 += 1;
                 }
             }
-        }
 
         // Destination.
         let mut destination = String::new();

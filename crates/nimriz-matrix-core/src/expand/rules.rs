@@ -45,8 +45,8 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
             help: "shorten the value, or raise rules.max_utm_length".into(),
         });
     }
-    if let Some(allowed) = rules.allowed.get(field) {
-        if !allowed.iter().any(|a| a == value) {
+    if let Some(allowed) = rules.allowed.get(field)
+        && !allowed.iter().any(|a| a == value) {
             let hint = closest(value, allowed.iter().map(String::as_str))
                 .map_or_else(String::new, |c| format!("did you mean `{c}`? "));
             out.push(RuleViolation {
@@ -54,7 +54,6 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
                 help: format!("{hint}allowed: {}", allowed.join(", ")),
             });
         }
-    }
     out
 }
 

@@ -4,7 +4,6 @@
 use super::atomic::{parent_dir, write_atomic};
 use super::model::{LinkRecord, LinkStatus, Manifest};
 use super::store::{journal_path, load_with_notes, lock_path};
-use crate::cli::{ExportArgs, ExportFormat};
 use crate::{Error, Result, exit};
 use std::borrow::Cow;
 use std::io::{self, BufWriter, Write};
@@ -26,7 +25,22 @@ pub const LINK_COLUMNS: [&str; 12] = [
     "updated_at",
 ];
 
-pub fn export_command(args: &ExportArgs) -> Result<u8> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+/// `export`'s settings.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    pub manifest: std::path::PathBuf,
+    pub format: ExportFormat,
+    /// `None` or `-`: stdout.
+    pub output: Option<std::path::PathBuf>,
+}
+
+pub fn export_command(args: &ExportSettings, printer: &dyn crate::report::Reporter) -> Result<u8> {
     if let Some(out) = args.output.as_deref() {
         refuse_to_overwrite_the_record(&args.manifest, out)?;
     }
@@ -36,7 +50,7 @@ pub fn export_command(args: &ExportArgs) -> Result<u8> {
         .map(String::as_str)
         .chain(unfinished_build(&manifest).as_deref())
     {
-        let _ = writeln!(io::stderr(), "warning: {note}");
+        printer.warn(note);
     }
     let render = |w: &mut dyn Write| match args.format {
         ExportFormat::Csv => write_csv(&manifest, w),
@@ -162,15 +176,7 @@ fn link_fields(link: &LinkRecord) -> [String; 12] {
     ]
 }
 
-/// OWASP CSV-injection defence: a field a spreadsheet would read as a formula (starting
-/// with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`; every other field is untouched.
-pub fn neutralize(field: &str) -> Cow<'_, str> {
-    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        Cow::Owned(format!("'{field}"))
-    } else {
-        Cow::Borrowed(field)
-    }
-}
+pub use crate::plan::render::neutralize_formula as neutralize;
 
 /// Keep the io::ErrorKind (a broken pipe must stay recognisable).
 fn csv_io(e: csv::Error) -> io::Error {
@@ -184,7 +190,7 @@ fn csv_io(e: csv::Error) -> io::Error {
 mod tests {
     use super::*;
     use crate::manifest::model::{Manifest, RunRecord};
-    use crate::plan::{Cell, DomainRef, PlanSource};
+    use crate::model::{Cell, DomainRef, PlanSource};
 
     #[test]
     fn dimension_named_like_a_fixed_column_is_prefixed() {

@@ -192,7 +192,7 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::manifest::model::LinkStatus;
-    use crate::plan::{Cell, DomainRef};
+    use crate::model::{Cell, DomainRef};
 
     fn rec(slug: &str, status: LinkStatus) -> LinkRecord {
         let domain = DomainRef {

@@ -14,7 +14,9 @@ pub mod model;
 pub mod store;
 
 pub use atomic::write_atomic;
-pub use export::{LINK_COLUMNS, export_command, neutralize, write_csv, write_json};
+pub use export::{
+    ExportFormat, ExportSettings, LINK_COLUMNS, export_command, neutralize, write_csv, write_json,
+};
 pub use model::{
     LinkRecord, LinkStatus, Manifest, RecordedError, RunCounts, RunRecord, SCHEMA_VERSION,
     TOOL_NAME, now_rfc3339,

@@ -9,7 +9,7 @@
 //! - `created` / `exists` have a `url_id` and a `short_url`;
 //! - `drift` has an `existing_destination` (what Nimriz redirects to now).
 
-use crate::plan::{Cell, DomainRef, PlanSource};
+use crate::model::{Cell, DomainRef, PlanSource};
 use serde::{Deserialize, Serialize};
 
 /// The manifest format version this code writes. Bumped only for changes an older reader

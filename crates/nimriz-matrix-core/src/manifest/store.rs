@@ -7,7 +7,7 @@ use super::lock::Lock;
 use super::model::{
     LinkRecord, Manifest, RunCounts, RunRecord, SCHEMA_VERSION, TOOL_NAME, now_rfc3339,
 };
-use crate::plan::PlanSource;
+use crate::model::PlanSource;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -4,15 +4,15 @@
 //! runs it for problems only, and `load` collects it for `build`. So the preview can
 //! never disagree with what is sent.
 
-mod model;
 pub mod render;
 pub mod walk;
 
-pub use model::{Cell, DomainRef, InputFile, Plan, PlanSource, PlannedLink};
+pub use crate::model::{Cell, DomainRef, InputFile, Plan, PlanSource, PlannedLink};
+pub use render::PlanFormat;
 
-use crate::cli::{BuildArgs, PlanFormat, ValidateArgs};
-use crate::output::Printer;
-use crate::spec::{Problem, Spec, SpecReport};
+use crate::diag::{Problem, Report};
+use crate::report::Reporter;
+use crate::spec::Spec;
 use crate::{Error, Result, exit};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -28,7 +28,7 @@ pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value
             .map(|d| format!("{} {}", d.values.len(), d.name))
             .collect::<Vec<_>>()
             .join(" × ");
-        return Err(SpecReport {
+        return Err(Report {
             problems: vec![Problem {
                 file: spec.path_display.clone(),
                 line: 0,
@@ -37,7 +37,7 @@ pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value
                 help: Some("split the campaign into several specs, or raise the limit with --max-links N".into()),
                 snippet: None,
             }],
-            ..SpecReport::default()
+            ..Report::default()
         }
         .into());
     }
@@ -55,7 +55,7 @@ fn source_of(spec: &Spec, resolved: serde_json::Value) -> PlanSource {
 }
 
 /// Load, expand and validate a spec into an in-memory plan (what `build` sends).
-pub fn load(path: &Path, max_links: u64, printer: &Printer) -> Result<Plan> {
+pub fn load(path: &Path, max_links: u64, printer: &dyn Reporter) -> Result<Plan> {
     let (spec, resolved) = load_spec(path, max_links)?;
     let mut links = Vec::new();
     let result = walk::walk_prepared(
@@ -80,7 +80,25 @@ pub fn load(path: &Path, max_links: u64, printer: &Printer) -> Result<Plan> {
     })
 }
 
-pub fn validate_command(args: &ValidateArgs, printer: &Printer) -> Result<u8> {
+/// `validate`'s settings.
+#[derive(Debug, Clone)]
+pub struct ValidateSettings {
+    pub spec: std::path::PathBuf,
+    /// Refuse a matrix that expands to more links than this.
+    pub max_links: u64,
+}
+
+/// `build --dry-run`'s settings.
+#[derive(Debug, Clone)]
+pub struct DryRunSettings {
+    pub spec: std::path::PathBuf,
+    pub max_links: u64,
+    pub format: PlanFormat,
+    /// `None` or `-`: stdout.
+    pub output: Option<std::path::PathBuf>,
+}
+
+pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Result<u8> {
     let (spec, _) = load_spec(&args.spec, args.max_links)?;
     let result = walk::walk(&spec, |_| Ok(()))
         .map_err(|walk::SinkError::Io(e)| Error::io("check", &args.spec, e))?;
@@ -90,9 +108,9 @@ pub fn validate_command(args: &ValidateArgs, printer: &Printer) -> Result<u8> {
     for w in &result.warnings {
         printer.warn(w);
     }
-    printer.info(format!("{}: valid", spec.path_display));
+    printer.info(&format!("{}: valid", spec.path_display));
     for line in render::summary_lines(&spec, &result.summary) {
-        printer.info(line);
+        printer.info(&line);
     }
     Ok(exit::OK)
 }
@@ -100,7 +118,7 @@ pub fn validate_command(args: &ValidateArgs, printer: &Printer) -> Result<u8> {
 /// Spill to disk past this size so a million-row plan doesn't sit in memory.
 const SPOOL_BYTES: usize = 8 << 20;
 
-pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
+pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<u8> {
     let (spec, _) = load_spec(&args.spec, args.max_links)?;
     // Output is staged until the whole plan is known to be valid, so bad input never leaves
     // half a plan behind: a temp file beside `--output` (renamed into place at the end), or
@@ -148,7 +166,7 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
             tmp.persist(p).map_err(|e| Error::io("write", p, e.error))?;
             if args.format != PlanFormat::Table {
                 for line in render::summary_lines(&spec, &result.summary) {
-                    printer.info(line);
+                    printer.info(&line);
                 }
             }
         }
@@ -165,7 +183,7 @@ pub fn dry_run_command(args: &BuildArgs, printer: &Printer) -> Result<u8> {
             }
             if args.format != PlanFormat::Table {
                 for line in render::summary_lines(&spec, &result.summary) {
-                    printer.detail(line);
+                    printer.detail(&line);
                 }
             }
         }

@@ -3,10 +3,18 @@
 
 use super::PlannedLink;
 use super::walk::Summary;
-use crate::cli::PlanFormat;
 use crate::spec::Spec;
 use crate::spec::model::{Cells, UTM_FIELDS, UTM_PARAMS};
 use std::io::{self, Write};
+
+/// Dry-run output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFormat {
+    Table,
+    Csv,
+    Json,
+    Jsonl,
+}
 
 pub struct PlanWriter<W: Write> {
     encoder: LinkEncoder,
@@ -18,11 +26,14 @@ pub struct PlanWriter<W: Write> {
     table_rows: Vec<[String; 3]>,
 }
 
-/// A spreadsheet opens `=`, `+`, `-`, `@`, tab and CR as formulas: prefix a quote (OWASP).
+/// OWASP CSV-injection defence: a field a spreadsheet would read as a formula (starting
+/// with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`; every other field is untouched.
+/// The one copy, used by dry-run CSV and `export`.
 pub fn neutralize_formula(field: &str) -> std::borrow::Cow<'_, str> {
-    match field.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{field}").into(),
-        _ => field.into(),
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{field}"))
+    } else {
+        std::borrow::Cow::Borrowed(field)
     }
 }
 

@@ -3,9 +3,10 @@
 //! a million-link dry-run streams.
 
 use super::PlannedLink;
+use crate::diag::Problem;
 use crate::expand::{Expander, Warnings, cell_at, slug};
+use crate::spec::Spec;
 use crate::spec::model::SlugCollision;
-use crate::spec::{Problem, Spec};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
@@ -35,11 +36,11 @@ pub struct WalkResult {
 
 impl WalkResult {
     /// The problems as a report (with a line for those not listed), or `None` when clean.
-    pub fn report(&self) -> Option<crate::spec::SpecReport> {
+    pub fn report(&self) -> Option<crate::diag::Report> {
         if self.problem_count == 0 {
             return None;
         }
-        Some(crate::spec::SpecReport {
+        Some(crate::diag::Report {
             problems: self.problems.clone(),
             unlisted: self.problem_count - self.problems.len(),
             consequence: None,
@@ -279,7 +280,7 @@ impl<'e, 's> Collector<'e, 's> {
         }
     }
 
-    fn slug_location(&self) -> &crate::spec::source::Location {
+    fn slug_location(&self) -> &crate::diag::Location {
         let spec = self.ex.spec;
         spec.link
             .slug

@@ -1,8 +1,8 @@
 //! CSV files the spec loads: dimension values (`from = "brands.csv"`) and row-per-link input.
 
-use super::Problem;
-use super::source::{Location, SourceFile};
-use crate::plan::InputFile;
+use crate::diag::Problem;
+use crate::diag::{Location, SourceFile};
+use crate::model::InputFile;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 

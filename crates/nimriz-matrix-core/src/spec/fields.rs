@@ -4,8 +4,8 @@
 use super::load::Compiler;
 use super::model::*;
 use super::raw::*;
-use super::source::Location;
 use super::template::{Template, closest};
+use crate::diag::Location;
 use std::collections::BTreeMap;
 use toml::Spanned;
 

@@ -4,16 +4,16 @@ use super::csv_input::io_reason;
 use super::fields::{LinkFieldRefs, templates_json, toml_to_json};
 use super::model::*;
 use super::raw::*;
-use super::source::{Location, SourceFile};
 use super::template::Template;
-use super::{Problem, SpecReport};
-use crate::plan::InputFile;
+use crate::diag::{Location, SourceFile};
+use crate::diag::{Problem, Report};
+use crate::model::InputFile;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
 
-pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), SpecReport> {
+pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), Report> {
     let display = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
         report(vec![Problem {
@@ -94,10 +94,10 @@ fn toml_help(msg: &str) -> String {
     }
 }
 
-fn report(problems: Vec<Problem>) -> SpecReport {
-    SpecReport {
+fn report(problems: Vec<Problem>) -> Report {
+    Report {
         problems,
-        ..SpecReport::default()
+        ..Report::default()
     }
 }
 
@@ -130,10 +130,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    pub(super) fn finish(
-        self,
-        spec: Option<Spec>,
-    ) -> Result<(Spec, serde_json::Value), SpecReport> {
+    pub(super) fn finish(self, spec: Option<Spec>) -> Result<(Spec, serde_json::Value), Report> {
         match spec {
             Some(s) if self.problems.is_empty() => {
                 Ok((s, serde_json::Value::Object(self.resolved)))
@@ -229,24 +226,22 @@ impl<'a> Compiler<'a> {
             link.utm = self.utm_table(u, &dimensions, &campaign);
         }
         // Campaign-level redirect / expiry are defaults for [link].
-        if link.redirect.is_none() {
-            if let Some(v) = raw
+        if link.redirect.is_none()
+            && let Some(v) = raw
                 .campaign
                 .as_ref()
                 .and_then(|c| c.get_ref().get("redirect"))
             {
                 link.redirect = self.redirect_value(v);
             }
-        }
-        if link.expires_at.is_none() {
-            if let Some(v) = raw
+        if link.expires_at.is_none()
+            && let Some(v) = raw
                 .campaign
                 .as_ref()
                 .and_then(|c| c.get_ref().get("expires_at"))
             {
                 link.expires_at = self.expiry_value(v);
             }
-        }
         let rows_mode = matches!(cells, Cells::Rows(_));
         if link.slug.is_none() {
             let text = dimensions

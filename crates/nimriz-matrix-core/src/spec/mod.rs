@@ -7,11 +7,8 @@ mod fields;
 mod load;
 pub mod model;
 mod raw;
-mod report;
 mod shape;
-pub mod source;
 pub mod template;
 
 pub use load::load;
 pub use model::Spec;
-pub use report::{Problem, SpecReport};

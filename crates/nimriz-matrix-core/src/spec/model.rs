@@ -1,9 +1,9 @@
 //! The checked spec: dimensions with values, compiled templates, rules. Built by
 //! `spec::load`; everything here is already validated, so expansion can't hit a bad field.
 
-use super::source::Location;
 use super::template::Template;
-use crate::plan::InputFile;
+use crate::diag::Location;
+use crate::model::InputFile;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]

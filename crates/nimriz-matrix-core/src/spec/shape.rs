@@ -2,10 +2,10 @@
 //! field anywhere, reported at once with its place and a "did you mean". (Typed parsing
 //! stops at its first error; marketers fix typos faster when they see all of them.)
 
-use super::Problem;
 use super::raw::{RawDimension, RawLinkFields, RawOverride, RawRows, RawRules, RawSpec};
-use super::source::SourceFile;
 use super::template::closest;
+use crate::diag::Problem;
+use crate::diag::SourceFile;
 use toml::de::{DeTable, DeValue};
 
 /// What a typed table may contain: its fields, and which of them hold typed tables

@@ -5,7 +5,7 @@
 //! the dimensions, so rendering a cell can't fail.
 
 use super::model::Dimension;
-use super::source::Location;
+use crate::diag::Location;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

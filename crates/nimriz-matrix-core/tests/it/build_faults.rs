@@ -2,12 +2,12 @@
 //! the build must survive, each checked against the manifest it leaves and the number of
 //! create calls the server saw (no duplicates).
 
-use nimriz_matrix::apply::{BuildOutcome, BuildSettings, run_build, run_build_until};
-use nimriz_matrix::client::{ApiConfig, ApiKey, RetryPolicy};
-use nimriz_matrix::exit;
-use nimriz_matrix::manifest::{self, LinkStatus, Manifest};
-use nimriz_matrix::output::Printer;
-use nimriz_matrix::plan::{Cell, DomainRef, Plan, PlanSource, PlannedLink};
+use nimriz::{ApiConfig, ApiKey, RetryPolicy};
+use nimriz_matrix_core::apply::{BuildOutcome, BuildSettings, run_build};
+use nimriz_matrix_core::exit;
+use nimriz_matrix_core::manifest::{self, LinkStatus, Manifest};
+use nimriz_matrix_core::plan::{Cell, DomainRef, Plan, PlanSource, PlannedLink};
+use nimriz_matrix_core::report::{SharedReporter, Silent};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -83,11 +83,10 @@ impl Fake {
         let slug = row["custom_slug"].as_str().unwrap_or_default().to_string();
         let long_url = row["long_url"].as_str().unwrap_or_default().to_string();
         let key = row["idempotency_key"].as_str().map(str::to_string);
-        if let Some(bad) = &self.script.reject_containing {
-            if long_url.contains(bad.as_str()) {
+        if let Some(bad) = &self.script.reject_containing
+            && long_url.contains(bad.as_str()) {
                 return Err((422, "invalid_url", "destination is not allowed".into()));
             }
-        }
         let mut st = self.st();
         if let Some(url_id) = key.as_ref().and_then(|k| st.keys.get(k)).cloned() {
             return Ok(
@@ -128,8 +127,8 @@ impl Respond for Bulk {
             );
             st.bulk_calls
         };
-        if let Some((n, status, retry_after)) = fake.script.fail_first {
-            if call <= n {
+        if let Some((n, status, retry_after)) = fake.script.fail_first
+            && call <= n {
                 let mut t = ResponseTemplate::new(status).set_body_json(
                     json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "try later"}}),
                 );
@@ -138,14 +137,12 @@ impl Respond for Bulk {
                 }
                 return t;
             }
-        }
-        if let Some(max) = fake.script.max_rows {
-            if rows.len() > max {
+        if let Some(max) = fake.script.max_rows
+            && rows.len() > max {
                 return ResponseTemplate::new(413).set_body_json(
                     json!({"code": "payload_too_large", "message": "too many rows"}),
                 );
             }
-        }
         let mut results = Vec::new();
         for row in &rows {
             let id = row["client_row_id"].clone();
@@ -291,7 +288,7 @@ fn settings(server: &MockServer, dir: &Path, batch: usize, conc: usize) -> Build
 fn load(s: &BuildSettings) -> Manifest {
     let raw: Value = serde_json::from_slice(&std::fs::read(&s.manifest_path).unwrap()).unwrap();
     let schema: Value =
-        serde_json::from_str(include_str!("../schema/manifest.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../../../schema/manifest.schema.json")).unwrap();
     let validator = jsonschema::options()
         .should_validate_formats(true)
         .build(&schema)
@@ -341,7 +338,9 @@ async fn happy_path_then_rerun_makes_zero_create_calls() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 2, 2);
 
-    let report = run_build(plan(5), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(5), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     assert_eq!(report.counts.created, 5);
     assert_eq!(report.create_requests, 3);
@@ -353,7 +352,9 @@ async fn happy_path_then_rerun_makes_zero_create_calls() {
     assert_eq!(m.api_host.as_deref(), Some(&*server.address().to_string()));
 
     // Re-run: nothing to do, no create call of any kind.
-    let again = run_build(plan(5), &s, &Printer::quiet()).await.unwrap();
+    let again = run_build(plan(5), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(again.exit_code(), exit::OK);
     assert_eq!(again.counts.skipped_done, 5);
     assert_eq!(again.summary_lines().len(), 1);
@@ -376,7 +377,9 @@ async fn transient_503_twice_then_success() {
     mount(&server, &fake).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 10, 1);
-    let report = run_build(plan(3), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(3), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     assert_eq!(report.retries, 2);
     let m = load(&s);
@@ -399,7 +402,9 @@ async fn rate_limited_429_honours_retry_after() {
     // Base 2 ms: Retry-After 1 s is honoured up to 240 ms on this scale.
     s.api.retry = RetryPolicy::with_base(Duration::from_millis(2));
     let start = Instant::now();
-    let report = run_build(plan(2), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(2), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert!(
         start.elapsed() >= Duration::from_millis(230),
         "{:?}",
@@ -421,7 +426,9 @@ async fn rows_missing_and_out_of_order_are_matched_by_id_and_resent() {
     mount(&server, &fake).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 10, 1);
-    let report = run_build(plan(5), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(5), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     let m = load(&s);
     // The dropped rows were created by the first call; the resend is a replay, not a
@@ -453,7 +460,9 @@ async fn one_invalid_row_fails_alone() {
     mount(&server, &fake).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 10, 1);
-    let report = run_build(plan(4), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(4), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::PARTIAL);
     assert_eq!(report.outcome, BuildOutcome::Partial);
     assert_eq!((report.counts.created, report.counts.failed), (3, 1));
@@ -478,7 +487,9 @@ async fn one_invalid_row_fails_alone() {
     assert_eq!(m.runs.last().unwrap().outcome.as_deref(), Some("partial"));
 
     // Re-run after the partial failure sends only the failed row.
-    let again = run_build(plan(4), &s, &Printer::quiet()).await.unwrap();
+    let again = run_build(plan(4), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(again.counts.skipped_done, 3);
     assert_eq!(fake.st().bulk_rows[1], vec![key_of(2)]);
 }
@@ -505,7 +516,9 @@ async fn slug_taken_same_different_and_foreign_destination() {
     mount(&server, &fake).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 10, 1);
-    let report = run_build(plan(4), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(4), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::PARTIAL);
     let m = load(&s);
     use LinkStatus::*;
@@ -560,7 +573,9 @@ async fn unauthorized_stops_the_run_with_exit_3() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 2, 1);
-    let err = run_build(plan(6), &s, &Printer::quiet()).await.unwrap_err();
+    let err = run_build(plan(6), &s, &silent(), std::future::pending())
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), exit::API);
     let msg = err.to_string();
     assert!(
@@ -597,7 +612,9 @@ async fn payload_too_large_halves_the_batch() {
     mount(&server, &fake).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 8, 1);
-    let report = run_build(plan(7), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(7), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     let m = load(&s);
     assert_all_created_once(&fake, &m, 7);
@@ -622,7 +639,9 @@ async fn missing_bulk_route_falls_back_to_single_creates() {
     mount(&server, &fake).await; // its bulk mock is shadowed by the 404 above
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 3, 2);
-    let report = run_build(plan(5), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(5), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     let m = load(&s);
     assert_all_created_once(&fake, &m, 5);
@@ -649,7 +668,7 @@ async fn dead_server_fails_fast_with_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 2, 4);
     let start = Instant::now();
-    let err = run_build(plan(40), &s, &Printer::quiet())
+    let err = run_build(plan(40), &s, &silent(), std::future::pending())
         .await
         .unwrap_err();
     assert!(
@@ -679,7 +698,9 @@ async fn lost_response_is_resent_with_the_same_key_and_slug() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&server, dir.path(), 10, 1);
     s.api.request_timeout = Duration::from_millis(300);
-    let report = run_build(plan(3), &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(plan(3), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     let m = load(&s);
     assert_all_created_once(&fake, &m, 3);
@@ -709,7 +730,9 @@ async fn unknown_domain_is_a_usage_error_before_anything_is_created() {
     let s = settings(&server, dir.path(), 10, 1);
     let mut p = plan(2);
     p.links[1].domain.host = Some("www.go.acme.example".into());
-    let err = run_build(p, &s, &Printer::quiet()).await.unwrap_err();
+    let err = run_build(p, &s, &silent(), std::future::pending())
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), exit::INVALID);
     let msg = err.to_string();
     assert!(
@@ -730,7 +753,7 @@ async fn ctrl_c_waits_for_in_flight_and_records_interrupted() {
     mount(&server, &fake).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&server, dir.path(), 1, 1);
-    let report = run_build_until(plan(5), &s, &Printer::quiet(), async {
+    let report = run_build(plan(5), &s, &silent(), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
     })
     .await
@@ -763,7 +786,9 @@ async fn ctrl_c_waits_for_in_flight_and_records_interrupted() {
     // The next run finishes the rest, creating nothing twice.
     let mut s2 = s.clone();
     s2.batch_size = 10;
-    let done = run_build(plan(5), &s2, &Printer::quiet()).await.unwrap();
+    let done = run_build(plan(5), &s2, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(done.exit_code(), exit::OK);
     assert_eq!(done.counts.skipped_done, 1);
     assert_all_created_once(&fake, &load(&s2), 5);
@@ -783,18 +808,17 @@ async fn api_key_never_reaches_manifest_or_journal() {
     let journal = PathBuf::from(format!("{}.journal", s.manifest_path.display()));
     let task = {
         let s = s.clone();
-        tokio::spawn(async move { run_build(plan(3), &s, &Printer::quiet()).await })
+        tokio::spawn(async move { run_build(plan(3), &s, &silent(), std::future::pending()).await })
     };
     // Look at the journal while the build is in flight (it is removed at the end).
     let mut seen_journal = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(40)).await;
-        if let Ok(text) = std::fs::read_to_string(&journal) {
-            if text.contains("pending") {
+        if let Ok(text) = std::fs::read_to_string(&journal)
+            && text.contains("pending") {
                 seen_journal = text;
                 break;
             }
-        }
     }
     assert!(!seen_journal.is_empty(), "journal never seen");
     assert!(!seen_journal.contains(KEY));
@@ -829,7 +853,7 @@ async fn ctrl_c_cuts_a_long_retry_wait_short() {
     // Base 20 ms: Retry-After 2 s is honoured in full (cap 2.4 s).
     s.api.retry = RetryPolicy::with_base(Duration::from_millis(20));
     let start = Instant::now();
-    let report = run_build_until(plan(3), &s, &Printer::quiet(), async {
+    let report = run_build(plan(3), &s, &silent(), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
     })
     .await
@@ -875,11 +899,7 @@ async fn rows_left_pending_by_a_crash_are_resent_with_the_same_key() {
                     cell: l.cell,
                     slug: l.slug.clone(),
                     domain,
-                    idempotency_key: nimriz_matrix::client::idempotency_key(
-                        DOMAIN_ID,
-                        &l.slug,
-                        &l.destination,
-                    ),
+                    idempotency_key: nimriz::idempotency_key(DOMAIN_ID, &l.slug, &l.destination),
                     destination: l.destination,
                     status: LinkStatus::Pending,
                     short_url: None,
@@ -899,7 +919,9 @@ async fn rows_left_pending_by_a_crash_are_resent_with_the_same_key() {
         .unwrap();
         // Dropped without `finish`: what a kill -9 leaves behind (manifest + journal).
     }
-    let report = run_build(p, &s, &Printer::quiet()).await.unwrap();
+    let report = run_build(p, &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
     let m = load(&s);
     assert_all_created_once(&fake, &m, 3);
@@ -921,7 +943,13 @@ async fn a_locked_manifest_is_exit_4_and_sends_nothing() {
     let s = settings(&server, dir.path(), 10, 1);
     let p = plan(2);
     let _held = manifest::ManifestStore::open(&s.manifest_path, &p.source, None).unwrap();
-    let err = run_build(p, &s, &Printer::quiet()).await.unwrap_err();
+    let err = run_build(p, &s, &silent(), std::future::pending())
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), exit::LOCAL, "{err}");
     assert_eq!(fake.st().bulk_calls, 0);
+}
+
+fn silent() -> SharedReporter {
+    std::sync::Arc::new(Silent)
 }

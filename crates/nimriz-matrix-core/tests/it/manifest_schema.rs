@@ -1,10 +1,10 @@
 //! The committed JSON Schema matches what the real store writes, and rejects what it must.
 
-mod manifest_support;
+use test_support::manifest as manifest_support;
 
 use serde_json::{Value, json};
 
-const SCHEMA: &str = include_str!("../schema/manifest.schema.json");
+const SCHEMA: &str = include_str!("../../../../schema/manifest.schema.json");
 
 fn validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(SCHEMA).expect("schema is JSON");
@@ -55,15 +55,15 @@ fn a_manifest_still_being_written_validates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.json");
     let mut store =
-        nimriz_matrix::manifest::ManifestStore::open(&path, &manifest_support::source(), None)
+        nimriz_matrix_core::manifest::ManifestStore::open(&path, &manifest_support::source(), None)
             .unwrap();
     store
         .record(&[manifest_support::record(
             "a",
-            nimriz_matrix::manifest::LinkStatus::Pending,
+            nimriz_matrix_core::manifest::LinkStatus::Pending,
         )])
         .unwrap();
-    let loaded = serde_json::to_value(nimriz_matrix::manifest::load(&path).unwrap()).unwrap();
+    let loaded = serde_json::to_value(nimriz_matrix_core::manifest::load(&path).unwrap()).unwrap();
     assert_eq!(errors(&validator(), &loaded), Vec::<String>::new());
 }
 

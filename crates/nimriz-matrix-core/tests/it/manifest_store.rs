@@ -1,12 +1,12 @@
 //! ManifestStore: replay, torn writes, damage, locks, and real `kill -9` crashes.
 
-mod manifest_support;
+use test_support::manifest as manifest_support;
 
 use manifest_support::{record, source};
-use nimriz_matrix::manifest::{
+use nimriz_matrix_core::manifest::{
     self, LinkRecord, LinkStatus, ManifestStore, RunCounts, journal_path, lock_path,
 };
-use nimriz_matrix::{Error, exit};
+use nimriz_matrix_core::{Error, exit};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn open(path: &Path) -> nimriz_matrix::Result<ManifestStore> {
+fn open(path: &Path) -> nimriz_matrix_core::Result<ManifestStore> {
     ManifestStore::open(path, &source(), Some("api.example"))
 }
 
@@ -429,7 +429,7 @@ fn kill_dash_9_at_any_moment_loses_nothing_recorded() {
     for (round, after_acks) in [1usize, 2, 9, 40, 120, 301].into_iter().enumerate() {
         let mut child = Command::new(&exe)
             .args([
-                "crash_child_process",
+                "manifest_store::crash_child_process",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",

@@ -1,8 +1,8 @@
 //! Property tests for the pure core: slugify, destination building, expansion.
 
-use nimriz_matrix::expand::slug::slugify;
-use nimriz_matrix::expand::utm::build_destination;
-use nimriz_matrix::spec::model::UtmConflict;
+use nimriz_matrix_core::expand::slug::slugify;
+use nimriz_matrix_core::expand::utm::build_destination;
+use nimriz_matrix_core::spec::model::UtmConflict;
 use proptest::prelude::*;
 use std::collections::HashSet;
 
@@ -68,9 +68,9 @@ proptest! {
         let path = dir.path().join("s.toml");
         std::fs::write(&path, &toml).unwrap();
         let run = || {
-            let (spec, _) = nimriz_matrix::spec::load(&path).unwrap();
+            let (spec, _) = nimriz_matrix_core::spec::load(&path).unwrap();
             let mut slugs = Vec::new();
-            let r = nimriz_matrix::plan::walk::walk(&spec, |l| { slugs.push(l.slug.clone()); Ok(()) }).unwrap();
+            let r = nimriz_matrix_core::plan::walk::walk(&spec, |l| { slugs.push(l.slug.clone()); Ok(()) }).unwrap();
             (slugs, r.summary.links, r.problem_count)
         };
         let (a, links, problems) = run();
@@ -106,10 +106,10 @@ fn parallel_walk_equals_sequential_walk() {
     );
     let path = dir.path().join("s.toml");
     std::fs::write(&path, toml).unwrap();
-    let (spec, _) = nimriz_matrix::spec::load(&path).unwrap();
+    let (spec, _) = nimriz_matrix_core::spec::load(&path).unwrap();
     let run = |threads| {
         let mut out = Vec::new();
-        let r = nimriz_matrix::plan::walk::walk_on_threads(
+        let r = nimriz_matrix_core::plan::walk::walk_on_threads(
             &spec,
             threads,
             |l| serde_json::to_string(l).unwrap(),
@@ -145,7 +145,7 @@ proptest! {
     #[test]
     fn damaged_specs_never_panic(line in 0usize..80, at in 0usize..3000, junk in "\\PC{0,12}", drop in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = test_support::repo();
         std::fs::copy(root.join("brands.csv"), dir.path().join("brands.csv")).unwrap();
         let text = std::fs::read_to_string(root.join("matrix.example.toml")).unwrap();
         let damaged = if drop {
@@ -159,8 +159,8 @@ proptest! {
         };
         let path = dir.path().join("s.toml");
         std::fs::write(&path, damaged).unwrap();
-        if let Ok((spec, _)) = nimriz_matrix::spec::load(&path) {
-            let _ = nimriz_matrix::plan::walk::walk(&spec, |_| Ok(()));
+        if let Ok((spec, _)) = nimriz_matrix_core::spec::load(&path) {
+            let _ = nimriz_matrix_core::plan::walk::walk(&spec, |_| Ok(()));
         }
     }
 }

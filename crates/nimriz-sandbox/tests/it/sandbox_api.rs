@@ -1,7 +1,7 @@
 //! The sandbox's contract, in-process over real HTTP on 127.0.0.1 (one sandbox per test).
 
-use nimriz_matrix::sandbox::config::{DEFAULT_BRANDED_ID, DEFAULT_SHARED_ID};
-use nimriz_matrix::sandbox::{Faults, RunningSandbox, Sandbox, SandboxConfig, domain_id_for_host};
+use nimriz_sandbox::config::{DEFAULT_BRANDED_ID, DEFAULT_SHARED_ID};
+use nimriz_sandbox::{Faults, RunningSandbox, Sandbox, SandboxConfig, domain_id_for_host};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

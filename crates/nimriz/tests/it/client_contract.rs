@@ -1,8 +1,8 @@
 //! Contract tests: every request the client sends (method, path, headers, body) and how it
 //! reads each response shape, against a wiremock server on 127.0.0.1.
 
-use nimriz_matrix::client::{ApiConfig, ApiKey, Client, ClientError, NewLink, RetryPolicy};
-use nimriz_matrix::client::{BulkRow, idempotency_key};
+use nimriz::{ApiConfig, ApiKey, Client, ClientError, NewLink, RetryPolicy};
+use nimriz::{BulkRow, idempotency_key};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use wiremock::matchers::{body_json, header, method, path, query_param};

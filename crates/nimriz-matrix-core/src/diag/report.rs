@@ -1,4 +1,4 @@
-//! Spec diagnostics: every problem found, each naming file, line, column and the fix.
+//! Diagnostics: every problem found, each naming file, line, column and the fix.
 
 use std::fmt;
 
@@ -16,7 +16,7 @@ pub struct Problem {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SpecReport {
+pub struct Report {
     pub problems: Vec<Problem>,
     /// Problems found but not listed (the list is capped).
     pub unlisted: usize,
@@ -24,7 +24,7 @@ pub struct SpecReport {
     pub consequence: Option<&'static str>,
 }
 
-impl SpecReport {
+impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for p in &self.problems {
@@ -62,10 +62,10 @@ impl SpecReport {
     }
 }
 
-impl fmt::Display for SpecReport {
+impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render())
     }
 }
 
-impl std::error::Error for SpecReport {}
+impl std::error::Error for Report {}

@@ -1,4 +1,5 @@
-//! The plan's data: what one link will be, before anything is sent.
+//! The shared domain types, at the bottom of the pipeline: what one link will be before
+//! anything is sent, and where a plan came from.
 //!
 //! `PlannedLink` is the hand-off between the offline half (spec → expand → plan) and the
 //! online half (apply → manifest). Dry-run prints these; build sends exactly these.

@@ -10,8 +10,8 @@
 //! slug is derived from the member id, so sending the email twice re-uses the link
 //! (`exists`) instead of minting a second one.
 
-use nimriz_matrix::apply::{MintRequest, Minted, mint_link, with_utm};
-use nimriz_matrix::client::{ApiConfig, ApiKey, Client};
+use nimriz::{ApiConfig, ApiKey, Client};
+use nimriz_matrix_core::apply::{MintRequest, Minted, mint_link, with_utm};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("utm_content", &member_id),
         ],
     )?;
-    let slug = nimriz_matrix::apply::check_slug(&format!("perks-{member_id}"))?;
+    let slug = nimriz_matrix_core::apply::check_slug(&format!("perks-{member_id}"))?;
 
     let request = MintRequest {
         destination,

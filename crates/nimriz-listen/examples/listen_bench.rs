@@ -11,8 +11,8 @@
 //! only routes. Latency = client send → 200 received. Set `BENCH_DIR` to put the store on a
 //! particular disk (fsync cost differs a lot between tmpfs, SSD and network disks).
 
-use nimriz_matrix::listen::{Listener, config};
-use nimriz_matrix::output::Printer;
+use nimriz_listen::{Listener, config};
+use nimriz_matrix_core::report::{SharedReporter, Silent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,9 +44,13 @@ async fn main() {
     );
     let env = HashMap::from([("BENCH_SECRET".to_string(), SECRET.to_string())]);
     let cfg = config::parse("bench.toml", text, dir.path(), &env).expect("config");
-    let running = Listener::start(cfg, write_batch, Printer::quiet())
-        .await
-        .expect("listener");
+    let running = Listener::start(
+        cfg,
+        write_batch,
+        std::sync::Arc::new(Silent) as SharedReporter,
+    )
+    .await
+    .expect("listener");
     let url = format!("{}/nimriz/webhook", running.base_url());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -70,8 +74,7 @@ async fn main() {
                     r#"{{"id":"evt_bench_{i}","type":"link.updated","data":{{"link_id":"l{i}"}}}}"#
                 );
                 let ts = chrono::Utc::now().timestamp().to_string();
-                let sig =
-                    nimriz_matrix::listen::verify::sign(SECRET.as_bytes(), &ts, body.as_bytes());
+                let sig = nimriz::webhook::sign(SECRET.as_bytes(), &ts, body.as_bytes());
                 let t0 = Instant::now();
                 let ok = client
                     .post(&url)

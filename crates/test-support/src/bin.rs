@@ -1,9 +1,52 @@
-//! Shared test helpers: run the real binary in a scratch folder, isolated from the
-//! user's environment (no API key, no API base, no colour).
-#![allow(dead_code)]
+//! Run the real binary, isolated from the user's environment: no API key, no API base, no
+//! proxy, no colour. Only tests of the binary crate can use these (cargo tells them where
+//! the binary is).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Output};
+
+/// Variables a developer's shell may hold that would change what the binary does.
+const SCRUBBED: [&str; 12] = [
+    "NIMRIZ_API_KEY",
+    "NIMRIZ_API_BASE",
+    "NIMRIZ_MATRIX_RETRY_BASE_MS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "CLICOLOR_FORCE",
+];
+
+/// `nimriz-matrix` as a `std::process::Command` with the clean environment.
+pub fn command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("nimriz-matrix"));
+    for var in SCRUBBED {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// server behind.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -33,12 +76,8 @@ impl Scratch {
 }
 
 pub fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let out = assert_cmd::Command::cargo_bin("nimriz-matrix")
-        .expect("binary")
+    let out = assert_cmd::Command::from_std(command())
         .current_dir(dir)
-        .env_remove("NIMRIZ_API_KEY")
-        .env_remove("NIMRIZ_API_BASE")
-        .env("NO_COLOR", "1")
         .args(args)
         .timeout(std::time::Duration::from_secs(60))
         .output()
@@ -85,7 +124,18 @@ impl Run {
     }
 }
 
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The repository root (for the shipped example).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // This crate lives in crates/test-support.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("repository root")
+        .to_path_buf()
 }

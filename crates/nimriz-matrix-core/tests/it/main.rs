@@ -1,0 +1,7 @@
+//! The core library: properties of expansion, the manifest store and schema, build faults.
+//! One test binary per crate (see ARCHITECTURE.md); each module is one area.
+
+mod build_faults;
+mod manifest_schema;
+mod manifest_store;
+mod prop_core;

@@ -1,0 +1,129 @@
+//! Flags → settings, once per command (ripgrep's `HiArgs`, uv's `settings.rs`): the
+//! libraries take these resolved structs and never see clap.
+
+use crate::cli;
+use nimriz_matrix_core::Result;
+use nimriz_matrix_core::apply::{BuildSettings, ShortenSettings};
+use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
+use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
+
+pub fn validate(a: &cli::ValidateArgs) -> ValidateSettings {
+    ValidateSettings {
+        spec: a.spec.clone(),
+        max_links: a.max_links,
+    }
+}
+
+pub fn dry_run(a: &cli::BuildArgs) -> DryRunSettings {
+    DryRunSettings {
+        spec: a.spec.clone(),
+        max_links: a.max_links,
+        format: match a.format {
+            cli::PlanFormat::Table => PlanFormat::Table,
+            cli::PlanFormat::Csv => PlanFormat::Csv,
+            cli::PlanFormat::Json => PlanFormat::Json,
+            cli::PlanFormat::Jsonl => PlanFormat::Jsonl,
+        },
+        output: a.output.clone(),
+    }
+}
+
+/// `--api-base` > `NIMRIZ_API_BASE` > default; the key from `--api-key-file` or
+/// `NIMRIZ_API_KEY`; batch and concurrency limits checked.
+pub fn build(a: &cli::BuildArgs) -> Result<BuildSettings> {
+    let api = nimriz::ApiConfig::resolve(a.api.api_base.as_deref(), a.api.api_key_file.as_deref())?;
+    let manifest_path = a
+        .manifest
+        .clone()
+        .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(&a.spec));
+    BuildSettings::checked(api, manifest_path, a.batch_size, a.concurrency)
+}
+
+pub fn export(a: &cli::ExportArgs) -> ExportSettings {
+    ExportSettings {
+        manifest: a.manifest.clone(),
+        format: match a.format {
+            cli::ExportFormat::Csv => ExportFormat::Csv,
+            cli::ExportFormat::Json => ExportFormat::Json,
+        },
+        output: a.output.clone(),
+    }
+}
+
+pub fn shorten(a: &cli::ShortenArgs) -> ShortenSettings {
+    ShortenSettings {
+        url: a.url.clone(),
+        allow_http: a.allow_http,
+        domain: a.domain.clone(),
+        domain_id: a.domain_id.clone(),
+        slug: a.slug.clone(),
+        utm_source: a.utm_source.clone(),
+        utm_medium: a.utm_medium.clone(),
+        utm_campaign: a.utm_campaign.clone(),
+        utm_term: a.utm_term.clone(),
+        utm_content: a.utm_content.clone(),
+        utm_id: a.utm_id.clone(),
+        redirect: a.redirect,
+        expires_at: a.expires_at.clone(),
+        api_base: a.api.api_base.clone(),
+        api_key_file: a.api.api_key_file.clone(),
+    }
+}
+
+pub fn sandbox(a: &cli::SandboxArgs) -> nimriz_sandbox::SandboxOptions {
+    nimriz_sandbox::SandboxOptions {
+        addr: a.addr.clone(),
+        allow_remote: a.allow_remote,
+        key: a.key.clone(),
+        domain: a.domain.clone(),
+        spec: a.spec.clone(),
+        state: a.state.clone(),
+        allow_http: a.allow_http,
+        min_slug_length: a.min_slug_length,
+        seed: a.seed,
+        latency_ms: a.latency_ms,
+        rate_limit: a.rate_limit,
+        fail_rate: a.fail_rate,
+        drop_after_commit_rate: a.drop_after_commit_rate,
+        bulk_max: a.bulk_max,
+        no_bulk: a.no_bulk,
+        conflict_status: a.conflict_status,
+        webhook_url: a.webhook_url.clone(),
+        webhook_secret_env: a.webhook_secret_env.clone(),
+        click_url: a.click_url.clone(),
+        click_header_env: a.click_header_env.clone(),
+        click_header: a.click_header.clone(),
+    }
+}
+
+pub fn listen(a: cli::ListenArgs) -> nimriz_listen::ListenOptions {
+    use nimriz_listen::{
+        ListenCommand as L, LogOptions, ReplayOptions, ServeOptions, StoreOptions,
+    };
+    let serve = |s: cli::ServeArgs| ServeOptions {
+        config: s.config,
+        bind: s.bind,
+        allow_remote: s.allow_remote,
+        write_batch: s.write_batch,
+    };
+    let store = |s: cli::StoreArgs| StoreOptions {
+        config: s.config,
+        db: s.db,
+    };
+    nimriz_listen::ListenOptions {
+        command: a.command.map(|c| match c {
+            cli::ListenCommand::Serve(s) => L::Serve(serve(s)),
+            cli::ListenCommand::Log(l) => L::Log(LogOptions {
+                store: store(l.store),
+                since: l.since,
+                event_id: l.event_id,
+            }),
+            cli::ListenCommand::Replay(r) => L::Replay(ReplayOptions {
+                store: store(r.store),
+                event_id: r.event_id,
+                action: r.action,
+            }),
+        }),
+        serve: serve(a.serve),
+    }
+}

@@ -1,0 +1,10 @@
+//! The `nimriz-matrix` binary, run as a user runs it (these need `CARGO_BIN_EXE_nimriz-matrix`).
+//! One test binary per crate (see ARCHITECTURE.md); each module is one area.
+
+mod e2e_build;
+mod listen_crash;
+mod listen_receive;
+mod manifest_export;
+mod sandbox_cli;
+mod shorten_cli;
+mod spec_cli;
