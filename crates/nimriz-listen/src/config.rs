@@ -357,12 +357,13 @@ impl Cx<'_> {
             ));
         }
         if let (Some(w), Some(c)) = (&webhook, &click)
-            && w.path == c.path {
-                self.problems.push(self.source.whole().problem(
-                    format!("[webhook] and [click] share the path {}", w.path),
-                    Some("give each endpoint its own path".into()),
-                ));
-            }
+            && w.path == c.path
+        {
+            self.problems.push(self.source.whole().problem(
+                format!("[webhook] and [click] share the path {}", w.path),
+                Some("give each endpoint its own path".into()),
+            ));
+        }
         let w = raw.worker.as_ref().map(Spanned::get_ref);
         // Every duration is clamped to a day: larger values are typos, and they would
         // overflow the millisecond arithmetic of the queue.
@@ -650,14 +651,15 @@ impl Cx<'_> {
         } else {
             let body = raw.body.as_ref().map(|b| Template::parse(b.get_ref()));
             if let (Some(t), Some(b)) = (&body, &raw.body)
-                && let Err(e) = t.check_json_shape() {
-                    self.err(
-                        b,
-                        format!("body does not render to JSON: {e}"),
-                        "placeholders like {utm_campaign} are replaced inside JSON strings: \
+                && let Err(e) = t.check_json_shape()
+            {
+                self.err(
+                    b,
+                    format!("body does not render to JSON: {e}"),
+                    "placeholders like {utm_campaign} are replaced inside JSON strings: \
                          write \"campaign\": \"{utm_campaign}\"",
-                    );
-                }
+                );
+            }
             let mut headers = Vec::new();
             for (h, env) in &raw.header_env {
                 if let Some(v) = self.env_secret(env) {

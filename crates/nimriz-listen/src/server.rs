@@ -70,9 +70,10 @@ fn kept_headers(headers: &HeaderMap, secret_header: Option<&str>) -> String {
             continue;
         }
         if (n.starts_with("x-nim-") || matches!(n, "content-type" | "user-agent"))
-            && let Ok(v) = value.to_str() {
-                kept.insert(n.to_string(), Value::String(v.to_string()));
-            }
+            && let Ok(v) = value.to_str()
+        {
+            kept.insert(n.to_string(), Value::String(v.to_string()));
+        }
     }
     Value::Object(kept).to_string()
 }
@@ -114,12 +115,13 @@ async fn webhook(
     };
     // The header is not signed: if it disagrees with the signed id, something rewrote it.
     if let Some(h) = header(&headers, "x-nim-event-id")
-        && h != id {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "X-Nim-Event-Id does not match the `id` in the signed body",
-            );
-        }
+        && h != id
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "X-Nim-Event-Id does not match the `id` in the signed body",
+        );
+    }
     let event_type = envelope
         .get("type")
         .and_then(Value::as_str)

@@ -133,9 +133,10 @@ where
         .map(|r| r.rec)
         .collect();
     if let Err(e) = store.record(&never_sent)
-        && !matches!(stop, Some(Stop::Fatal(_))) {
-            stop = Some(Stop::Fatal(e));
-        }
+        && !matches!(stop, Some(Stop::Fatal(_)))
+    {
+        stop = Some(Stop::Fatal(e));
+    }
 
     let base = RunCounts {
         planned,
@@ -324,9 +325,10 @@ impl Run<'_> {
     fn stop_with(&mut self, stop: Stop) {
         // After Ctrl-C, requests cut short by our own stop are not a failure of the API.
         if let (Some(Stop::Interrupted), Stop::Fatal(Error::Api(msg))) = (&self.stop, &stop)
-            && msg == INTERRUPTED {
-                return;
-            }
+            && msg == INTERRUPTED
+        {
+            return;
+        }
         if let Stop::Fatal(e) = &stop {
             // Requests still retrying give up at their next step.
             self.client.stop(&e.to_string());

@@ -315,22 +315,23 @@ impl<'s> Expander<'s> {
             }
         }
         if rules.ga4_channel_check
-            && let Some(m) = utm_map.get("utm_medium") {
-                let s = utm_map.get("utm_source").map_or("", String::as_str);
-                let c = utm_map.get("utm_campaign").map_or("", String::as_str);
-                if rules::ga4_channel_group(s, m, c).is_none() {
-                    let e = warnings.unassigned_media.entry(m.clone()).or_insert((
-                        0,
-                        u64::MAX,
-                        String::new(),
-                    ));
-                    if ordinal < e.1 {
-                        e.1 = ordinal;
-                        e.2 = label();
-                    }
-                    e.0 += 1;
+            && let Some(m) = utm_map.get("utm_medium")
+        {
+            let s = utm_map.get("utm_source").map_or("", String::as_str);
+            let c = utm_map.get("utm_campaign").map_or("", String::as_str);
+            if rules::ga4_channel_group(s, m, c).is_none() {
+                let e = warnings.unassigned_media.entry(m.clone()).or_insert((
+                    0,
+                    u64::MAX,
+                    String::new(),
+                ));
+                if ordinal < e.1 {
+                    e.1 = ordinal;
+                    e.2 = label();
                 }
+                e.0 += 1;
             }
+        }
 
         // Destination.
         let mut destination = String::new();

@@ -46,14 +46,15 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
         });
     }
     if let Some(allowed) = rules.allowed.get(field)
-        && !allowed.iter().any(|a| a == value) {
-            let hint = closest(value, allowed.iter().map(String::as_str))
-                .map_or_else(String::new, |c| format!("did you mean `{c}`? "));
-            out.push(RuleViolation {
-                message: format!("{param} `{value}` is not an allowed value"),
-                help: format!("{hint}allowed: {}", allowed.join(", ")),
-            });
-        }
+        && !allowed.iter().any(|a| a == value)
+    {
+        let hint = closest(value, allowed.iter().map(String::as_str))
+            .map_or_else(String::new, |c| format!("did you mean `{c}`? "));
+        out.push(RuleViolation {
+            message: format!("{param} `{value}` is not an allowed value"),
+            help: format!("{hint}allowed: {}", allowed.join(", ")),
+        });
+    }
     out
 }
 

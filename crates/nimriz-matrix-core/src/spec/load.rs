@@ -231,17 +231,17 @@ impl<'a> Compiler<'a> {
                 .campaign
                 .as_ref()
                 .and_then(|c| c.get_ref().get("redirect"))
-            {
-                link.redirect = self.redirect_value(v);
-            }
+        {
+            link.redirect = self.redirect_value(v);
+        }
         if link.expires_at.is_none()
             && let Some(v) = raw
                 .campaign
                 .as_ref()
                 .and_then(|c| c.get_ref().get("expires_at"))
-            {
-                link.expires_at = self.expiry_value(v);
-            }
+        {
+            link.expires_at = self.expiry_value(v);
+        }
         let rows_mode = matches!(cells, Cells::Rows(_));
         if link.slug.is_none() {
             let text = dimensions

@@ -84,9 +84,10 @@ impl Fake {
         let long_url = row["long_url"].as_str().unwrap_or_default().to_string();
         let key = row["idempotency_key"].as_str().map(str::to_string);
         if let Some(bad) = &self.script.reject_containing
-            && long_url.contains(bad.as_str()) {
-                return Err((422, "invalid_url", "destination is not allowed".into()));
-            }
+            && long_url.contains(bad.as_str())
+        {
+            return Err((422, "invalid_url", "destination is not allowed".into()));
+        }
         let mut st = self.st();
         if let Some(url_id) = key.as_ref().and_then(|k| st.keys.get(k)).cloned() {
             return Ok(
@@ -128,21 +129,22 @@ impl Respond for Bulk {
             st.bulk_calls
         };
         if let Some((n, status, retry_after)) = fake.script.fail_first
-            && call <= n {
-                let mut t = ResponseTemplate::new(status).set_body_json(
-                    json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "try later"}}),
-                );
-                if let Some(ra) = retry_after {
-                    t = t.insert_header("retry-after", ra);
-                }
-                return t;
+            && call <= n
+        {
+            let mut t = ResponseTemplate::new(status).set_body_json(
+                json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "try later"}}),
+            );
+            if let Some(ra) = retry_after {
+                t = t.insert_header("retry-after", ra);
             }
+            return t;
+        }
         if let Some(max) = fake.script.max_rows
-            && rows.len() > max {
-                return ResponseTemplate::new(413).set_body_json(
-                    json!({"code": "payload_too_large", "message": "too many rows"}),
-                );
-            }
+            && rows.len() > max
+        {
+            return ResponseTemplate::new(413)
+                .set_body_json(json!({"code": "payload_too_large", "message": "too many rows"}));
+        }
         let mut results = Vec::new();
         for row in &rows {
             let id = row["client_row_id"].clone();
@@ -815,10 +817,11 @@ async fn api_key_never_reaches_manifest_or_journal() {
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(40)).await;
         if let Ok(text) = std::fs::read_to_string(&journal)
-            && text.contains("pending") {
-                seen_journal = text;
-                break;
-            }
+            && text.contains("pending")
+        {
+            seen_journal = text;
+            break;
+        }
     }
     assert!(!seen_journal.is_empty(), "journal never seen");
     assert!(!seen_journal.contains(KEY));
