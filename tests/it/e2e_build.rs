@@ -528,6 +528,18 @@ fn full_build_then_rerun_creates_nothing() {
     assert_code(&first, 0);
     assert!(first.stderr.contains("196 created"), "{}", first.stderr);
     assert_all_done_once(&ws, &sb, false);
+    // The manifest keeps each link's UTMs as planned (readers never re-parse URLs).
+    let plan = nimriz_matrix_core::plan::load(&repo_file(SPEC), 1_000_000, &Silent).unwrap();
+    let manifest = ws.manifest();
+    for l in &plan.links {
+        let rec = manifest
+            .links
+            .iter()
+            .find(|r| r.slug == l.slug && r.domain.host == l.domain.host)
+            .expect("planned link recorded");
+        assert_eq!(rec.utm, l.utm, "{}", l.slug);
+        assert!(!rec.utm.is_empty(), "{}", l.slug);
+    }
 
     let before = sb.stats();
     let again = ws.build(sb.addr, 1, &[]);

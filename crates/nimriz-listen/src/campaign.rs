@@ -18,11 +18,21 @@ pub struct LinkInfo {
     pub url_id: Option<String>,
     pub short_url: Option<String>,
     pub destination: String,
+    /// The UTMs the manifest recorded for the link.
+    pub utm: std::collections::BTreeMap<String, String>,
 }
 
 impl LinkInfo {
-    /// A query parameter of the planned destination (e.g. `utm_campaign`).
+    /// A query parameter of the planned destination (e.g. `utm_campaign`): the recorded
+    /// UTMs first; the URL is read only for other parameters and for manifests written
+    /// before UTMs were recorded.
     pub fn query_param(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.utm.get(name) {
+            return Some(v.clone());
+        }
+        if name.starts_with("utm_") && !self.utm.is_empty() {
+            return None;
+        }
         let url = url::Url::parse(&self.destination).ok()?;
         url.query_pairs()
             .find(|(k, _)| k == name)
@@ -62,6 +72,7 @@ impl Campaign {
                 url_id: rec.url_id.clone(),
                 short_url: rec.short_url.clone(),
                 destination: rec.destination.clone(),
+                utm: rec.utm.clone(),
             });
             if let Some(id) = &info.url_id {
                 self.by_url_id.insert(id.to_ascii_lowercase(), info.clone());

@@ -6,7 +6,6 @@ use super::config::{Domain, SandboxConfig};
 use nimriz_matrix_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 use uuid::Uuid;
 
@@ -483,8 +482,8 @@ impl Store {
         Ok(store)
     }
 
-    /// Write the state atomically: temp file in the same folder, fsync, rename, fsync folder.
-    /// A crash at any point leaves either the old or the new file, never a torn one.
+    /// Write the state atomically (the manifest's `write_atomic`: temp file, fsync, rename,
+    /// fsync folder). A crash at any point leaves either the old or the new file.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         // Borrowed mirror of `Persisted`: no clone of the whole store per write.
         #[derive(Serialize)]
@@ -518,30 +517,8 @@ impl Store {
             seeded: self.seeded,
         };
         let bytes = serde_json::to_vec(&persisted).map_err(std::io::Error::other)?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "sandbox-state".into());
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            return result;
-        }
-        // Make the rename itself durable; not possible on every platform, so best effort.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        nimriz_matrix_core::manifest::write_atomic(path, |w| w.write_all(&bytes))
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 

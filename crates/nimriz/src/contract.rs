@@ -1,5 +1,5 @@
 //! Every assumption about the Nimriz API lives here: paths, field names, the bulk envelope,
-//! error body shapes and which codes mean what. Marks as in `shared/nimriz-api.md`:
+//! error body shapes and which codes mean what. Marks as in `docs/nimriz-api.md`:
 //! **[doc]** documented by Nimriz · **[n8n]** seen only in Nimriz's n8n node ·
 //! **[assumed]** our decision. When the real contract is known, change this file only.
 //!

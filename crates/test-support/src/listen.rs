@@ -310,6 +310,11 @@ pub fn write_manifest(path: &Path) {
             destination: format!(
                 "https://{brand}.example/demo?utm_source={channel}&utm_campaign=spring-launch-2026"
             ),
+            utm: [
+                ("utm_source".to_string(), channel.to_string()),
+                ("utm_campaign".to_string(), "spring-launch-2026".to_string()),
+            ]
+            .into(),
             idempotency_key: format!("k-{slug}"),
             status: LinkStatus::Created,
             short_url: Some(format!("https://go.acme.example/{slug}")),

@@ -39,6 +39,7 @@ pub fn record(slug: &str, status: LinkStatus) -> LinkRecord {
         slug: slug.into(),
         domain,
         destination: format!("https://acme.example/spring?utm_source={slug}"),
+        utm: Default::default(),
         idempotency_key: format!("idem-{slug}"),
         status,
         short_url: None,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinSet;
 
-/// Why in-flight requests stop retrying after Ctrl-C (also how we recognise them).
+/// Why in-flight requests stop retrying after Ctrl-C (the client's brake carries it).
 const INTERRUPTED: &str = "interrupted by the user (Ctrl-C)";
 
 /// Compact the journal into the manifest after this many batches (long runs).
@@ -322,13 +322,17 @@ impl Run<'_> {
         }
     }
 
-    fn stop_with(&mut self, stop: Stop) {
-        // After Ctrl-C, requests cut short by our own stop are not a failure of the API.
-        if let (Some(Stop::Interrupted), Stop::Fatal(Error::Api(msg))) = (&self.stop, &stop)
-            && msg == INTERRUPTED
-        {
+    /// A request's error that ends the run, unless it is our own stop coming back: after
+    /// Ctrl-C the client's brake is pulled by us, and the requests it cuts short
+    /// (`ClientError::Stopped`) are not a failure of the API.
+    fn client_failed(&mut self, e: ClientError) {
+        if matches!(self.stop, Some(Stop::Interrupted)) && matches!(e, ClientError::Stopped(_)) {
             return;
         }
+        self.stop_with(Stop::Fatal(Error::from(e)));
+    }
+
+    fn stop_with(&mut self, stop: Stop) {
         if let Stop::Fatal(e) = &stop {
             // Requests still retrying give up at their next step.
             self.client.stop(&e.to_string());
@@ -489,7 +493,7 @@ impl Run<'_> {
                 self.unjournaled.extend(records);
                 self.progress.inc(settled_now);
                 if let Some(e) = fatal {
-                    self.stop_with(Stop::Fatal(run_error(e)));
+                    self.client_failed(e);
                 }
             }
             BatchVerdict::TooLarge(f) => {
@@ -547,7 +551,7 @@ impl Run<'_> {
             }
             BatchVerdict::Fatal(e) => {
                 // Rows stay pending in the journal: the next run resends them, same keys.
-                self.stop_with(Stop::Fatal(run_error(e)));
+                self.client_failed(e);
             }
         }
         self.batches_done += 1;
@@ -575,10 +579,6 @@ fn set_failed(rec: &mut LinkRecord, err: RecordedError) {
     rec.existing_destination = None;
 }
 
-fn run_error(e: ClientError) -> Error {
-    Error::from(e)
-}
-
 /// Fill in every `domain.id` from its host through `GET /api/v1/domains` (once).
 async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result<Vec<PlannedLink>> {
     let needs_lookup = links.iter().any(|l| l.domain.id.is_none());
@@ -588,7 +588,7 @@ async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result
     let domains = client.list_domains().await?;
     let by_host: HashMap<String, String> = domains
         .iter()
-        .map(|d| (normalize_host(&d.domain_name), d.id.clone()))
+        .map(|d| (nimriz::facts::normalize_host(&d.domain_name), d.id.clone()))
         .collect();
     let mut unknown: Vec<String> = Vec::new();
     for link in &mut links {
@@ -596,7 +596,7 @@ async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result
             continue;
         }
         let host = link.domain.host.clone().unwrap_or_default();
-        match by_host.get(&normalize_host(&host)) {
+        match by_host.get(&nimriz::facts::normalize_host(&host)) {
             Some(id) => link.domain.id = Some(id.clone()),
             None if !unknown.contains(&host) => unknown.push(host),
             None => {}
@@ -622,10 +622,6 @@ async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result
 
 /// DNS names are case-insensitive and may carry a trailing dot; nothing else is folded
 /// (Nimriz matches hosts strictly).
-fn normalize_host(h: &str) -> String {
-    h.trim().trim_end_matches('.').to_ascii_lowercase()
-}
-
 fn to_rows(links: Vec<PlannedLink>) -> Result<Vec<Row>> {
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(links.len());
@@ -661,6 +657,7 @@ fn to_rows(links: Vec<PlannedLink>) -> Result<Vec<Row>> {
                 slug: link.slug,
                 domain: link.domain,
                 destination: link.destination,
+                utm: link.utm,
                 idempotency_key,
                 status: LinkStatus::Pending,
                 short_url: None,

@@ -54,37 +54,6 @@ impl Warnings {
     }
 }
 
-/// Cells in plan order: (ordinal, value index per dimension). The ordinal is the
-/// combination number (matrix) or row number (rows) and lets a cell be rebuilt later.
-pub struct CellIter<'s> {
-    spec: &'s Spec,
-    next: u64,
-    total: u64,
-    pub excluded: u64,
-}
-
-impl Iterator for CellIter<'_> {
-    type Item = (u64, Vec<usize>);
-    fn next(&mut self) -> Option<Self::Item> {
-        while self.next < self.total {
-            let ordinal = self.next;
-            self.next += 1;
-            let cell = cell_at(self.spec, ordinal);
-            if self
-                .spec
-                .excludes
-                .iter()
-                .any(|e| matches(&e.matches, &cell))
-            {
-                self.excluded += 1;
-                continue;
-            }
-            return Some((ordinal, cell));
-        }
-        None
-    }
-}
-
 /// Rebuild a cell from its ordinal (mixed radix, last dimension fastest).
 pub fn cell_at(spec: &Spec, ordinal: u64) -> Vec<usize> {
     match &spec.cells {
@@ -111,15 +80,6 @@ fn matches(m: &[Option<Vec<bool>>], cell: &[usize]) -> bool {
 impl<'s> Expander<'s> {
     pub fn new(spec: &'s Spec) -> Self {
         Expander { spec }
-    }
-
-    pub fn cells(&self) -> CellIter<'s> {
-        CellIter {
-            spec: self.spec,
-            next: 0,
-            total: u64::try_from(self.spec.combinations()).unwrap_or(u64::MAX),
-            excluded: 0,
-        }
     }
 
     pub fn is_excluded(&self, values: &[usize]) -> bool {

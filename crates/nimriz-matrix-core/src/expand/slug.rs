@@ -2,10 +2,9 @@
 
 use deunicode::deunicode;
 
-/// Nimriz's reserved slugs (docs: link-creation-and-slugs). `_health` and `.well-known` can't
-/// come out of `slugify`, but a slug given verbatim (CSV `slug` column) is checked too.
-pub const RESERVED_SLUGS: [&str; 6] =
-    ["admin", "api", "login", "billing", "_health", ".well-known"];
+/// Nimriz's reserved slugs (`_health` and `.well-known` can't come out of `slugify`, but a
+/// slug given verbatim, a CSV `slug` column, is checked too).
+pub use nimriz::facts::RESERVED_SLUGS;
 
 /// `Café Münch — Spring!` → `cafe-munch-spring`. Cut to `max_len` at a character boundary,
 /// then trailing dashes are trimmed again.

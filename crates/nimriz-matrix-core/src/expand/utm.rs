@@ -5,7 +5,7 @@ use crate::spec::model::UtmConflict;
 use url::Url;
 
 /// Nimriz's shared short domains: a destination there would be a redirect loop.
-pub const NIMRIZ_SHORT_DOMAINS: [&str; 3] = ["nim.lu", "riz.to", "rix.to"];
+pub use nimriz::facts::SHARED_SHORT_HOSTS as NIMRIZ_SHORT_DOMAINS;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum UrlProblem {

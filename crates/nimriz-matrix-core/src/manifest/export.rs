@@ -204,6 +204,7 @@ mod tests {
                 host: Some("go.example".into()),
             },
             destination: "https://example.com/".into(),
+            utm: Default::default(),
             idempotency_key: "k".into(),
             status: LinkStatus::Pending,
             short_url: None,

@@ -205,6 +205,7 @@ mod tests {
             slug: slug.into(),
             domain,
             destination: "https://example.com/".into(),
+            utm: Default::default(),
             idempotency_key: "k".into(),
             status,
             short_url: None,

@@ -79,6 +79,10 @@ pub struct LinkRecord {
     pub domain: DomainRef,
     /// The planned destination.
     pub destination: String,
+    /// The UTM parameters the destination carries, by full name (`utm_source` …), as the
+    /// spec set them. Manifests written before this field have none recorded (`{}`).
+    #[serde(default)]
+    pub utm: std::collections::BTreeMap<String, String>,
     pub idempotency_key: String,
     pub status: LinkStatus,
     #[serde(default)]

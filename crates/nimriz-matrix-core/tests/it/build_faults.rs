@@ -904,6 +904,7 @@ async fn rows_left_pending_by_a_crash_are_resent_with_the_same_key() {
                     domain,
                     idempotency_key: nimriz::idempotency_key(DOMAIN_ID, &l.slug, &l.destination),
                     destination: l.destination,
+                    utm: Default::default(),
                     status: LinkStatus::Pending,
                     short_url: None,
                     url_id: None,

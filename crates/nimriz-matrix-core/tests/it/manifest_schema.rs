@@ -109,3 +109,72 @@ fn mutated_manifests_fail_validation() {
         assert!(!v.is_valid(&bad), "{what}: the schema accepted it");
     }
 }
+
+/// The schema cannot drift from the code: every field the typed records write is declared
+/// (and `additionalProperties: false` would reject an undeclared one), every declared field
+/// is written, and the status words are exactly `LinkStatus`'s.
+#[test]
+fn schema_declares_exactly_what_the_records_write() {
+    use nimriz_matrix_core::manifest::LinkStatus;
+    use std::collections::BTreeSet;
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let manifest = realistic();
+    assert_eq!(
+        keys(&schema["properties"]),
+        keys(&manifest),
+        "top-level fields"
+    );
+    let link_props = keys(&schema["$defs"]["link"]["properties"]);
+    for link in manifest["links"].as_array().unwrap() {
+        assert_eq!(link_props, keys(link), "link fields of {link}");
+    }
+    let required: BTreeSet<String> = schema["$defs"]["link"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(required.is_subset(&link_props));
+    let run_props = keys(&schema["$defs"]["run"]["properties"]);
+    for run in manifest["runs"].as_array().unwrap() {
+        assert_eq!(run_props, keys(run), "run fields");
+    }
+    let words: BTreeSet<String> = schema["$defs"]["link"]["properties"]["status"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let ours: BTreeSet<String> = [
+        LinkStatus::Pending,
+        LinkStatus::Created,
+        LinkStatus::Exists,
+        LinkStatus::Drift,
+        LinkStatus::Failed,
+    ]
+    .iter()
+    .map(|s| {
+        serde_json::to_value(s)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+    .collect();
+    assert_eq!(words, ours);
+}
+
+#[test]
+fn a_manifest_written_before_utms_were_recorded_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = realistic();
+    for link in old["links"].as_array_mut().unwrap() {
+        link.as_object_mut().unwrap().remove("utm");
+    }
+    assert_eq!(errors(&validator(), &old), Vec::<String>::new());
+    let path = dir.path().join("old.manifest.json");
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let loaded = nimriz_matrix_core::manifest::load(&path).unwrap();
+    assert!(loaded.links.iter().all(|l| l.utm.is_empty()));
+}
