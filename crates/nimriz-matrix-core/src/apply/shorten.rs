@@ -121,7 +121,7 @@ fn checked_destination(
 ) -> Result<String> {
     use crate::expand::utm::{UrlProblem, build_destination};
     use crate::spec::model::UtmConflict;
-    let already_there = existing_utm(destination);
+    let already_there = crate::expand::utm::carried_utms(destination);
     let pairs: Vec<(&str, String)> = utm
         .iter()
         // Same value already in the destination: nothing to add, and no conflict.
@@ -159,19 +159,6 @@ fn checked_destination(
         };
         Error::Usage(format!("{msg}; {help}"))
     })
-}
-
-/// The destination's own `utm_*` pairs (decoded); empty if it does not parse (the builder
-/// reports that).
-fn existing_utm(destination: &str) -> Vec<(String, String)> {
-    url::Url::parse(destination.trim())
-        .map(|u| {
-            u.query_pairs()
-                .filter(|(k, _)| k.starts_with("utm_"))
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The UTM governance rules of a spec without a `[rules]` table (lowercase, no spaces,
