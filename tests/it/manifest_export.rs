@@ -13,8 +13,8 @@ const HEADER: &str = "brand,channel,slug,short_url,destination,status,url_id,dom
                       domain_id,error_code,error_message,support_reference,attempts,updated_at";
 
 fn export(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
-    let mut cmd = Command::cargo_bin("nimriz-matrix").unwrap();
-    cmd.arg("export").env_remove("NIMRIZ_API_KEY");
+    let mut cmd = Command::from_std(test_support::command());
+    cmd.arg("export");
     for a in args {
         cmd.arg(a);
     }
@@ -265,7 +265,7 @@ fn a_closed_stdout_ends_the_export_quietly() {
     store.record(&records).unwrap();
     store.finish(RunCounts::default(), "completed").unwrap();
 
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("nimriz-matrix"))
+    let mut child = test_support::command()
         .args([Path::new("export"), &path])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,28 +1,15 @@
 //! `nimriz-matrix sandbox` as a real process: banner on stdout, serves, stops on a signal.
 
-use assert_cmd::cargo::cargo_bin;
 use nimriz_sandbox::domain_id_for_host;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// Kills the child even when an assertion fails first.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use test_support::ChildGuard as Running;
 
 fn sandbox_cmd() -> Command {
-    let mut cmd = Command::new(cargo_bin!("nimriz-matrix"));
-    cmd.arg("sandbox")
-        .env_remove("NIMRIZ_API_KEY")
-        .env_remove("NIMRIZ_API_BASE")
-        .env("NO_COLOR", "1");
+    let mut cmd = test_support::command();
+    cmd.arg("sandbox");
     cmd
 }
 

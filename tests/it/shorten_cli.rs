@@ -20,11 +20,8 @@ struct Run {
 /// environment is cleared of our variables so the developer's own settings cannot leak in.
 async fn run(args: Vec<String>, key_env: Option<&'static str>) -> Run {
     tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::cargo_bin("nimriz-matrix").unwrap();
-        cmd.env_remove("NIMRIZ_API_KEY")
-            .env_remove("NIMRIZ_API_BASE")
-            .env("NIMRIZ_MATRIX_RETRY_BASE_MS", "1")
-            .env("NO_COLOR", "1")
+        let mut cmd = Command::from_std(test_support::command());
+        cmd.env("NIMRIZ_MATRIX_RETRY_BASE_MS", "1")
             .timeout(std::time::Duration::from_secs(20))
             .args(&args);
         if let Some(k) = key_env {

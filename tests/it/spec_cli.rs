@@ -820,7 +820,7 @@ fn interrupted_dry_run_leaves_nothing_behind() {
          [[dimension]]\nname = \"a\"\nvalues = [{}]\n[[dimension]]\nname = \"b\"\nvalues = [{}]\n[[dimension]]\nname = \"c\"\nvalues = [{}]\n",
         vals("a"), vals("b"), vals("c")
     ));
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nimriz-matrix"))
+    let mut child = test_support::command()
         .current_dir(s.dir.path())
         .args([
             "build",
