@@ -363,7 +363,18 @@ fn unwrap_link(body: &Value) -> Result<(&Value, String), String> {
 /// [`read_link`]. The error says what was wrong and where.
 pub fn parse_link(body: &Value) -> Result<Read<Link>, String> {
     let (obj, path) = unwrap_link(body)?;
-    read_link(obj, &path)
+    let read = read_link(obj, &path)?;
+    if !read.value.has_identity() && read.value.long_url.is_none() {
+        return Err(format!(
+            "{path}: expected a link object, got {} (no url_id, id, short_code, short_url or \
+             long_url)",
+            match obj {
+                Value::Object(m) if m.is_empty() => "an empty object".to_string(),
+                other => describe(other),
+            }
+        ));
+    }
+    Ok(read)
 }
 
 /// A short domain of the workspace.
