@@ -212,6 +212,11 @@ pub struct SandboxArgs {
     /// Status for a slug conflict (code slug_taken): 409, 403 or 422.
     #[arg(long, default_value_t = 409, value_name = "STATUS", value_parser = nimriz_sandbox::config::parse_conflict_status, help_heading = "Fault injection")]
     pub conflict_status: u16,
+    /// Shape of the answers: wide (default: every alias at once), url-id-only, id-only,
+    /// numeric-id, data-envelope, bare, flat-errors, status-words, no-row-ids, paged-domains,
+    /// or mixed (each answer in one of them, drawn from --seed).
+    #[arg(long, default_value = "wide", value_name = "VARIANT", value_parser = nimriz_sandbox::config::parse_response_shape, help_heading = "Fault injection")]
+    pub response_shape: nimriz_sandbox::config::ResponseShape,
     /// POST signed lifecycle webhooks (link.created, link.updated) for link changes here.
     #[arg(long, value_name = "URL", help_heading = "Events (for `listen`)")]
     pub webhook_url: Option<String>,

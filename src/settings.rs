@@ -88,6 +88,7 @@ pub fn sandbox(a: &cli::SandboxArgs) -> nimriz_sandbox::SandboxOptions {
         bulk_max: a.bulk_max,
         no_bulk: a.no_bulk,
         conflict_status: a.conflict_status,
+        response_shape: a.response_shape,
         webhook_url: a.webhook_url.clone(),
         webhook_secret_env: a.webhook_secret_env.clone(),
         click_url: a.click_url.clone(),

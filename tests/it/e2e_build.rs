@@ -904,3 +904,111 @@ fn batches_shrink_under_bulk_max() {
     assert!(bulks >= 7 + 2, "{stats:?}");
     assert_all_done_once(&ws, &sb, false);
 }
+
+// ------------------------------------------------------------------------------------
+// Every response shape (`sandbox --response-shape`): the client reads what a plausible
+// server sends, and the fault scenarios converge in each (docs/nimriz-api.md, "Response
+// shapes").
+// ------------------------------------------------------------------------------------
+
+const SHAPES: [&str; 11] = [
+    "wide",
+    "url-id-only",
+    "id-only",
+    "numeric-id",
+    "data-envelope",
+    "bare",
+    "flat-errors",
+    "status-words",
+    "no-row-ids",
+    "paged-domains",
+    "mixed",
+];
+
+/// A clean build in each shape creates every link once and records the sandbox's truth; a
+/// re-run sends nothing.
+#[test]
+fn every_response_shape_builds_and_reruns_clean() {
+    for shape in SHAPES {
+        let sb = SandboxProc::start(&["--response-shape", shape, "--seed", "3"]);
+        let mut ws = Workspace::new();
+        let first = ws.build(sb.addr, 1, &["--batch-size", "25"]);
+        assert_code(&first, 0);
+        assert!(
+            first.stderr.contains("196 created"),
+            "{shape}: {}",
+            first.stderr
+        );
+        assert_all_done_once(&ws, &sb, false);
+        let before = sb.stats();
+        let again = ws.build(sb.addr, 1, &[]);
+        assert_code(&again, 0);
+        assert!(
+            again.stderr.contains("nothing to do"),
+            "{shape}: {}",
+            again.stderr
+        );
+        assert_eq!(
+            creates(&sb.stats()),
+            creates(&before),
+            "{shape}: re-run sent creates"
+        );
+    }
+}
+
+/// Lost bulk responses in each shape: resent with the same keys, settled by replay.
+#[test]
+fn every_response_shape_converges_after_lost_bulk_responses() {
+    for shape in SHAPES {
+        let sb = SandboxProc::start(&[
+            "--response-shape",
+            shape,
+            "--drop-after-commit-rate",
+            "0.3",
+            "--seed",
+            "7",
+        ]);
+        let mut ws = Workspace::new();
+        ws.build_until_done(sb.addr, 1, &["--batch-size", "10"], 4);
+        assert!(sb.stats().faults.dropped > 0, "{shape}: nothing dropped");
+        assert_all_done_once(&ws, &sb, false);
+    }
+}
+
+/// No bulk route and lost single-create responses in each shape: the resent create meets
+/// its own link (conflict → lookup → exists); never a duplicate, never a failure.
+#[test]
+fn every_response_shape_converges_on_single_creates_with_lost_responses() {
+    for shape in SHAPES {
+        let sb = SandboxProc::start(&[
+            "--response-shape",
+            shape,
+            "--no-bulk",
+            "--drop-after-commit-rate",
+            "0.3",
+            "--seed",
+            "11",
+        ]);
+        let mut ws = Workspace::new();
+        ws.build_until_done(sb.addr, 1, &["--concurrency", "8"], 4);
+        assert!(sb.stats().faults.dropped > 0, "{shape}: nothing dropped");
+        assert_all_done_once(&ws, &sb, true);
+    }
+}
+
+/// Pre-seeded slugs in each shape, conflicts answered 409, 403 and 422 in turn, through the
+/// bulk and the single route: `exists` and `drift` exactly as the sandbox holds them.
+#[test]
+fn every_response_shape_settles_409_403_422_conflicts() {
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let status = ["409", "403", "422"][i % 3];
+        preseeded_conflicts(&["--response-shape", shape, "--conflict-status", status]);
+        preseeded_conflicts(&[
+            "--response-shape",
+            shape,
+            "--conflict-status",
+            status,
+            "--no-bulk",
+        ]);
+    }
+}

@@ -6,6 +6,7 @@
 //! (409 by default) for `slug_taken`, 409 for `slug_tombstoned`, 404 `not_found`,
 //! 413 `payload_too_large`, 401 `unauthorized`, 429 `RATE_LIMITED`, 503 `SERVICE_UNAVAILABLE`.
 
+use super::config::ResponseShape;
 use super::faults::api_gate;
 use super::server::Shared;
 use super::store::{CreateInput, Rejection, RejectionKind, StoredResult};
@@ -197,27 +198,217 @@ async fn whoami() -> ApiResult {
     ok(json!({"account_id": "acct_sandbox", "workspace_name": "Nimriz sandbox"}))
 }
 
-async fn domains(State(shared): AppState) -> ApiResult {
-    let domains: Vec<Value> = shared
-        .config
-        .domains
-        .iter()
-        .map(|d| json!({"id": d.id, "domain_name": d.domain_name, "kind": d.kind.as_str()}))
-        .collect();
-    ok(json!({ "domains": domains }))
+// ---------------------------------------------------------------------------------------
+// Response shapes (`--response-shape`): the same facts, as different plausible servers
+// would put them. The default is the widest shape (every alias at once, agreeing).
+// ---------------------------------------------------------------------------------------
+
+/// The concrete shape of one answer: `mixed` draws one from the seed and `subject` (the
+/// link's id, the batch's first row ...), so the same request gets the same shape.
+fn shape_for(shared: &Shared, subject: &str) -> ResponseShape {
+    match shared.config.faults.response_shape {
+        ResponseShape::Mixed => {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(format!("{}/{subject}", shared.config.faults.seed));
+            let n = ResponseShape::CONCRETE.len();
+            ResponseShape::CONCRETE[usize::from(digest[0]) % n].0
+        }
+        shape => shape,
+    }
+}
+
+/// A link object in `shape`.
+fn link_json(link: &super::store::Link, shape: ResponseShape) -> Value {
+    let mut v = link.to_json();
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    match shape {
+        ResponseShape::UrlIdOnly => {}
+        ResponseShape::IdOnly => {
+            rename(obj, "url_id", "id");
+            rename(obj, "short_code", "slug");
+            rename(obj, "long_url", "destination");
+        }
+        ResponseShape::NumericId => {
+            obj.insert("id".into(), json!(link.seq + 1));
+            obj.insert(
+                "redirect_status_code".into(),
+                json!(link.redirect_status_code.to_string()),
+            );
+            for key in ["created_at", "updated_at", "expires_at"] {
+                let epoch = obj
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp());
+                if let Some(secs) = epoch {
+                    obj.insert(key.into(), json!(secs));
+                }
+            }
+        }
+        _ => {
+            obj.insert("id".into(), json!(link.url_id));
+            obj.insert("slug".into(), json!(link.short_code));
+            obj.insert("destination_url".into(), json!(link.long_url));
+            obj.insert("domain_name".into(), json!(link.domain_name));
+            obj.insert("hostname".into(), json!(link.domain_name));
+            obj.insert("status".into(), json!("active"));
+            obj.insert("clicks".into(), json!(0));
+            obj.insert("qr_code_url".into(), Value::Null);
+        }
+    }
+    v
+}
+
+fn rename(obj: &mut serde_json::Map<String, Value>, from: &str, to: &str) {
+    if let Some(v) = obj.remove(from) {
+        obj.insert(to.into(), v);
+    }
+}
+
+/// A single link answer (find, get): `{"link": …}` [n8n], `{"data": …}` or bare.
+fn link_body(link: Value, shape: ResponseShape) -> Value {
+    match shape {
+        ResponseShape::DataEnvelope => json!({ "data": link }),
+        ResponseShape::Bare => link,
+        _ => json!({ "link": link }),
+    }
+}
+
+/// A list answer (domains, bulk results) under `key`, `data`, or bare.
+fn list_body(key: &str, items: Vec<Value>, shape: ResponseShape) -> Value {
+    match shape {
+        ResponseShape::DataEnvelope => json!({ "data": items }),
+        ResponseShape::Bare => Value::Array(items),
+        _ => json!({ key: items }),
+    }
+}
+
+fn domain_json(d: &super::config::Domain, shape: ResponseShape) -> Value {
+    match shape {
+        ResponseShape::UrlIdOnly => json!({"id": d.id, "domain_name": d.domain_name}),
+        ResponseShape::IdOnly => json!({"domain_id": d.id, "hostname": d.domain_name}),
+        _ => json!({
+            "id": d.id, "domain_id": d.id, "domain_name": d.domain_name,
+            "hostname": d.domain_name, "kind": d.kind.as_str(), "verified": true,
+        }),
+    }
+}
+
+async fn domains(State(shared): AppState, RawQuery(query): RawQuery) -> ApiResult {
+    let shape = shape_for(&shared, "domains");
+    let all = &shared.config.domains;
+    if shape == ResponseShape::PagedDomains {
+        let params = query_map(query);
+        let start = match params.get("cursor").map(String::as_str) {
+            None | Some("") => 0,
+            Some(raw) => raw
+                .strip_prefix('d')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n <= all.len())
+                .ok_or_else(|| ApiError::invalid(format!("cursor {raw:?} was not issued here")))?,
+        };
+        let page: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(1)
+            .map(|d| domain_json(d, shape))
+            .collect();
+        let next = (start + 1 < all.len()).then(|| format!("d{}", start + 1));
+        return ok(json!({"domains": page, "next_cursor": next}));
+    }
+    let domains: Vec<Value> = all.iter().map(|d| domain_json(d, shape)).collect();
+    ok(list_body("domains", domains, shape))
+}
+
+/// One successful bulk result in `shape`; `n` varies the falsy spellings.
+fn bulk_ok(
+    client_row_id: Value,
+    link: Option<&super::store::Link>,
+    stored: &StoredResult,
+    idempotent: bool,
+    shape: ResponseShape,
+    n: usize,
+) -> Value {
+    let mut row = match link {
+        Some(l) => link_json(l, shape),
+        None => json!({
+            "url_id": stored.url_id, "short_url": stored.short_url, "short_code": stored.short_code,
+        }),
+    };
+    let Some(obj) = row.as_object_mut() else {
+        return row;
+    };
+    obj.insert("idempotent".into(), json!(idempotent));
+    match shape {
+        ResponseShape::StatusWords => {
+            let words = ["success", "ok", "Created", "SUCCESS"];
+            obj.insert("status".into(), json!(words[n % words.len()]));
+            obj.insert("ok".into(), json!(true));
+            let falsy = [json!(false), json!(""), json!({}), Value::Null];
+            obj.insert("error".into(), falsy[n % falsy.len()].clone());
+        }
+        _ => {
+            obj.insert("status".into(), json!("created"));
+            obj.insert("error".into(), Value::Null);
+        }
+    }
+    if shape != ResponseShape::NoRowIds {
+        obj.insert("client_row_id".into(), client_row_id);
+    }
+    row
+}
+
+/// One refused bulk row in `shape`.
+/// Without `client_row_id` (`no-row-ids`), an error row echoes the slug and domain it is
+/// about (`echo`), as a server that does not echo ids would have to.
+fn bulk_err(
+    client_row_id: Value,
+    echo: &Value,
+    code: &str,
+    message: &str,
+    shape: ResponseShape,
+) -> Value {
+    let mut row = match shape {
+        ResponseShape::FlatErrors => json!({
+            "status": "failed", "code": code, "message": message, "error": message,
+        }),
+        ResponseShape::StatusWords => json!({
+            "status": "ERROR", "ok": false, "error": {"code": code, "message": message},
+        }),
+        ResponseShape::NoRowIds => json!({
+            "status": "error", "error": {"code": code, "message": message},
+            "short_code": echo["short_code"], "domain_id": echo["domain_id"],
+        }),
+        _ => json!({
+            "status": "error", "url_id": null, "short_url": null, "short_code": null,
+            "idempotent": false, "error": {"code": code, "message": message},
+        }),
+    };
+    if shape != ResponseShape::NoRowIds {
+        row["client_row_id"] = client_row_id;
+    }
+    row
 }
 
 async fn shorten(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let input: CreateInput = parse_body(body)?;
     let mut inner = shared.lock();
-    let link = inner
+    let created = inner
         .store
         .create(&shared.config, input)
-        .map_err(|r| ApiError::from_rejection(&shared, r))?
-        .to_json();
+        .map_err(|r| ApiError::from_rejection(&shared, r))?;
+    let link = created.to_json();
+    let shape = shape_for(&shared, &created.url_id.to_string());
+    let body = match shape {
+        // The single create is documented as the object itself [doc]; `data` is plausible.
+        ResponseShape::DataEnvelope => json!({ "data": link_json(created, shape) }),
+        _ => link_json(created, shape),
+    };
     persist(&shared, &inner)?;
     emit(&shared, "link.created", &link);
-    Ok((StatusCode::CREATED, Json(link)))
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 #[derive(Deserialize)]
@@ -239,34 +430,39 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
             ),
         ));
     }
+    let shape = shape_for(
+        &shared,
+        &rows
+            .first()
+            .and_then(|r| r.get("client_row_id"))
+            .map(Value::to_string)
+            .unwrap_or_default(),
+    );
     let mut inner = shared.lock();
     let mut results = Vec::with_capacity(rows.len());
     let mut created = Vec::new();
     let mut changed = false;
     for row in rows {
+        let n = results.len();
         let client_row_id = row.get("client_row_id").cloned().unwrap_or(Value::Null);
+        let echo = json!({"short_code": row.get("custom_slug"), "domain_id": row.get("domain_id")});
         let key = match row.get("idempotency_key") {
             None | Some(Value::Null) => None,
             Some(Value::String(k)) => Some(k.clone()),
             Some(_) => {
-                results.push(row_error(
+                results.push(bulk_err(
                     client_row_id,
+                    &echo,
                     "invalid_request",
                     "idempotency_key must be a string",
+                    shape,
                 ));
                 continue;
             }
         };
         if let Some(stored) = key.as_ref().and_then(|k| inner.store.idempotent(k)) {
-            let result = json!({
-                "client_row_id": client_row_id,
-                "status": "created",
-                "url_id": stored.url_id,
-                "short_url": stored.short_url,
-                "short_code": stored.short_code,
-                "idempotent": true,
-                "error": null,
-            });
+            let link = inner.store.get(stored.url_id);
+            let result = bulk_ok(client_row_id, link, stored, true, shape, n);
             inner.idempotent_replays += 1;
             results.push(result);
             continue;
@@ -274,10 +470,12 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
         let input: CreateInput = match serde_json::from_value(row) {
             Ok(input) => input,
             Err(e) => {
-                results.push(row_error(
+                results.push(bulk_err(
                     client_row_id,
+                    &echo,
                     "invalid_request",
                     &format!("row is not a valid create request: {e}"),
+                    shape,
                 ));
                 continue;
             }
@@ -290,15 +488,7 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
                     short_code: link.short_code.clone(),
                 };
                 created.push(link.to_json());
-                results.push(json!({
-                    "client_row_id": client_row_id,
-                    "status": "created",
-                    "url_id": stored.url_id,
-                    "short_url": stored.short_url,
-                    "short_code": stored.short_code,
-                    "idempotent": false,
-                    "error": null,
-                }));
+                results.push(bulk_ok(client_row_id, Some(link), &stored, false, shape, n));
                 // Only successes are remembered: a refused row may succeed on a later try
                 // (e.g. once a conflicting link is deleted), and must be re-validated.
                 if let Some(key) = key {
@@ -307,7 +497,13 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
                 changed = true;
             }
             Err(rejection) => {
-                results.push(row_error(client_row_id, rejection.code, &rejection.message));
+                results.push(bulk_err(
+                    client_row_id,
+                    &echo,
+                    rejection.code,
+                    &rejection.message,
+                    shape,
+                ));
             }
         }
     }
@@ -317,19 +513,10 @@ async fn bulk(State(shared): AppState, body: Result<Bytes, BytesRejection>) -> A
     for link in &created {
         emit(&shared, "link.created", link);
     }
-    ok(json!({ "results": results }))
-}
-
-fn row_error(client_row_id: Value, code: &str, message: &str) -> Value {
-    json!({
-        "client_row_id": client_row_id,
-        "status": "error",
-        "url_id": null,
-        "short_url": null,
-        "short_code": null,
-        "idempotent": false,
-        "error": {"code": code, "message": message},
-    })
+    if shape == ResponseShape::NoRowIds {
+        results.reverse();
+    }
+    ok(list_body("results", results, shape))
 }
 
 async fn no_bulk() -> ApiResult {
@@ -407,7 +594,10 @@ async fn get_link(State(shared): AppState, Path(url_id): Path<String>) -> ApiRes
     let url_id = parse_url_id(&url_id)?;
     let inner = shared.lock();
     match inner.store.get(url_id) {
-        Some(link) => ok(json!({"link": link.to_json()})),
+        Some(link) => {
+            let shape = shape_for(&shared, &link.url_id.to_string());
+            ok(link_body(link_json(link, shape), shape))
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -442,7 +632,10 @@ async fn find_link(State(shared): AppState, RawQuery(query): RawQuery) -> ApiRes
     };
     let inner = shared.lock();
     match inner.store.find(domain_id, &short_code) {
-        Some(link) => ok(json!({"link": link.to_json()})),
+        Some(link) => {
+            let shape = shape_for(&shared, &link.url_id.to_string());
+            ok(link_body(link_json(link, shape), shape))
+        }
         None => Err(not_found_link()),
     }
 }

@@ -98,6 +98,82 @@ pub struct Faults {
     pub no_bulk: bool,
     /// Status of a `slug_taken` conflict: 409, 403 or 422.
     pub conflict_status: u16,
+    /// How answers are shaped (`--response-shape`): the widest plausible shape by default.
+    pub response_shape: ResponseShape,
+}
+
+/// The shape of the sandbox's answers (`--response-shape`). Every variant is a plausible
+/// reading of the public contract, so the client is tested against more than one server:
+/// see `docs/nimriz-api.md`, "Response shapes". `GET /api/v1/links` (not used by `build`)
+/// and the `/__sandbox/*` routes always answer in the wide shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseShape {
+    /// Every alias at once (`id` and `url_id`, `slug` and `short_code`, `domain_name` and
+    /// `hostname` ...), all agreeing, plus fields the client does not know.
+    #[default]
+    Wide,
+    /// Only the canonical keys (`url_id`, `short_code`, `long_url`, `domain_name`).
+    UrlIdOnly,
+    /// Only the aliases (`id`, `slug`, `destination`; domains `domain_id` + `hostname`).
+    IdOnly,
+    /// A numeric `id` beside the UUID `url_id`; redirect as `"302"`, timestamps as numbers.
+    NumericId,
+    /// Every body wrapped in `{"data": …}`.
+    DataEnvelope,
+    /// No envelope: bare link objects, bare arrays of domains and of bulk results.
+    Bare,
+    /// Bulk row errors flat on the row (`code`, `message`, `error` as a string).
+    FlatErrors,
+    /// Bulk rows with `status: "success"`/`"ok"`, `ok: true`, `error: false`/`""`/`{}`.
+    StatusWords,
+    /// Bulk results without `client_row_id` (and in reverse order).
+    NoRowIds,
+    /// The domain list one entry per page, with `next_cursor`.
+    PagedDomains,
+    /// Each answer in one of the above, drawn from `--seed` and the answer's subject.
+    Mixed,
+}
+
+impl ResponseShape {
+    /// Every shape but `Mixed`, with its flag value.
+    pub const CONCRETE: [(ResponseShape, &'static str); 10] = [
+        (ResponseShape::Wide, "wide"),
+        (ResponseShape::UrlIdOnly, "url-id-only"),
+        (ResponseShape::IdOnly, "id-only"),
+        (ResponseShape::NumericId, "numeric-id"),
+        (ResponseShape::DataEnvelope, "data-envelope"),
+        (ResponseShape::Bare, "bare"),
+        (ResponseShape::FlatErrors, "flat-errors"),
+        (ResponseShape::StatusWords, "status-words"),
+        (ResponseShape::NoRowIds, "no-row-ids"),
+        (ResponseShape::PagedDomains, "paged-domains"),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::CONCRETE
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("mixed", |(_, name)| name)
+    }
+}
+
+/// clap value parser for `--response-shape`.
+pub fn parse_response_shape(s: &str) -> std::result::Result<ResponseShape, String> {
+    let want = s.trim().to_ascii_lowercase();
+    if want == "mixed" || want == "random" {
+        return Ok(ResponseShape::Mixed);
+    }
+    ResponseShape::CONCRETE
+        .iter()
+        .find(|(_, name)| *name == want)
+        .map(|(shape, _)| *shape)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ResponseShape::CONCRETE.iter().map(|(_, n)| *n).collect();
+            format!(
+                "{s:?} is not a response shape; use one of {}, mixed",
+                names.join(", ")
+            )
+        })
 }
 
 impl Default for Faults {
@@ -111,6 +187,7 @@ impl Default for Faults {
             bulk_max: None,
             no_bulk: false,
             conflict_status: 409,
+            response_shape: ResponseShape::Wide,
         }
     }
 }
@@ -142,6 +219,9 @@ impl Faults {
         }
         if self.conflict_status != 409 {
             parts.push(format!("slug conflicts answer {}", self.conflict_status));
+        }
+        if self.response_shape != ResponseShape::Wide {
+            parts.push(format!("response shape {}", self.response_shape.as_str()));
         }
         if parts.is_empty() {
             None
@@ -257,6 +337,7 @@ impl SandboxConfig {
                 bulk_max: args.bulk_max,
                 no_bulk: args.no_bulk,
                 conflict_status: args.conflict_status,
+                response_shape: args.response_shape,
             },
             log_requests: false,
             specs: args.spec.clone(),

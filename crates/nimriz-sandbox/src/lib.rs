@@ -13,7 +13,7 @@ mod faults;
 mod server;
 pub mod store;
 
-pub use config::{Domain, DomainKind, Faults, SandboxConfig, domain_id_for_host};
+pub use config::{Domain, DomainKind, Faults, ResponseShape, SandboxConfig, domain_id_for_host};
 pub use events::EventsConfig;
 pub use server::{FaultCounts, RunningSandbox, Sandbox, SandboxStats};
 
@@ -61,6 +61,10 @@ pub struct SandboxOptions {
     pub no_bulk: bool,
     /// Status for a slug conflict (code slug_taken): 409, 403 or 422.
     pub conflict_status: u16,
+    /// Shape of the answers: wide (default: every alias at once), url-id-only, id-only,
+    /// numeric-id, data-envelope, bare, flat-errors, status-words, no-row-ids, paged-domains,
+    /// or mixed (each answer in one of them, drawn from --seed).
+    pub response_shape: config::ResponseShape,
     /// POST signed lifecycle webhooks (link.created, link.updated) for link changes here.
     pub webhook_url: Option<String>,
     /// Environment variable holding the webhook signing secret.

@@ -21,7 +21,9 @@ pub use error::{Error, Result};
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
 
-pub use contract::{BulkResult, BulkRow, Domain, Link, NewLink, WhoAmI, idempotency_key};
+pub use contract::{
+    BulkResult, BulkRow, Domain, Expect, Link, NewLink, RowOutcome, WhoAmI, idempotency_key,
+};
 pub use retry::RetryPolicy;
 
 use contract::ApiErrorBody;
@@ -30,6 +32,7 @@ use retry::{Brake, Disposition};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use url::Url;
 
@@ -219,20 +222,27 @@ pub struct ApiFailure {
     pub code: Option<String>,
     pub message: Option<String>,
     pub support_reference: Option<String>,
+    /// The body said `available: false` (the slug is taken), check-slug style.
+    pub slug_unavailable: bool,
 }
 
 impl ApiFailure {
-    fn from_body(status: u16, body: ApiErrorBody) -> Self {
+    /// The failure a status and an error body describe (`status` 0 for a bulk row).
+    pub fn from_body(status: u16, body: ApiErrorBody) -> Self {
         ApiFailure {
             status,
             code: body.code,
             message: body.message,
             support_reference: body.support_reference,
+            slug_unavailable: body.slug_unavailable,
         }
     }
 
     pub fn is_slug_conflict(&self) -> bool {
         contract::is_slug_conflict(self.status, self.code.as_deref())
+            || (self.slug_unavailable
+                && !contract::is_permanent_slug_code(self.code.as_deref())
+                && matches!(self.status, 0 | 200..=299 | 403 | 409 | 422))
     }
 }
 
@@ -328,6 +338,9 @@ struct Inner {
     brake: Brake,
     throttle: throttle::Throttle,
     reporter: Option<Arc<dyn Reporter>>,
+    /// `GET /api/v1/whoami` accepted the key during this run (a 403 without a code on a
+    /// create is then about the link, not the key).
+    key_confirmed: AtomicBool,
 }
 
 impl fmt::Debug for Client {
@@ -368,6 +381,7 @@ impl Client {
                 brake: Brake::new(config.retry),
                 throttle: throttle::Throttle::default(),
                 reporter: None,
+                key_confirmed: AtomicBool::new(false),
             }),
         })
     }
@@ -406,6 +420,19 @@ impl Client {
         self.inner.brake.trip(why.to_string());
     }
 
+    /// A `--verbose` line (never carries the key: only server words and our own).
+    pub fn note(&self, msg: impl AsRef<str>) {
+        if let Some(p) = &self.inner.reporter {
+            p.detail(msg.as_ref());
+        }
+    }
+
+    fn notes(&self, what: &str, notes: &[String]) {
+        for n in notes {
+            self.note(format!("reading {what}: {n}"));
+        }
+    }
+
     /// `GET /api/v1/whoami`.
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         let ans = self
@@ -414,34 +441,101 @@ impl Client {
                 &self.url(contract::PATH_WHOAMI, &[]),
                 None,
                 None,
+                false,
             )
             .await?;
         let v = self.json_answer(&ans, "whoami")?;
-        serde_json::from_value(v).map_err(|e| ClientError::Malformed {
+        let me = serde_json::from_value(v).map_err(|e| ClientError::Malformed {
             what: "whoami",
             detail: e.to_string(),
+        })?;
+        self.inner.key_confirmed.store(true, Ordering::Relaxed);
+        Ok(me)
+    }
+
+    /// `GET /api/v1/domains`: the workspace's short domains, every page (`next_cursor` passed
+    /// back as `cursor=`, at most [`contract::MAX_DOMAIN_PAGES`] pages).
+    pub async fn list_domains(&self) -> Result<Vec<Domain>, ClientError> {
+        let mut all: Vec<Domain> = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen_cursors = std::collections::HashSet::new();
+        for _ in 0..contract::MAX_DOMAIN_PAGES {
+            let query: Vec<(&str, &str)> = match &cursor {
+                Some(c) => vec![("cursor", c.as_str())],
+                None => vec![],
+            };
+            let ans = self
+                .call(
+                    reqwest::Method::GET,
+                    &self.url(contract::PATH_DOMAINS, &query),
+                    None,
+                    None,
+                    false,
+                )
+                .await?;
+            let v = self.json_answer(&ans, "the domain list")?;
+            let page = contract::parse_domains(&v).map_err(|detail| ClientError::Malformed {
+                what: "the domain list",
+                detail,
+            })?;
+            self.notes("the domain list", &page.notes);
+            for d in page.domains {
+                if !all.iter().any(|have| have.id == d.id) {
+                    all.push(d);
+                }
+            }
+            match page.next_cursor {
+                None => return Ok(all),
+                Some(next) => {
+                    if !seen_cursors.insert(next.clone()) {
+                        return Err(ClientError::Malformed {
+                            what: "the domain list",
+                            detail: format!(
+                                "the server sent next_cursor {next:?} twice; the list never ends"
+                            ),
+                        });
+                    }
+                    cursor = Some(next);
+                }
+            }
+        }
+        Err(ClientError::Malformed {
+            what: "the domain list",
+            detail: format!(
+                "more than {} pages of domains; the list never ends",
+                contract::MAX_DOMAIN_PAGES
+            ),
         })
     }
 
-    /// `GET /api/v1/domains`: the workspace's short domains.
-    pub async fn list_domains(&self) -> Result<Vec<Domain>, ClientError> {
-        let ans = self
-            .call(
-                reqwest::Method::GET,
-                &self.url(contract::PATH_DOMAINS, &[]),
-                None,
-                None,
-            )
-            .await?;
-        let v = self.json_answer(&ans, "the domain list")?;
-        contract::parse_domains(&v).ok_or_else(|| ClientError::Malformed {
-            what: "the domain list",
-            detail: "no `domains` array".into(),
-        })
+    /// A create was refused. A 403 without a code (a WAF page, a check-slug-style body) is
+    /// the key's fault only if `whoami` with the same key is refused too; then the run stops
+    /// (`Auth`). Otherwise it is this link's refusal.
+    async fn create_refused(&self, f: ApiFailure) -> ClientError {
+        if f.status != 403 || f.code.is_some() || f.slug_unavailable {
+            return ClientError::Refused(f);
+        }
+        if self.inner.key_confirmed.load(Ordering::Relaxed) {
+            return ClientError::Refused(f);
+        }
+        self.note(format!(
+            "a create was refused with {f} and no code; checking the key with {}",
+            contract::PATH_WHOAMI
+        ));
+        match self.whoami().await {
+            Ok(_) | Err(ClientError::Malformed { .. }) => ClientError::Refused(f),
+            Err(ClientError::Auth(_)) => {
+                // `whoami` pulled the brake with its own words; report the create's.
+                ClientError::Auth(f)
+            }
+            Err(other) => other,
+        }
     }
 
     /// `POST /api/shorten`: create one link. A slug conflict comes back as
-    /// `Err(Refused(f))` with `f.is_slug_conflict()`.
+    /// `Err(Refused(f))` with `f.is_slug_conflict()`; so does a 2xx whose body carries an
+    /// error (with the 2xx status). The link returned may lack fields: the caller checks it
+    /// against what was sent.
     pub async fn shorten(
         &self,
         link: &NewLink,
@@ -451,23 +545,46 @@ impl Client {
             what: "the create request",
             detail: e.to_string(),
         })?;
-        let ans = self
+        let ans = match self
             .call(
                 reqwest::Method::POST,
                 &self.url(contract::PATH_SHORTEN, &[]),
                 Some(body),
                 idempotency_key,
+                true,
             )
-            .await?;
+            .await
+        {
+            Ok(ans) => ans,
+            Err(ClientError::Refused(f)) => return Err(self.create_refused(f).await),
+            Err(e) => return Err(e),
+        };
         let v = self.json_answer(&ans, "the create request")?;
-        let link = contract::parse_link(&v)
-            .filter(|l| l.url_id.is_some() || l.short_url.is_some())
-            .ok_or_else(|| ClientError::Malformed {
+        if let Some(e) = contract::body_error(&v) {
+            return Err(ClientError::Refused(ApiFailure::from_body(ans.status, e)));
+        }
+        if contract::body_says_exists(&v) {
+            return Err(ClientError::Refused(ApiFailure {
+                status: ans.status,
+                code: None,
+                message: Some("the answer said status \"exists\"".into()),
+                support_reference: None,
+                slug_unavailable: true,
+            }));
+        }
+        let read = contract::parse_link(&v).map_err(|detail| ClientError::Malformed {
+            what: "the create request",
+            detail,
+        })?;
+        self.notes("the create answer", &read.notes);
+        if !read.value.has_identity() {
+            return Err(ClientError::Malformed {
                 what: "the create request",
-                detail: "no url_id or short_url in the response".into(),
-            })?;
+                detail: "the answer names no link (no url_id, id, short_code or short_url)".into(),
+            });
+        }
         Ok(Sent {
-            value: link,
+            value: read.value,
             attempts: ans.attempts,
         })
     }
@@ -485,27 +602,41 @@ impl Client {
                 detail: e.to_string(),
             }
         })?;
-        let ans = self
+        let ans = match self
             .call(
                 reqwest::Method::POST,
                 &self.url(contract::PATH_SHORTEN_BULK, &[]),
                 Some(body),
                 None,
+                true,
             )
-            .await?;
+            .await
+        {
+            Ok(ans) => ans,
+            Err(ClientError::Refused(f)) => return Err(self.create_refused(f).await),
+            Err(e) => return Err(e),
+        };
         let v = self.json_answer(&ans, "the bulk request")?;
-        let results = contract::parse_bulk_results(&v).ok_or_else(|| ClientError::Malformed {
-            what: "the bulk request",
-            detail: "no `results` array".into(),
+        let read = contract::parse_bulk_results(&v).map_err(|detail| {
+            // A 2xx error body for the whole batch (`{"error": …}`, no results) is a refusal.
+            match contract::body_error(&v) {
+                Some(e) => ClientError::Refused(ApiFailure::from_body(ans.status, e)),
+                None => ClientError::Malformed {
+                    what: "the bulk request",
+                    detail,
+                },
+            }
         })?;
+        self.notes("the bulk answer", &read.notes);
         Ok(Sent {
-            value: results,
+            value: read.value,
             attempts: ans.attempts,
         })
     }
 
     /// `GET /api/v1/links/find?domain_id=&short_code=`: `None` when no link in this
-    /// workspace has that slug (404).
+    /// workspace has that slug (404). The link is as the server described it: the caller
+    /// checks that it names the slug and domain asked for.
     pub async fn find_link(
         &self,
         domain_id: &str,
@@ -515,15 +646,18 @@ impl Client {
             contract::PATH_FIND_LINK,
             &[("domain_id", domain_id), ("short_code", short_code)],
         );
-        match self.call(reqwest::Method::GET, &url, None, None).await {
+        match self
+            .call(reqwest::Method::GET, &url, None, None, false)
+            .await
+        {
             Ok(ans) => {
                 let v = self.json_answer(&ans, "the link lookup")?;
-                contract::parse_link(&v)
-                    .map(Some)
-                    .ok_or_else(|| ClientError::Malformed {
-                        what: "the link lookup",
-                        detail: "no `link` object".into(),
-                    })
+                let read = contract::parse_link(&v).map_err(|detail| ClientError::Malformed {
+                    what: "the link lookup",
+                    detail,
+                })?;
+                self.notes("the lookup answer", &read.notes);
+                Ok(Some(read.value))
             }
             Err(ClientError::Refused(f)) if f.status == 404 => Ok(None),
             Err(e) => Err(e),
@@ -536,12 +670,16 @@ impl Client {
         if let Ok(mut segs) = url.path_segments_mut() {
             segs.push(url_id);
         }
-        let ans = self.call(reqwest::Method::GET, &url, None, None).await?;
+        let ans = self
+            .call(reqwest::Method::GET, &url, None, None, false)
+            .await?;
         let v = self.json_answer(&ans, "the link")?;
-        contract::parse_link(&v).ok_or_else(|| ClientError::Malformed {
+        let read = contract::parse_link(&v).map_err(|detail| ClientError::Malformed {
             what: "the link",
-            detail: "no `link` object".into(),
-        })
+            detail,
+        })?;
+        self.notes("the link", &read.notes);
+        Ok(read.value)
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
@@ -569,7 +707,8 @@ impl Client {
         })
     }
 
-    /// One request with retries. `Ok` only for 2xx; a final non-2xx becomes `Refused` or
+    /// One request with retries (`create`: a create request, see `create_refused`). `Ok`
+    /// only for 2xx; a final non-2xx becomes `Refused` or
     /// `Auth`; transient failures are retried until the per-request limit or the run brake.
     async fn call(
         &self,
@@ -577,6 +716,7 @@ impl Client {
         url: &Url,
         body: Option<Vec<u8>>,
         idempotency_key: Option<&str>,
+        create: bool,
     ) -> Result<Answer, ClientError> {
         let brake = &self.inner.brake;
         let policy = brake.policy().clone();
@@ -674,7 +814,12 @@ impl Client {
                     // The server answered: the service is alive even if it said no.
                     brake.on_answer();
                     let failure = ApiFailure::from_body(status, contract::parse_error_body(&body));
-                    if contract::is_auth_failure(status, failure.code.as_deref()) {
+                    // On a create, a 403 without a code may be about the link (see
+                    // `create_refused`); the caller decides after asking whoami.
+                    let maybe_link = create
+                        && status == 403
+                        && (failure.code.is_none() || failure.slug_unavailable);
+                    if !maybe_link && contract::is_auth_failure(status, failure.code.as_deref()) {
                         brake.trip(auth_message(&failure));
                         return Err(ClientError::Auth(failure));
                     }

@@ -19,6 +19,7 @@ use crate::manifest::{
 use crate::model::{DomainRef, Plan, PlannedLink};
 use crate::report::{ProgressSink, Reporter, SharedReporter};
 use crate::{Error, Result};
+use nimriz::Domain;
 use nimriz::{Client, ClientError, NewLink, contract};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -49,8 +50,8 @@ where
     let client = Client::new(settings.api.clone())?.with_reporter(printer.clone());
 
     // Domains first: an unknown host must stop the run before anything is created.
-    let links = resolve_domains(&client, plan.links).await?;
-    let rows = to_rows(links)?;
+    let (links, domains) = resolve_domains(&client, plan.links).await?;
+    let rows = to_rows(links, &domains)?;
     let planned = rows.len();
 
     let mut store = ManifestStore::open(
@@ -404,9 +405,7 @@ impl Run<'_> {
         in_flight.spawn(async move {
             let outgoing: Vec<Outgoing> = rows.iter().map(|r| r.out.clone()).collect();
             let (verdict, http_attempts) = if single {
-                let (result, attempts) =
-                    send::create_one(&client, &outgoing[0].link, &outgoing[0].idempotency_key)
-                        .await;
+                let (result, attempts) = send::create_one(&client, &outgoing[0]).await;
                 let verdict = match result {
                     RowResult::Unsettled(e) => BatchVerdict::Fatal(e),
                     other => BatchVerdict::Rows(vec![other]),
@@ -579,11 +578,16 @@ fn set_failed(rec: &mut LinkRecord, err: RecordedError) {
     rec.existing_destination = None;
 }
 
-/// Fill in every `domain.id` from its host through `GET /api/v1/domains` (once).
-async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result<Vec<PlannedLink>> {
+/// Fill in every `domain.id` from its host through `GET /api/v1/domains` (once). Also
+/// returns the domain list (empty when no lookup was needed), so answers can be checked
+/// against every id and the host of a row's domain.
+async fn resolve_domains(
+    client: &Client,
+    mut links: Vec<PlannedLink>,
+) -> Result<(Vec<PlannedLink>, Vec<Domain>)> {
     let needs_lookup = links.iter().any(|l| l.domain.id.is_none());
     if !needs_lookup {
-        return Ok(links);
+        return Ok((links, Vec::new()));
     }
     let domains = client.list_domains().await?;
     let by_host: HashMap<String, String> = domains
@@ -617,12 +621,12 @@ async fn resolve_domains(client: &Client, mut links: Vec<PlannedLink>) -> Result
             }
         )));
     }
-    Ok(links)
+    Ok((links, domains))
 }
 
 /// DNS names are case-insensitive and may carry a trailing dot; nothing else is folded
 /// (Nimriz matches hosts strictly).
-fn to_rows(links: Vec<PlannedLink>) -> Result<Vec<Row>> {
+fn to_rows(links: Vec<PlannedLink>, domains: &[Domain]) -> Result<Vec<Row>> {
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(links.len());
     let now = now_rfc3339();
@@ -637,10 +641,11 @@ fn to_rows(links: Vec<PlannedLink>) -> Result<Vec<Row>> {
             )));
         }
         let idempotency_key = contract::idempotency_key(&domain_id, &link.slug, &link.destination);
-        let out = Outgoing {
-            client_row_id: key.clone(),
-            idempotency_key: idempotency_key.clone(),
-            link: NewLink {
+        let entry = domains.iter().find(|d| d.id == domain_id);
+        let mut out = Outgoing::new(
+            key.clone(),
+            idempotency_key.clone(),
+            NewLink {
                 domain_id,
                 long_url: link.destination.clone(),
                 custom_slug: Some(link.slug.clone()),
@@ -649,7 +654,15 @@ fn to_rows(links: Vec<PlannedLink>) -> Result<Vec<Row>> {
                 tags: link.tags.clone(),
                 space: link.space.clone(),
             },
-        };
+        );
+        if let Some(d) = entry {
+            out.domain_ids.extend(d.alt_ids.iter().cloned());
+        }
+        out.host = link
+            .domain
+            .host
+            .clone()
+            .or_else(|| entry.map(|d| d.domain_name.clone()));
         rows.push(Row {
             rec: LinkRecord {
                 key,

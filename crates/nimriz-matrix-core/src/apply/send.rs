@@ -2,7 +2,10 @@
 //! build, the single-create fallback and `shorten`.
 
 use crate::manifest::{LinkStatus, RecordedError};
-use nimriz::{ApiFailure, BulkRow, Client, ClientError, Link, NewLink, contract};
+use nimriz::{
+    ApiFailure, BulkResult, BulkRow, Client, ClientError, Expect, Link, NewLink, RowOutcome,
+    contract,
+};
 use std::collections::HashMap;
 
 /// What became of one row after a create request.
@@ -40,12 +43,42 @@ pub enum BatchVerdict {
     Fatal(ClientError),
 }
 
-/// One row as it is sent.
+/// One row as it is sent, with what its answer must agree with.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub client_row_id: String,
     pub idempotency_key: String,
     pub link: NewLink,
+    /// Every id the row's domain is known by: `link.domain_id` first, then any other id its
+    /// domain entry carried.
+    pub domain_ids: Vec<String>,
+    /// The domain's host, when known (from the spec or the domain list).
+    pub host: Option<String>,
+}
+
+impl Outgoing {
+    /// A row for `link` on a domain known only by its id (and maybe its host).
+    pub fn new(client_row_id: String, idempotency_key: String, link: NewLink) -> Self {
+        Outgoing {
+            client_row_id,
+            idempotency_key,
+            domain_ids: vec![link.domain_id.clone()],
+            link,
+            host: None,
+        }
+    }
+
+    fn slug(&self) -> Option<&str> {
+        self.link.custom_slug.as_deref()
+    }
+
+    fn expect(&self) -> Expect<'_> {
+        Expect {
+            short_code: self.slug(),
+            domain_ids: &self.domain_ids,
+            host: self.host.as_deref(),
+        }
+    }
 }
 
 /// Send one bulk request and settle every row (lookups for slug conflicts included).
@@ -61,7 +94,7 @@ pub async fn send_bulk(client: &Client, rows: &[Outgoing]) -> (BatchVerdict, u32
         .collect();
     let sent = match client.shorten_bulk(&body).await {
         Ok(sent) => sent,
-        Err(ClientError::Refused(f)) => return (batch_refused(f, rows.len()), 1),
+        Err(ClientError::Refused(f)) => return (batch_refused(client, f, rows).await, 1),
         Err(ClientError::Malformed { what, detail }) => {
             // A 2xx we cannot read: the rows may or may not exist. Resending with the
             // same keys is safe (replay or conflict settles it).
@@ -77,16 +110,10 @@ pub async fn send_bulk(client: &Client, rows: &[Outgoing]) -> (BatchVerdict, u32
         }
         Err(e) => return (BatchVerdict::Fatal(e), 1),
     };
-    // Match by client_row_id, never by position. The first result for an id wins.
-    let mut by_id: HashMap<String, nimriz::BulkResult> = HashMap::new();
-    for r in sent.value {
-        if let Some(id) = r.client_row_id.clone() {
-            by_id.entry(id).or_insert(r);
-        }
-    }
+    let matched = match_results(client, rows, sent.value);
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let result = match by_id.remove(&row.client_row_id) {
+    for (row, result) in rows.iter().zip(matched) {
+        let result = match result {
             None => RowResult::Resend("missing from the bulk response".into()),
             Some(r) => settle_bulk_result(client, row, r).await,
         };
@@ -95,97 +122,286 @@ pub async fn send_bulk(client: &Client, rows: &[Outgoing]) -> (BatchVerdict, u32
     (BatchVerdict::Rows(out), sent.attempts)
 }
 
-fn batch_refused(f: ApiFailure, rows: usize) -> BatchVerdict {
+/// Pair results with rows: by `client_row_id`, never by position; a result without one by
+/// (domain, short code) when exactly one row fits. The first result for a row wins; results
+/// for rows not asked for, duplicates and results that fit no row are ignored (counted in
+/// the `-v` log).
+fn match_results(
+    client: &Client,
+    rows: &[Outgoing],
+    results: Vec<BulkResult>,
+) -> Vec<Option<BulkResult>> {
+    let mut matched: Vec<Option<BulkResult>> = vec![None; rows.len()];
+    let by_id: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.client_row_id.as_str(), i))
+        .collect();
+    let (mut not_asked, mut duplicates, mut unplaced) = (0usize, 0usize, 0usize);
+    let mut without_id = Vec::new();
+    for r in results {
+        match r.client_row_id.as_deref() {
+            Some(id) => match by_id.get(id) {
+                Some(&i) if matched[i].is_none() => matched[i] = Some(r),
+                Some(_) => duplicates += 1,
+                None => not_asked += 1,
+            },
+            None => without_id.push(r),
+        }
+    }
+    for r in without_id {
+        let code = r.link.short_code.clone().or_else(|| {
+            r.link
+                .short_url
+                .as_deref()
+                .and_then(contract::split_short_url)
+                .map(|(_, slug)| slug)
+        });
+        let fits: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| {
+                code.is_some()
+                    && row.slug() == code.as_deref()
+                    && contract::link_inconsistency(&r.link, &row.expect(), false).is_none()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        match fits.as_slice() {
+            [i] if matched[*i].is_none() => matched[*i] = Some(r),
+            [_] => duplicates += 1,
+            _ => unplaced += 1,
+        }
+    }
+    if not_asked + duplicates + unplaced > 0 {
+        client.note(format!(
+            "bulk answer: ignored {not_asked} result(s) for rows not sent, {duplicates}              duplicate(s), {unplaced} result(s) without client_row_id matching no single row"
+        ));
+    }
+    matched
+}
+
+async fn batch_refused(client: &Client, f: ApiFailure, rows: &[Outgoing]) -> BatchVerdict {
     if contract::is_bulk_unsupported(f.status) {
         return BatchVerdict::BulkUnsupported;
     }
     if contract::is_batch_too_large(f.status, f.code.as_deref()) {
         return BatchVerdict::TooLarge(f);
     }
+    // "Slug taken" or a 403 without a code for the whole batch: which row it is about is
+    // unknown. A row found in the workspace settles from the lookup; the others are sent
+    // again (and fail with the server's words when that keeps happening).
+    if f.is_slug_conflict() || is_bare_403(&f) {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let result = if rows.len() == 1 {
+                if f.is_slug_conflict() {
+                    settle_conflict(client, row, &f).await
+                } else {
+                    settle_bare_403(client, row, &f).await
+                }
+            } else {
+                match settle_from_lookup(client, row, &f).await {
+                    Some(settled) => settled,
+                    None => RowResult::Resend(format!(
+                        "the server refused the whole batch ({}) and this link is not in the                          workspace",
+                        failure_words(&f)
+                    )),
+                }
+            };
+            out.push(result);
+        }
+        return BatchVerdict::Rows(out);
+    }
     // A refusal of the whole batch that names no row: every row carries the server's
     // words; a re-run sends them again.
     let err = recorded(
         &f,
-        format!("the server refused the whole batch of {rows} rows ({f}); fix what it names"),
+        format!(
+            "the server refused the whole batch of {} rows ({f}); fix what it names",
+            rows.len()
+        ),
     );
-    BatchVerdict::Rows((0..rows).map(|_| RowResult::Failed(err.clone())).collect())
+    BatchVerdict::Rows(
+        rows.iter()
+            .map(|_| RowResult::Failed(err.clone()))
+            .collect(),
+    )
 }
 
-async fn settle_bulk_result(client: &Client, row: &Outgoing, r: nimriz::BulkResult) -> RowResult {
-    if let Some(e) = r.row_error() {
-        let failure = ApiFailure {
-            status: 0,
-            code: e.code,
-            message: e.message,
-            support_reference: e.support_reference,
-        };
-        if contract::is_transient_row_code(failure.code.as_deref()) {
-            return RowResult::Resend(format!("server said {}", failure_words(&failure)));
+/// A 403 that names nothing (a WAF page, a check-slug-style body without a code).
+fn is_bare_403(f: &ApiFailure) -> bool {
+    f.status == 403 && f.code.is_none() && !f.slug_unavailable
+}
+
+async fn settle_bulk_result(client: &Client, row: &Outgoing, r: BulkResult) -> RowResult {
+    match r.outcome {
+        RowOutcome::Error(e) => {
+            let failure = ApiFailure::from_body(0, e);
+            settle_refusal(client, row, &failure).await
         }
-        if contract::is_slug_conflict_code(failure.code.as_deref()) {
-            return settle_conflict(client, &row.link, &failure).await;
+        RowOutcome::Unknown(why) => RowResult::Resend(why),
+        RowOutcome::Exists => {
+            let failure = ApiFailure {
+                status: 0,
+                code: None,
+                message: Some("the result row said status \"exists\"".into()),
+                support_reference: None,
+                slug_unavailable: true,
+            };
+            settle_conflict(client, row, &failure).await
         }
-        return RowResult::Failed(row_failure(&failure, &row.link));
+        RowOutcome::Created => settle_created(client, row, r.link).await,
     }
-    match (&r.link.url_id, &r.link.short_url) {
-        (Some(_), _) => RowResult::Settled {
-            status: LinkStatus::Created,
-            url_id: r.link.url_id,
-            short_url: r.link.short_url,
-            short_code: r.link.short_code,
-            existing_destination: None,
-        },
-        // "Created" without an id: look it up rather than guess.
-        _ => match lookup(client, &row.link).await {
-            Ok(Some(found)) if same_destination(found_dest(&found), &row.link.long_url) => {
-                settled(LinkStatus::Created, found, None)
+}
+
+/// The server refused one row (a bulk row error, or a 2xx/4xx answer to a single create).
+async fn settle_refusal(client: &Client, row: &Outgoing, failure: &ApiFailure) -> RowResult {
+    if contract::is_transient_row_code(failure.code.as_deref()) {
+        return RowResult::Resend(format!("server said {}", failure_words(failure)));
+    }
+    if row.slug().is_some() && failure.is_slug_conflict() {
+        return settle_conflict(client, row, failure).await;
+    }
+    if row.slug().is_some() && is_bare_403(failure) {
+        return settle_bare_403(client, row, failure).await;
+    }
+    RowResult::Failed(row_failure(failure, &row.link))
+}
+
+/// The server says it created the link. Believe it only if the answer is about this row
+/// (slug and domain) and carries a `url_id`; otherwise look the slug up.
+async fn settle_created(client: &Client, row: &Outgoing, link: Link) -> RowResult {
+    let doubt = match contract::link_inconsistency(&link, &row.expect(), false) {
+        Some(why) => why,
+        None if link.url_id.is_none() => "the answer carries no url_id".to_string(),
+        None => return settled(LinkStatus::Created, link, row, None),
+    };
+    client.note(format!(
+        "{}: the create answer is not usable as is ({doubt}); looking the slug up",
+        row.client_row_id
+    ));
+    if row.slug().is_none() {
+        // Resending a create without a slug would make a second link: report instead.
+        return RowResult::Failed(RecordedError {
+            code: Some("unverifiable_answer".into()),
+            message: format!(
+                "Nimriz answered the create in a way this tool cannot verify ({doubt}); it                  was not sent again, because without --slug a second create makes a second                  link. Check the workspace's links on Nimriz"
+            ),
+            support_reference: None,
+            http_status: None,
+        });
+    }
+    match lookup_checked(client, row).await {
+        Ok(Some(found)) => {
+            let existing = found.long_url.clone();
+            if same_destination(existing.as_deref(), &row.link.long_url) {
+                settled(LinkStatus::Created, found, row, None)
+            } else {
+                settled(LinkStatus::Drift, found, row, existing)
             }
-            Ok(_) => RowResult::Resend("a result without url_id".into()),
-            Err(e) => RowResult::Unsettled(e),
-        },
+        }
+        Ok(None) => RowResult::Resend(format!("{doubt}, and the slug is not in the workspace")),
+        Err(Lookup::Fatal(e)) => RowResult::Unsettled(e),
+        Err(Lookup::Unusable(why)) => RowResult::Resend(format!("{doubt}; {why}")),
     }
 }
 
 /// Create one link through the single route (the fallback, and `shorten`).
-pub async fn create_one(
-    client: &Client,
-    link: &NewLink,
-    idempotency_key: &str,
-) -> (RowResult, u32) {
-    match client.shorten(link, Some(idempotency_key)).await {
-        Ok(sent) => (
-            settled(LinkStatus::Created, sent.value, None),
-            sent.attempts,
-        ),
-        Err(ClientError::Refused(f)) if f.is_slug_conflict() && link.custom_slug.is_some() => {
-            (settle_conflict(client, link, &f).await, 1)
-        }
-        Err(ClientError::Refused(f)) => (RowResult::Failed(row_failure(&f, link)), 1),
-        Err(ClientError::Malformed { what, detail }) => (
+pub async fn create_one(client: &Client, row: &Outgoing) -> (RowResult, u32) {
+    match client.shorten(&row.link, Some(&row.idempotency_key)).await {
+        Ok(sent) => (settle_created(client, row, sent.value).await, sent.attempts),
+        Err(ClientError::Refused(f)) => (settle_refusal(client, row, &f).await, 1),
+        Err(ClientError::Malformed { what, detail }) if row.slug().is_some() => (
             RowResult::Resend(format!("unreadable answer to {what}: {detail}")),
+            1,
+        ),
+        Err(ClientError::Malformed { what, detail }) => (
+            RowResult::Failed(RecordedError {
+                code: Some("unreadable_answer".into()),
+                message: format!(
+                    "Nimriz answered {what} with a body this tool cannot read ({detail}); it                      was not sent again, because without --slug a second create makes a                      second link. Check the workspace's links on Nimriz"
+                ),
+                support_reference: None,
+                http_status: None,
+            }),
             1,
         ),
         Err(e) => (RowResult::Unsettled(e), 1),
     }
 }
 
+/// Why a lookup settled nothing.
+enum Lookup {
+    /// A run-level failure (auth, unreachable): the row stays pending, the run stops.
+    Fatal(ClientError),
+    /// An answer that cannot be trusted or read, or a refusal: the row is unknown.
+    Unusable(String),
+}
+
+/// `find` the row's slug, and accept the answer only if it names that slug and domain and
+/// carries a `url_id` and a destination. `Ok(None)`: not in this workspace (404).
+async fn lookup_checked(client: &Client, row: &Outgoing) -> Result<Option<Link>, Lookup> {
+    let Some(slug) = row.slug() else {
+        return Ok(None);
+    };
+    let found = match client.find_link(&row.link.domain_id, slug).await {
+        Ok(None) => return Ok(None),
+        Ok(Some(found)) => found,
+        Err(e) if e.is_fatal_for_run() => return Err(Lookup::Fatal(e)),
+        Err(e) => return Err(Lookup::Unusable(format!("the lookup failed: {e}"))),
+    };
+    if let Some(why) = contract::link_inconsistency(&found, &row.expect(), true) {
+        return Err(Lookup::Unusable(format!(
+            "the lookup answer is not about this link: {why}"
+        )));
+    }
+    if found.url_id.is_none() {
+        return Err(Lookup::Unusable(
+            "the lookup answer carries no url_id".into(),
+        ));
+    }
+    if found.long_url.is_none() {
+        return Err(Lookup::Unusable(
+            "the lookup answer does not report the link's destination".into(),
+        ));
+    }
+    Ok(Some(found))
+}
+
+/// Settle a row from a lookup after a refusal that does not say which row it is about:
+/// `None` when the slug is not in the workspace.
+async fn settle_from_lookup(
+    client: &Client,
+    row: &Outgoing,
+    failure: &ApiFailure,
+) -> Option<RowResult> {
+    match lookup_checked(client, row).await {
+        Ok(Some(found)) => Some(exists_or_drift(found, row)),
+        Ok(None) => None,
+        Err(Lookup::Fatal(e)) => Some(RowResult::Unsettled(e)),
+        Err(Lookup::Unusable(why)) => Some(RowResult::Resend(format!(
+            "refused ({}); {why}",
+            failure_words(failure)
+        ))),
+    }
+}
+
+fn exists_or_drift(found: Link, row: &Outgoing) -> RowResult {
+    let existing = found.long_url.clone();
+    if same_destination(existing.as_deref(), &row.link.long_url) {
+        settled(LinkStatus::Exists, found, row, None)
+    } else {
+        settled(LinkStatus::Drift, found, row, existing)
+    }
+}
+
 /// The slug is taken on that domain: look it up before calling it done.
-async fn settle_conflict(client: &Client, link: &NewLink, failure: &ApiFailure) -> RowResult {
-    match lookup(client, link).await {
-        Ok(Some(found)) => {
-            let existing = found_dest(&found).map(str::to_owned);
-            if same_destination(existing.as_deref(), &link.long_url) {
-                settled(LinkStatus::Exists, found, None)
-            } else {
-                settled(
-                    LinkStatus::Drift,
-                    found,
-                    Some(existing.unwrap_or_else(|| "(not reported by the API)".into())),
-                )
-            }
-        }
+async fn settle_conflict(client: &Client, row: &Outgoing, failure: &ApiFailure) -> RowResult {
+    match lookup_checked(client, row).await {
+        Ok(Some(found)) => exists_or_drift(found, row),
         Ok(None) => {
-            let slug = link.custom_slug.as_deref().unwrap_or_default();
+            let slug = row.slug().unwrap_or_default();
             RowResult::Failed(RecordedError {
                 code: Some("slug_taken_elsewhere".into()),
                 message: format!(
@@ -199,35 +415,55 @@ async fn settle_conflict(client: &Client, link: &NewLink, failure: &ApiFailure) 
                 http_status: (failure.status != 0).then_some(failure.status),
             })
         }
-        Err(e) if e.is_fatal_for_run() => RowResult::Unsettled(e),
-        Err(e) => RowResult::Failed(RecordedError {
-            code: failure.code.clone(),
-            message: format!(
-                "the slug is taken and looking it up failed ({e}); try again to check"
+        Err(Lookup::Fatal(e)) => RowResult::Unsettled(e),
+        // An answer we cannot trust is "unknown": the row is sent again (same key and
+        // slug), and fails with this reason if it keeps happening. Never `drift`.
+        Err(Lookup::Unusable(why)) => RowResult::Resend(format!(
+            "the slug is taken ({}), but {why}",
+            failure_words(failure)
+        )),
+    }
+}
+
+/// A 403 without a code on a create, with a key `whoami` accepts: about this link. If the
+/// slug is in the workspace it settles from there; otherwise the server's words are kept.
+async fn settle_bare_403(client: &Client, row: &Outgoing, failure: &ApiFailure) -> RowResult {
+    match settle_from_lookup(client, row, failure).await {
+        Some(settled) => settled,
+        None => RowResult::Failed(recorded(
+            failure,
+            format!(
+                "Nimriz refused this link with {} and no error code, although the API key is \
+                 accepted (whoami answers) and the slug is not in this workspace. A firewall \
+                 or a policy of the domain may block it, or the slug may be held by another \
+                 account; try another slug, or ask Nimriz support with the reference",
+                failure_words(failure)
             ),
-            support_reference: failure.support_reference.clone(),
-            http_status: (failure.status != 0).then_some(failure.status),
-        }),
+        )),
     }
 }
 
-async fn lookup(client: &Client, link: &NewLink) -> Result<Option<Link>, ClientError> {
-    match link.custom_slug.as_deref() {
-        Some(slug) => client.find_link(&link.domain_id, slug).await,
-        None => Ok(None),
-    }
-}
-
-fn found_dest(link: &Link) -> Option<&str> {
-    link.long_url.as_deref()
-}
-
-fn settled(status: LinkStatus, link: Link, existing_destination: Option<String>) -> RowResult {
+fn settled(
+    status: LinkStatus,
+    link: Link,
+    row: &Outgoing,
+    existing_destination: Option<String>,
+) -> RowResult {
+    let existing_destination = match status {
+        LinkStatus::Drift => {
+            Some(existing_destination.unwrap_or_else(|| "(not reported by the API)".into()))
+        }
+        _ => None,
+    };
+    // Only an absolute short URL is worth recording; otherwise the planned one is used.
+    let short_url = link
+        .short_url
+        .filter(|u| contract::split_short_url(u).is_some());
     RowResult::Settled {
         status,
         url_id: link.url_id,
-        short_url: link.short_url,
-        short_code: link.short_code,
+        short_url,
+        short_code: link.short_code.or_else(|| row.slug().map(str::to_owned)),
         existing_destination,
     }
 }

@@ -52,6 +52,16 @@ pub enum Minted {
 /// second link; without a slug the key is random per call (a retry of *this* call is still
 /// covered; two calls are two links).
 pub async fn mint_link(client: &Client, req: &MintRequest) -> Result<Minted> {
+    mint_link_on(client, req, None).await
+}
+
+/// [`mint_link`] with the domain's entry from the domain list when known: answers are then
+/// also checked against its host and other ids.
+async fn mint_link_on(
+    client: &Client,
+    req: &MintRequest,
+    domain: Option<&Domain>,
+) -> Result<Minted> {
     let key = match &req.slug {
         Some(slug) => contract::idempotency_key(&req.domain_id, slug, &req.destination),
         None => uuid::Uuid::new_v4().simple().to_string(),
@@ -65,9 +75,15 @@ pub async fn mint_link(client: &Client, req: &MintRequest) -> Result<Minted> {
         tags: Vec::new(),
         space: None,
     };
+    let mut row = send::Outgoing::new(String::new(), key, link);
+    if let Some(d) = domain.filter(|d| d.id == req.domain_id) {
+        row.domain_ids.extend(d.alt_ids.iter().cloned());
+        row.host = Some(d.domain_name.clone());
+    }
     // Same bound as a build row: a few resends for unreadable answers, then give up.
+    let mut last_why = String::new();
     for _ in 0..4 {
-        let (result, _) = send::create_one(client, &link, &key).await;
+        let (result, _) = send::create_one(client, &row).await;
         match result {
             RowResult::Settled {
                 status,
@@ -92,14 +108,13 @@ pub async fn mint_link(client: &Client, req: &MintRequest) -> Result<Minted> {
             }
             RowResult::Failed(e) => return Ok(Minted::Rejected(e)),
             RowResult::Unsettled(e) => return Err(e.into()),
-            RowResult::Resend(_) => continue,
+            RowResult::Resend(why) => last_why = why,
         }
     }
-    Err(Error::Api(
-        "Nimriz gave no usable answer to the create request after 4 tries; run the same \
-         command again (same slug, so no duplicate)"
-            .into(),
-    ))
+    Err(Error::Api(format!(
+        "Nimriz gave no usable answer to the create request after 4 tries (last: {last_why}); \
+         run the same command again (same slug, so no duplicate)"
+    )))
 }
 
 /// Append UTM parameters to a destination with the `url` crate, with the checks `build`
@@ -322,9 +337,9 @@ pub fn check_slug(slug: &str) -> Result<String> {
 
 /// Pick the domain: `--domain-id`, `--domain HOST` (resolved), or the workspace's only one
 /// (checked for a redirect loop here, as `--domain` is offline).
-async fn pick_domain(client: &Client, args: &ShortenSettings) -> Result<String> {
+async fn pick_domain(client: &Client, args: &ShortenSettings) -> Result<(String, Option<Domain>)> {
     if let Some(id) = &args.domain_id {
-        return Ok(id.clone());
+        return Ok((id.clone(), None));
     }
     let domains = client.list_domains().await?;
     let names = |ds: &[Domain]| {
@@ -344,7 +359,7 @@ async fn pick_domain(client: &Client, args: &ShortenSettings) -> Result<String> 
                     .trim_end_matches('.')
                     .eq_ignore_ascii_case(host.trim().trim_end_matches('.'))
             })
-            .map(|d| d.id.clone())
+            .map(|d| (d.id.clone(), Some(d.clone())))
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "this workspace has no short domain {host:?}; it has: {}",
@@ -355,7 +370,7 @@ async fn pick_domain(client: &Client, args: &ShortenSettings) -> Result<String> 
             // Picked for the user, so only known now: still refuse a loop to it.
             let host = domains[0].domain_name.trim_end_matches('.');
             checked_destination(&args.url, &[], true, Some(host))?;
-            Ok(domains[0].id.clone())
+            Ok((domains[0].id.clone(), Some(domains[0].clone())))
         }
         None => Err(Error::Usage(format!(
             "say which short domain to use with --domain HOST (or --domain-id ID); this \
@@ -377,7 +392,7 @@ pub async fn shorten_command(args: &ShortenSettings, printer: &SharedReporter) -
     let (destination, slug, expires_at) = check_offline(args)?;
     let api = ApiConfig::resolve(args.api_base.as_deref(), args.api_key_file.as_deref())?;
     let client = Client::new(api)?.with_reporter(printer.clone());
-    let domain_id = pick_domain(&client, args).await?;
+    let (domain_id, domain) = pick_domain(&client, args).await?;
     let req = MintRequest {
         destination,
         domain_id,
@@ -385,7 +400,7 @@ pub async fn shorten_command(args: &ShortenSettings, printer: &SharedReporter) -
         redirect: Some(args.redirect),
         expires_at,
     };
-    let (link, code) = match mint_link(&client, &req).await? {
+    let (link, code) = match mint_link_on(&client, &req, domain.as_ref()).await? {
         Minted::Ok(link) => (link, exit::OK),
         Minted::Drift(link) => {
             printer.warn(&format!(

@@ -2,6 +2,7 @@
 //! One test binary per crate (see ARCHITECTURE.md); each module is one area.
 
 mod build_faults;
+mod contract_shapes;
 mod manifest_schema;
 mod manifest_store;
 mod prop_core;

@@ -2,3 +2,4 @@
 //! One test binary per crate (see ARCHITECTURE.md); each module is one area.
 
 mod client_contract;
+mod prop_contract;
