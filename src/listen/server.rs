@@ -327,7 +327,9 @@ pub fn reserved_fds(worker_concurrency: usize) -> usize {
 /// Connections accepted at once: the configured cap, lowered to fit under the limit.
 pub fn connection_cap(configured: usize, fd_limit: Option<u64>, reserved: usize) -> usize {
     let fit = fd_limit.map_or(usize::MAX, |l| {
-        usize::try_from(l).unwrap_or(usize::MAX).saturating_sub(reserved)
+        usize::try_from(l)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(reserved)
     });
     configured.min(fit).max(1)
 }
@@ -536,7 +538,8 @@ async fn serve_connection(
         .keep_alive(true);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    let tick =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     let mut closing = false;
     loop {
         tokio::select! {

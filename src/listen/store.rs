@@ -258,8 +258,10 @@ impl Health {
         if f.is_none() {
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
-                format!("error: {why}; no event is acknowledged any more (503): restart `listen`\n")
-                    .as_bytes(),
+                format!(
+                    "error: {why}; no event is acknowledged any more (503): restart `listen`\n"
+                )
+                .as_bytes(),
             );
             *f = Some(why);
         }
@@ -274,7 +276,12 @@ impl Health {
         if let Some(f) = self.fatal() {
             return Err(f);
         }
-        match self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        match self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             Some(e) => Err(format!("the last commit failed: {e}")),
             None => Ok(()),
         }
@@ -547,7 +554,12 @@ impl WriterThread {
         }
     }
 
-    fn sort(&self, m: Msg, acks: &mut Vec<(NewEvent, Reply)>, ops: &mut std::collections::VecDeque<Op>) {
+    fn sort(
+        &self,
+        m: Msg,
+        acks: &mut Vec<(NewEvent, Reply)>,
+        ops: &mut std::collections::VecDeque<Op>,
+    ) {
         match m {
             Msg::Ack(e, r) => acks.push((e, r)),
             Msg::Op(op) => ops.push_back(op),
@@ -813,7 +825,12 @@ pub fn queued_targets(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Dead-letter every queued job of `target` (no configured action posts there any more).
-pub fn dead_letter_target(conn: &Connection, target: &str, reason: &str, now: i64) -> rusqlite::Result<usize> {
+pub fn dead_letter_target(
+    conn: &Connection,
+    target: &str,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<usize> {
     conn.execute(
         "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
          SELECT id, event_id, action, ?2, NULL, ?3 FROM jobs WHERE state = 'queued' AND target = ?1",
@@ -895,7 +912,14 @@ pub fn dead_letter(
             "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![job.id, job.event_id, job.action, reason, status, now])?;
+        .execute(params![
+            job.id,
+            job.event_id,
+            job.action,
+            reason,
+            status,
+            now
+        ])?;
     }
     Ok(())
 }
@@ -960,19 +984,33 @@ impl Queue {
     }
 
     pub fn record_routes(&mut self, routed: &[(i64, String, Vec<JobSpec>)]) -> Result<()> {
-        self.write("record routed events in", |c| record_routes(c, routed, now_ms()))
+        self.write("record routed events in", |c| {
+            record_routes(c, routed, now_ms())
+        })
     }
 
-    pub fn claim(&mut self, owner: &str, lease_ms: i64, targets: &[(String, i64)], max: usize) -> Result<Vec<Job>> {
-        self.write("claim a job in", |c| claim(c, owner, lease_ms, now_ms(), targets, max))
+    pub fn claim(
+        &mut self,
+        owner: &str,
+        lease_ms: i64,
+        targets: &[(String, i64)],
+        max: usize,
+    ) -> Result<Vec<Job>> {
+        self.write("claim a job in", |c| {
+            claim(c, owner, lease_ms, now_ms(), targets, max)
+        })
     }
 
     pub fn mark_delivered(&mut self, job: &Job, status: Option<u16>) -> Result<()> {
-        self.write("record a delivery in", |c| mark_delivered(c, job.id, status, now_ms()))
+        self.write("record a delivery in", |c| {
+            mark_delivered(c, job.id, status, now_ms())
+        })
     }
 
     pub fn dead_letter(&mut self, job: &Job, status: Option<u16>, reason: &str) -> Result<()> {
-        self.write("record a dead letter in", |c| dead_letter(c, job, status, reason, now_ms()))
+        self.write("record a dead letter in", |c| {
+            dead_letter(c, job, status, reason, now_ms())
+        })
     }
 
     pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize> {
@@ -1243,7 +1281,9 @@ mod tests {
                     let mut q = Queue::open(&path).expect("queue");
                     let mut mine = Vec::new();
                     loop {
-                        let jobs = q.claim(&format!("w{w}"), 60_000, &[t("t", 0)], 3).expect("claim");
+                        let jobs = q
+                            .claim(&format!("w{w}"), 60_000, &[t("t", 0)], 3)
+                            .expect("claim");
                         if jobs.is_empty() {
                             return mine;
                         }
@@ -1303,13 +1343,18 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .expect("rows");
         let plan = plan.join(" | ");
-        assert!(plan.contains("USING") && plan.contains("jobs_ready"), "{plan}");
+        assert!(
+            plan.contains("USING") && plan.contains("jobs_ready"),
+            "{plan}"
+        );
         assert!(!plan.contains("SCAN"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
         // 1,000 leased jobs of a target that is down do not hide the other target's.
         let down: Vec<Job> = q.claim("w", 60_000, &[t("down", 0)], 5000).expect("claim");
         assert_eq!(down.len(), 1000);
-        let up = q.claim("w", 60_000, &[t("down", 0), t("up", 0)], 8).expect("claim");
+        let up = q
+            .claim("w", 60_000, &[t("down", 0), t("up", 0)], 8)
+            .expect("claim");
         assert_eq!(up.len(), 8);
         assert!(up.iter().all(|j| j.target == "up"));
     }
@@ -1367,7 +1412,10 @@ mod tests {
         let mut conn = open(&path).expect("reopen");
         let mut w = event("clk_1", 2);
         w.source = "webhook";
-        assert_eq!(commit_events(&mut conn, &[&w]).expect("insert"), [Ingest::Stored]);
+        assert_eq!(
+            commit_events(&mut conn, &[&w]).expect("insert"),
+            [Ingest::Stored]
+        );
         drop(q);
         // Opening again does not migrate twice.
         drop(Queue::open(&path).expect("again"));

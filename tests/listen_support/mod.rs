@@ -270,8 +270,21 @@ pub async fn start(
     manifest: Option<&Path>,
     extra: &str,
 ) -> RunningListener {
-    let text = format!("{}\n{extra}", base_config(dir, manifest));
-    let cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
+    start_custom(dir, stand_in, "", extra, |_| {}).await
+}
+
+/// Like [`start`], with top-level keys `head` before the shared head, and `tweak` applied to
+/// the parsed config (e.g. to pin its clock).
+pub async fn start_custom(
+    dir: &Path,
+    stand_in: &StandIn,
+    head: &str,
+    extra: &str,
+    tweak: impl FnOnce(&mut config::ListenConfig),
+) -> RunningListener {
+    let text = format!("{head}\n{}\n{extra}", base_config(dir, None));
+    let mut cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
+    tweak(&mut cfg);
     Listener::start(cfg, 256, Printer::quiet())
         .await
         .expect("listener starts")
