@@ -191,7 +191,7 @@ impl Worker {
                 let cutoff = now_ms() - retention_ms;
                 loop {
                     match self.write(move |c| store::prune(c, cutoff, 500)).await {
-                        Ok(n) if n == 500 => continue,
+                        Ok(500) => continue,
                         Ok(_) => break,
                         Err(e) => {
                             self.printer.warn(format!("{e}"));

@@ -270,7 +270,7 @@ pub async fn start(
     manifest: Option<&Path>,
     extra: &str,
 ) -> RunningListener {
-    start_custom(dir, stand_in, "", extra, |_| {}).await
+    start_full(dir, stand_in, manifest, "", extra, |_| {}).await
 }
 
 /// Like [`start`], with top-level keys `head` before the shared head, and `tweak` applied to
@@ -282,7 +282,18 @@ pub async fn start_custom(
     extra: &str,
     tweak: impl FnOnce(&mut config::ListenConfig),
 ) -> RunningListener {
-    let text = format!("{head}\n{}\n{extra}", base_config(dir, None));
+    start_full(dir, stand_in, None, head, extra, tweak).await
+}
+
+async fn start_full(
+    dir: &Path,
+    stand_in: &StandIn,
+    manifest: Option<&Path>,
+    head: &str,
+    extra: &str,
+    tweak: impl FnOnce(&mut config::ListenConfig),
+) -> RunningListener {
+    let text = format!("{head}\n{}\n{extra}", base_config(dir, manifest));
     let mut cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
     tweak(&mut cfg);
     Listener::start(cfg, 256, Printer::quiet())
