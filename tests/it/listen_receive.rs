@@ -28,10 +28,15 @@ fn stored_ids(db: &std::path::Path) -> Vec<String> {
 async fn signature_vectors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stand_in = StandIn::start().await;
-    let l = start(dir.path(), &stand_in, None, "").await;
+    // The receiver's clock is pinned to the test's "now": a second ticking over between the
+    // two under load cannot move the window's edges.
+    let now = now_secs();
+    let l = start_custom(dir.path(), &stand_in, "", "", |cfg| {
+        cfg.clock = nimriz_listen::config::Clock::fixed(now * 1000 + 999);
+    })
+    .await;
     let url = format!("{}/nimriz/webhook", l.base_url());
     let c = reqwest::Client::new();
-    let now = now_secs();
     let body = lifecycle_body("evt_ok", "link.created", ACME_URL_ID);
 
     // Right secret.
@@ -73,9 +78,12 @@ async fn signature_vectors() {
         let (s, v) = post_webhook(&c, &url, WEBHOOK_SECRET, ts, None, &body3).await;
         assert_eq!(s, 401, "{ts}: {v}");
     }
-    // Just inside the window.
+    // Exactly on both edges of the window: inside.
     let body4 = lifecycle_body("evt_edge", "link.created", ACME_URL_ID);
-    let (s, _) = post_webhook(&c, &url, WEBHOOK_SECRET, now - 290, None, &body4).await;
+    let (s, _) = post_webhook(&c, &url, WEBHOOK_SECRET, now - 300, None, &body4).await;
+    assert_eq!(s, 200);
+    let body5 = lifecycle_body("evt_edge_future", "link.created", ACME_URL_ID);
+    let (s, _) = post_webhook(&c, &url, WEBHOOK_SECRET, now + 300, None, &body5).await;
     assert_eq!(s, 200);
     // Missing headers, and a signature without `v1=`.
     let sig = signature(WEBHOOK_SECRET, &ts, body3.as_bytes());
@@ -101,7 +109,10 @@ async fn signature_vectors() {
     l.shutdown().await;
     let mut ids = stored_ids(&dir.path().join("events.db"));
     ids.sort();
-    assert_eq!(ids, ["evt_edge", "evt_ok", "evt_rotated"]);
+    assert_eq!(
+        ids,
+        ["evt_edge", "evt_edge_future", "evt_ok", "evt_rotated"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

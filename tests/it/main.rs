@@ -3,6 +3,7 @@
 
 mod e2e_build;
 mod layout;
+mod listen_attack;
 mod listen_crash;
 mod listen_receive;
 mod manifest_export;

@@ -19,6 +19,7 @@ pub use nimriz::facts::DEFAULT_CLICK_HEADER;
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Upper bound for every configured duration (a day).
 const MAX_SECS: u64 = 86_400;
 
@@ -39,6 +40,67 @@ pub struct ListenConfig {
     pub click: Option<ClickEndpoint>,
     pub worker: WorkerSettings,
     pub rules: Vec<Rule>,
+    pub http: HttpLimits,
+    /// Where "now" comes from (tests pin it; the timestamp window is checked against it).
+    pub clock: Clock,
+}
+
+/// Bounds on what one connection or request may cost the receiver.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A request's headers must be complete this long after the connection opened or the
+    /// previous answer was sent.
+    pub header_timeout: Duration,
+    /// A request's body must be complete this long after its headers.
+    pub body_timeout: Duration,
+    /// A connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections open at once (lowered at start to fit the file-descriptor limit). When
+    /// it is reached, the connection idle the longest is closed first.
+    pub max_connections: usize,
+    /// An event not durable within this answers 503 with `Retry-After`.
+    pub ack_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            ack_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock or a test's.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(std::sync::Arc::new(super::store::now_ms))
+    }
+
+    /// A clock that always reads `ms` (tests: the sender and the receiver agree on "now").
+    pub fn fixed(ms: i64) -> Self {
+        Clock(std::sync::Arc::new(move || ms))
+    }
+
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(std::sync::Arc::new(f))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +184,11 @@ struct RawConfig {
     worker: Option<Spanned<RawWorker>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    header_timeout_seconds: Option<f64>,
+    body_timeout_seconds: Option<f64>,
+    idle_timeout_seconds: Option<f64>,
+    ack_timeout_seconds: Option<f64>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -414,7 +481,19 @@ impl Cx<'_> {
                 rules.push(rule);
             }
         }
+        let http = HttpLimits {
+            header_timeout: secs(raw.header_timeout_seconds, 1.0),
+            body_timeout: secs(raw.body_timeout_seconds, 1.0),
+            idle_timeout: secs(raw.idle_timeout_seconds, 1.0),
+            ack_timeout: secs(raw.ack_timeout_seconds, 1.0),
+            max_connections: raw
+                .max_connections
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                .clamp(1, 1 << 20),
+        };
         ListenConfig {
+            http,
+            clock: Clock::system(),
             bind,
             storage,
             tolerance: Duration::from_secs(

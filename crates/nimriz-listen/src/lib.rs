@@ -170,13 +170,13 @@ fn log_command(args: &LogOptions) -> Result<u8> {
     let since = args.since.map_or(0, |d| {
         store::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     });
-    let entries = store::log_entries(&args.store.path()?, since, args.event_id.as_deref())?;
-    let mut out = std::io::stdout().lock();
-    for e in entries {
-        if writeln!(out, "{e}").is_err() {
-            break; // closed pipe (`| head`): stop quietly
-        }
-    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // One row at a time: memory stays flat however large the store is.
+    store::for_each_log_entry(&args.store.path()?, since, args.event_id.as_deref(), |e| {
+        // A closed pipe (`| head`): stop quietly.
+        writeln!(out, "{e}").is_ok()
+    })?;
+    let _ = out.flush();
     Ok(exit::OK)
 }
 
@@ -215,6 +215,17 @@ fn serve_command(
             running.campaign_links,
             running.config.storage.display()
         ));
+        printer.info(&format!(
+            "at most {} connection(s) at once (file-descriptor limit {}); header/body/idle \
+             timeouts {}/{}/{} ms",
+            running.max_connections,
+            running
+                .fd_limit
+                .map_or("unknown".to_string(), |l| l.to_string()),
+            running.config.http.header_timeout.as_millis(),
+            running.config.http.body_timeout.as_millis(),
+            running.config.http.idle_timeout.as_millis()
+        ));
         stop.await;
         printer.info("stopping: finishing in-flight requests and deliveries");
         let stats = running.writer_stats.clone();
@@ -241,6 +252,11 @@ pub struct RunningListener {
     pub config: Arc<ListenConfig>,
     pub campaign_links: usize,
     pub writer_stats: Arc<store::WriterStats>,
+    pub conn_stats: Arc<server::ConnStats>,
+    pub health: Arc<store::Health>,
+    /// Connections accepted at once, after fitting under `fd_limit`.
+    pub max_connections: usize,
+    pub fd_limit: Option<u64>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
@@ -260,14 +276,20 @@ impl Listener {
         }
         let config = Arc::new(config);
         let wake = Arc::new(Notify::new());
-        let (writer, writer_thread) =
-            store::Writer::start(&config.storage, write_batch, wake.clone())?;
+        let (writer, writer_thread) = store::Writer::start(
+            &config.storage,
+            write_batch,
+            wake.clone(),
+            config.http.ack_timeout,
+        )?;
         let writer_stats = writer.stats.clone();
+        let health = writer.health.clone();
         let worker = Arc::new(worker::Worker::new(
             config.clone(),
             campaign.clone(),
             wake,
             printer.clone(),
+            writer.clone(),
         )?);
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -281,17 +303,28 @@ impl Listener {
             .local_addr()
             .map_err(|e| Error::Usage(format!("could not read the listening address: {e}")))?;
         let app = server::router(&config, writer, printer);
+        let fd_limit = server::fd_soft_limit();
+        let max_connections = server::connection_cap(
+            config.http.max_connections,
+            fd_limit,
+            server::reserved_fds(config.worker.concurrency),
+        );
+        let conn_stats = Arc::new(server::ConnStats::default());
         let (stop, stop_rx) = watch::channel(false);
-        let mut server_stop = stop_rx.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        let server = tokio::spawn(server::serve(
+            listener,
+            app,
+            config.http.clone(),
+            max_connections,
+            conn_stats.clone(),
+            stop_rx.clone(),
+        ));
         let worker = tokio::spawn(worker.run(stop_rx));
         Ok(RunningListener {
+            conn_stats,
+            health,
+            max_connections,
+            fd_limit,
             addr,
             campaign_links: loaded.len(),
             config,

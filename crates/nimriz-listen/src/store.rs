@@ -3,25 +3,40 @@
 //!
 //! Tables:
 //! - `events`: every accepted request (raw body, selected headers, receive time), UNIQUE on
-//!   `event_id` — the dedupe, kept `retention_days`. `routed = 0` until the rules have run.
+//!   `event_id` — the dedupe, kept `retention_days`. The stored key is namespaced by source
+//!   (`webhook:<id>`, `click:<id>`, see [`event_key`]), so a click can never suppress a
+//!   webhook. `routed = 0` until the rules have run.
 //! - `jobs`: one row per (event, matching action), UNIQUE on that pair; `state` is
-//!   `queued` → `delivered` | `dead`. A worker claims one with a single `UPDATE … RETURNING`
-//!   that sets a lease; a job whose lease expired (its worker died) is claimable again.
+//!   `queued` → `delivered` | `dead`. A job is *ready* when `state = 'queued'` and
+//!   `next_at_ms <= now`; claiming it sets `next_at_ms` to the end of its lease, so an
+//!   expired lease makes it ready again without a second condition. Claims read the partial
+//!   index `jobs_ready (target, next_at_ms, id) WHERE state = 'queued'`: O(log n) per target.
+//!   The claim also records `sending_at_ms`: the request leaves right after it commits.
 //! - `targets`: per-target pacing (`next_at_ms`: no request to that target before then).
 //! - `dead_letters`: why a job died; `listen replay` re-queues it.
 //!
-//! Writes from the HTTP side go through one writer thread ([`Writer`]) that commits
-//! everything waiting in its channel in one transaction (group commit): one fsync for many
-//! requests.
+//! Every write of a running `listen` goes through one writer thread ([`Writer`]), on one
+//! connection, so SQLite's write lock is never contended inside the process. The writer
+//! takes acknowledgements first: everything waiting from the HTTP side is committed in one
+//! transaction (group commit: one fsync for many requests) before any worker change, and the
+//! worker's changes (claims, outcomes, routing) are themselves grouped, a bounded number per
+//! transaction, so an acknowledgement waits behind at most one small worker commit.
 
 use nimriz_matrix_core::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot};
+
+/// `PRAGMA user_version` of the current layout. 0 = the first layout (un-namespaced event
+/// ids, leases outside `next_at_ms`): migrated on open.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Worker changes committed together at most (bounds how long an ack can wait behind them).
+const MAX_OPS_PER_COMMIT: usize = 128;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -35,8 +50,6 @@ CREATE TABLE IF NOT EXISTS events (
     routed         INTEGER NOT NULL DEFAULT 0,
     matched        TEXT
 );
-CREATE INDEX IF NOT EXISTS events_unrouted ON events(seq) WHERE routed = 0;
-CREATE INDEX IF NOT EXISTS events_received ON events(received_at_ms);
 CREATE TABLE IF NOT EXISTS jobs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id        TEXT NOT NULL,
@@ -50,9 +63,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_status     INTEGER,
     last_error      TEXT,
     delivered_at_ms INTEGER,
+    sending_at_ms   INTEGER,
     UNIQUE (event_id, action)
 );
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(next_at_ms) WHERE state = 'queued';
 CREATE TABLE IF NOT EXISTS targets (
     target     TEXT PRIMARY KEY,
     next_at_ms INTEGER NOT NULL
@@ -67,6 +80,28 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at_ms     INTEGER NOT NULL,
     replayed_at_ms INTEGER
 );
+CREATE TABLE IF NOT EXISTS health (
+    id    INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL
+);
+"#;
+
+const INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS events_unrouted ON events(seq) WHERE routed = 0;
+CREATE INDEX IF NOT EXISTS events_received ON events(received_at_ms);
+DROP INDEX IF EXISTS jobs_queued;
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(target, next_at_ms, id) WHERE state = 'queued';
+"#;
+
+/// Version 0 → 2: namespace the event ids by source (in events, jobs and dead letters), fold
+/// leases into `next_at_ms`, add `sending_at_ms`. One transaction, once per store.
+const MIGRATE_0_TO_2: &str = r#"
+UPDATE jobs SET event_id = COALESCE(
+    (SELECT source FROM events WHERE events.event_id = jobs.event_id), 'webhook') || ':' || event_id;
+UPDATE dead_letters SET event_id = COALESCE(
+    (SELECT source FROM events WHERE events.event_id = dead_letters.event_id), 'webhook') || ':' || event_id;
+UPDATE events SET event_id = source || ':' || event_id;
+UPDATE jobs SET next_at_ms = max(next_at_ms, COALESCE(lease_until_ms, 0)) WHERE state = 'queued';
 "#;
 
 pub fn now_ms() -> i64 {
@@ -75,18 +110,47 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The stored dedupe key of an event: `"{source}:{id}"`. Webhook ids and click ids live in
+/// separate namespaces, so an (unsigned) click event can never shadow a signed webhook.
+pub fn event_key(source: &str, id: &str) -> String {
+    format!("{source}:{id}")
+}
+
+/// The event id (as the sender gave it, canonicalised) of a stored key.
+pub fn key_id(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(_, id)| id)
+}
+
 fn db_err(path: &Path, what: &'static str, e: rusqlite::Error) -> Error {
     Error::io(what, path, std::io::Error::other(e))
 }
 
-/// Open (creating if needed) the store with the durability settings every connection needs.
-pub fn open(path: &Path) -> Result<Connection> {
+/// SQLite says the file is damaged (or not a database at all).
+pub fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+fn corrupt_err(path: &Path, detail: String) -> Error {
+    Error::io(
+        "use the event store (it is corrupt; move it aside to start a new one, or restore a \
+         backup)",
+        path,
+        std::io::Error::other(detail),
+    )
+}
+
+/// Open (creating if needed) the store with the durability settings every connection needs,
+/// migrating an older layout. `busy` is how long to wait for another connection's write lock.
+pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create the folder of", path, e))?;
     }
-    let conn = Connection::open(path).map_err(|e| db_err(path, "open the event store", e))?;
-    let setup = || -> rusqlite::Result<()> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mut conn = Connection::open(path).map_err(|e| db_err(path, "open the event store", e))?;
+    let mut setup = || -> rusqlite::Result<()> {
+        conn.busy_timeout(busy)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -94,16 +158,140 @@ pub fn open(path: &Path) -> Result<Connection> {
             )));
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(())
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Re-read under the write lock: another process may have migrated meanwhile.
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            let existed: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+                [],
+                |r| r.get(0),
+            )?;
+            tx.execute_batch(SCHEMA)?;
+            if existed {
+                let has_sending: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'sending_at_ms')",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if !has_sending {
+                    tx.execute_batch("ALTER TABLE jobs ADD COLUMN sending_at_ms INTEGER;")?;
+                }
+                tx.execute_batch(MIGRATE_0_TO_2)?;
+            }
+            tx.execute_batch(INDEXES)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        tx.commit()
     };
-    setup().map_err(|e| db_err(path, "set up the event store", e))?;
+    setup().map_err(|e| {
+        if is_corruption(&e) {
+            corrupt_err(path, e.to_string())
+        } else {
+            db_err(path, "set up the event store", e)
+        }
+    })?;
     Ok(conn)
+}
+
+/// [`open_with`] for the commands (`log`, `replay`): they may wait a while for the lock.
+pub fn open(path: &Path) -> Result<Connection> {
+    open_with(path, Duration::from_secs(5))
+}
+
+/// `PRAGMA quick_check` (a full read of the file): run once at start, so a damaged store
+/// stops `listen` with exit 4 instead of answering 503 to everything.
+pub fn check_integrity(conn: &Connection, path: &Path) -> Result<()> {
+    let run = || -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("PRAGMA quick_check(5)")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    };
+    match run() {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(()),
+        Ok(lines) => Err(corrupt_err(path, lines.join("; "))),
+        Err(e) => Err(corrupt_err(path, e.to_string())),
+    }
+}
+
+/// The identity of a file (device + inode), to notice that the store was deleted or replaced
+/// under a running `listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId(u64, u64);
+
+#[cfg(unix)]
+pub fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| FileId(m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+pub fn file_id(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|_| FileId(0, 0))
+}
+
+/// What the receiver knows about its store's health; shared by the writer, the HTTP side and
+/// `/healthz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Sticky: the store was deleted, replaced or found corrupt. Nothing is acknowledged
+    /// any more; a supervisor should restart `listen`.
+    fatal: Mutex<Option<String>>,
+    /// The last commit failed (disk full, lock held by another process): clears on success.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Record a fatal condition; says so on stderr the first time (even with `--quiet`).
+    pub fn set_fatal(&self, why: String) {
+        let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "error: {why}; no event is acknowledged any more (503): restart `listen`\n"
+                )
+                .as_bytes(),
+            );
+            *f = Some(why);
+        }
+    }
+
+    fn set_last(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// `Ok` when acknowledging works, else why not.
+    pub fn status(&self) -> std::result::Result<(), String> {
+        if let Some(f) = self.fatal() {
+            return Err(f);
+        }
+        match self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(e) => Err(format!("the last commit failed: {e}")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One accepted request, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The canonical event id (see `server::canonical_id`), without the source prefix.
     pub event_id: String,
     pub source: &'static str,
     pub event_type: Option<String>,
@@ -121,96 +309,357 @@ pub enum Ingest {
 
 type Reply = oneshot::Sender<std::result::Result<Ingest, String>>;
 
+/// Called once the transaction an op ran in is committed (`Ok`) or not (`Err`).
+type Done = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+/// A worker change: runs inside the writer's transaction (in its own savepoint), or is
+/// refused without running when no transaction could be started.
+trait WorkerOp: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Done;
+    fn refuse(self: Box<Self>, why: String);
+}
+
+type Op = Box<dyn WorkerOp>;
+
+struct OpImpl<T, F> {
+    f: F,
+    tx: oneshot::Sender<std::result::Result<T, String>>,
+}
+
+impl<T, F> WorkerOp for OpImpl<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Done {
+        let OpImpl { f, tx } = *self;
+        let result = in_savepoint(conn, f);
+        Box::new(move |commit: std::result::Result<(), String>| {
+            let out = match (result, commit) {
+                (Err(e), _) => Err(e.to_string()),
+                (Ok(_), Err(c)) => Err(c),
+                (Ok(v), Ok(())) => Ok(v),
+            };
+            let _ = tx.send(out);
+        })
+    }
+
+    fn refuse(self: Box<Self>, why: String) {
+        let _ = self.tx.send(Err(why));
+    }
+}
+
+enum Msg {
+    Ack(NewEvent, Reply),
+    Op(Op),
+}
+
 /// Group-commit statistics (for the benchmark and `--verbose`).
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub events: AtomicU64,
     pub largest_batch: AtomicU64,
+    /// Worker transactions and the changes in them.
+    pub op_commits: AtomicU64,
+    pub ops: AtomicU64,
 }
 
 /// Handle to the single writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<(NewEvent, Reply)>,
+    tx: mpsc::Sender<Msg>,
     pub stats: Arc<WriterStats>,
+    pub health: Arc<Health>,
+    /// An acknowledgement not durable within this answers 503.
+    pub ack_timeout: Duration,
 }
 
 impl Writer {
     /// Start the writer thread on its own connection. `max_batch` = 1 turns grouping off
-    /// (used to measure what grouping buys). `stored` is notified after each commit.
+    /// (used to measure what grouping buys). `stored` is notified after each commit of new
+    /// events. `ack_timeout` bounds how long an acknowledgement (and the lock wait) may take.
     pub fn start(
         path: &Path,
         max_batch: usize,
         stored: Arc<Notify>,
+        ack_timeout: Duration,
     ) -> Result<(Self, std::thread::JoinHandle<()>)> {
-        let conn = open(path)?;
-        let (tx, rx) = mpsc::channel(4096);
+        let conn = open_with(path, ack_timeout)?;
+        check_integrity(&conn, path)?;
+        let id = file_id(path);
+        let (tx, rx) = mpsc::channel(8192);
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = stats.clone();
+        let health = Arc::new(Health::default());
+        let thread = WriterThread {
+            conn,
+            path: path.to_path_buf(),
+            id,
+            max_batch: max_batch.max(1),
+            stats: stats.clone(),
+            health: health.clone(),
+            stored,
+        };
         let handle = std::thread::Builder::new()
             .name("listen-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch.max(1), &thread_stats, &stored))
+            .spawn(move || thread.run(rx))
             .map_err(|e| Error::io("start the writer thread for", path, e))?;
-        Ok((Writer { tx, stats }, handle))
+        Ok((
+            Writer {
+                tx,
+                stats,
+                health,
+                ack_timeout,
+            },
+            handle,
+        ))
     }
 
-    /// Store one event; resolves once it is committed (or refused).
+    /// Store one event; resolves once it is committed (or refused). Refused without waiting
+    /// when the store is known to be gone; after `ack_timeout` when it cannot be made durable
+    /// in time (it may still be committed later: the sender's retry then reads `duplicate`).
     pub async fn ingest(&self, event: NewEvent) -> std::result::Result<Ingest, String> {
+        if let Some(f) = self.health.fatal() {
+            return Err(f);
+        }
         let (reply, answer) = oneshot::channel();
+        let wait = async {
+            self.tx
+                .send(Msg::Ack(event, reply))
+                .await
+                .map_err(|_| "the writer has stopped".to_string())?;
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the writer has stopped".to_string()))
+        };
+        tokio::time::timeout(self.ack_timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "not durable within {} ms (the store is busy or locked by another process)",
+                    self.ack_timeout.as_millis()
+                ))
+            })
+    }
+
+    /// Run `f` in the writer's next worker transaction (grouped with other worker changes,
+    /// after every waiting acknowledgement). Its result arrives once that transaction is
+    /// committed; an error in `f` rolls back only `f`'s own changes.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> std::result::Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(OpImpl { f, tx });
         self.tx
-            .send((event, reply))
+            .send(Msg::Op(op))
             .await
             .map_err(|_| "the writer has stopped".to_string())?;
-        answer
-            .await
+        rx.await
             .unwrap_or_else(|_| Err("the writer has stopped".to_string()))
+    }
+
+    /// For `/healthz`: the store is still the file opened, and a small write commits.
+    pub async fn probe(&self) -> std::result::Result<(), String> {
+        if let Some(f) = self.health.fatal() {
+            return Err(f);
+        }
+        let probe = self.run(|conn| {
+            conn.execute(
+                "INSERT INTO health (id, at_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                [now_ms()],
+            )?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+        match tokio::time::timeout(self.ack_timeout, probe).await {
+            Err(_) => Err(format!(
+                "a test write did not commit within {} ms",
+                self.ack_timeout.as_millis()
+            )),
+            Ok(Err(e)) => Err(self.health.fatal().unwrap_or(e)),
+            Ok(Ok(_)) => self.health.fatal().map_or(Ok(()), Err),
+        }
     }
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<(NewEvent, Reply)>,
-    max_batch: usize,
-    stats: &WriterStats,
-    stored: &Notify,
-) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE op")?;
+            Ok(v)
         }
-        match commit_batch(&mut conn, &batch) {
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            Err(e)
+        }
+    }
+}
+
+struct WriterThread {
+    conn: Connection,
+    path: PathBuf,
+    id: Option<FileId>,
+    max_batch: usize,
+    stats: Arc<WriterStats>,
+    health: Arc<Health>,
+    stored: Arc<Notify>,
+}
+
+impl WriterThread {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut acks: Vec<(NewEvent, Reply)> = Vec::new();
+        let mut ops: std::collections::VecDeque<Op> = std::collections::VecDeque::new();
+        let mut open = true;
+        loop {
+            if acks.is_empty() && ops.is_empty() {
+                if !open {
+                    return;
+                }
+                match rx.blocking_recv() {
+                    Some(m) => self.sort(m, &mut acks, &mut ops),
+                    None => return,
+                }
+            }
+            // Take everything waiting, so acknowledgements that arrived meanwhile go first.
+            loop {
+                match rx.try_recv() {
+                    Ok(m) => self.sort(m, &mut acks, &mut ops),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            if !acks.is_empty() {
+                // A request that gave up (503 after the timeout) is not written.
+                acks.retain(|(_, reply)| !reply.is_closed());
+                while !acks.is_empty() {
+                    let n = acks.len().min(self.max_batch);
+                    let batch: Vec<_> = acks.drain(..n).collect();
+                    self.commit_acks(batch);
+                }
+                continue;
+            }
+            let n = ops.len().min(MAX_OPS_PER_COMMIT);
+            let batch: Vec<Op> = ops.drain(..n).collect();
+            self.commit_ops(batch);
+        }
+    }
+
+    fn sort(
+        &self,
+        m: Msg,
+        acks: &mut Vec<(NewEvent, Reply)>,
+        ops: &mut std::collections::VecDeque<Op>,
+    ) {
+        match m {
+            Msg::Ack(e, r) => acks.push((e, r)),
+            Msg::Op(op) => ops.push_back(op),
+        }
+    }
+
+    /// After a commit: is the file at the path still the one this connection writes to?
+    fn check_identity(&self) -> std::result::Result<(), String> {
+        if let Some(f) = self.health.fatal() {
+            return Err(f);
+        }
+        if file_id(&self.path) != self.id {
+            let why = format!(
+                "the event store {} was deleted or replaced after `listen` opened it",
+                self.path.display()
+            );
+            self.health.set_fatal(why.clone());
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    fn failed(&self, e: &rusqlite::Error) -> String {
+        if is_corruption(e) {
+            let why = format!("the event store {} is corrupt: {e}", self.path.display());
+            self.health.set_fatal(why.clone());
+            return why;
+        }
+        let msg = e.to_string();
+        self.health.set_last(Some(msg.clone()));
+        msg
+    }
+
+    fn commit_acks(&mut self, batch: Vec<(NewEvent, Reply)>) {
+        if let Some(f) = self.health.fatal() {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(f.clone()));
+            }
+            return;
+        }
+        let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
+        let result = commit_events(&mut self.conn, &events)
+            .map_err(|e| self.failed(&e))
+            .and_then(|outcomes| self.check_identity().map(|()| outcomes));
+        match result {
             Ok(outcomes) => {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .events
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                stats
-                    .largest_batch
+                self.health.set_last(None);
+                let s = &self.stats;
+                s.commits.fetch_add(1, Ordering::Relaxed);
+                s.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                s.largest_batch
                     .fetch_max(batch.len() as u64, Ordering::Relaxed);
-                stored.notify_one();
+                self.stored.notify_one();
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
+            Err(msg) => {
                 for (_, reply) in batch {
                     let _ = reply.send(Err(msg.clone()));
                 }
             }
         }
     }
+
+    fn commit_ops(&mut self, batch: Vec<Op>) {
+        let n = batch.len() as u64;
+        let begun = self
+            .conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.failed(&e));
+        if let Err(msg) = begun {
+            // Nothing ran: tell every op (the worker tries again later).
+            for op in batch {
+                op.refuse(msg.clone());
+            }
+            return;
+        }
+        let done: Vec<Done> = batch.into_iter().map(|op| op.run(&self.conn)).collect();
+        let commit = match self.conn.execute_batch("COMMIT") {
+            Ok(()) => self.check_identity(),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(self.failed(&e))
+            }
+        };
+        if commit.is_ok() {
+            self.health.set_last(None);
+            self.stats.op_commits.fetch_add(1, Ordering::Relaxed);
+            self.stats.ops.fetch_add(n, Ordering::Relaxed);
+        }
+        for d in done {
+            d(commit.clone());
+        }
+    }
 }
 
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &[(NewEvent, Reply)],
-) -> rusqlite::Result<Vec<Ingest>> {
+/// Insert a batch of new events in one transaction; an id already stored (or twice in the
+/// batch) is a duplicate.
+fn commit_events(conn: &mut Connection, batch: &[&NewEvent]) -> rusqlite::Result<Vec<Ingest>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
@@ -218,9 +667,9 @@ fn commit_batch(
             "INSERT INTO events (event_id, source, event_type, received_at_ms, headers, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
         )?;
-        for (e, _) in batch {
+        for e in batch {
             let n = insert.execute(params![
-                e.event_id,
+                event_key(e.source, &e.event_id),
                 e.source,
                 e.event_type,
                 e.received_at_ms,
@@ -242,6 +691,7 @@ fn commit_batch(
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
     pub seq: i64,
+    /// The stored key (`source:id`).
     pub event_id: String,
     pub source: String,
     pub body: Vec<u8>,
@@ -254,14 +704,250 @@ pub type JobSpec = (String, String);
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
+    /// The stored key of its event (`source:id`).
     pub event_id: String,
     pub action: String,
     pub target: String,
     /// Including this one.
     pub attempts: u32,
+    /// An earlier attempt's request left (`sending_at_ms` set) and its outcome was never
+    /// recorded (a crash, or a lost write): this attempt may repeat it.
+    pub maybe_sent_before: bool,
 }
 
-/// The worker's side of the store (its own connection).
+/// The events still to route, oldest first.
+pub fn unrouted(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<PendingEvent>> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, event_id, source, body FROM events WHERE routed = 0 ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit as i64], |r| {
+        Ok(PendingEvent {
+            seq: r.get(0)?,
+            event_id: r.get(1)?,
+            source: r.get(2)?,
+            body: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Record the jobs for routed events and mark them routed. Re-running it for the same event
+/// adds nothing (UNIQUE (event_id, action)).
+pub fn record_routes(
+    conn: &Connection,
+    routed: &[(i64, String, Vec<JobSpec>)],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut add = conn.prepare_cached(
+        "INSERT INTO jobs (event_id, action, target, next_at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (event_id, action) DO NOTHING",
+    )?;
+    let mut mark =
+        conn.prepare_cached("UPDATE events SET routed = 1, matched = ?2 WHERE seq = ?1")?;
+    for (seq, event_id, jobs) in routed {
+        for (action, target) in jobs {
+            add.execute(params![event_id, action, target, now])?;
+        }
+        let names: Vec<&str> = jobs.iter().map(|(a, _)| a.as_str()).collect();
+        mark.execute(params![seq, json!(names).to_string()])?;
+    }
+    Ok(())
+}
+
+/// The query a claim runs per target; `EXPLAIN QUERY PLAN` of it is tested to read the
+/// `jobs_ready` index (no scan of the queue).
+pub const CLAIM_SELECT: &str = "SELECT id, event_id, action, attempts, sending_at_ms IS NOT NULL
+     FROM jobs WHERE state = 'queued' AND target = ?1 AND next_at_ms <= ?2
+     ORDER BY next_at_ms, id LIMIT ?3";
+
+/// Claim up to `max` ready jobs, visiting `targets` (key, pacing gap in ms) in order: a
+/// target paced until later is skipped, a paced target gives one job and reserves its next
+/// slot `gap` later. Each claimed job gets a lease until `now + lease_ms` (it is ready again
+/// then: its worker is presumed dead) and its `sending_at_ms` mark.
+pub fn claim(
+    conn: &Connection,
+    owner: &str,
+    lease_ms: i64,
+    now: i64,
+    targets: &[(String, i64)],
+    max: usize,
+) -> rusqlite::Result<Vec<Job>> {
+    let mut out = Vec::new();
+    let mut paused = conn.prepare_cached("SELECT next_at_ms FROM targets WHERE target = ?1")?;
+    let mut select = conn.prepare_cached(CLAIM_SELECT)?;
+    let mut lease = conn.prepare_cached(
+        "UPDATE jobs SET lease_owner = ?2, lease_until_ms = ?3, next_at_ms = ?3,
+                attempts = attempts + 1, sending_at_ms = ?4
+         WHERE id = ?1",
+    )?;
+    let mut reserve = conn.prepare_cached(
+        "INSERT INTO targets (target, next_at_ms) VALUES (?1, ?2)
+         ON CONFLICT (target) DO UPDATE SET next_at_ms = max(next_at_ms, excluded.next_at_ms)",
+    )?;
+    for (target, gap) in targets {
+        if out.len() >= max {
+            break;
+        }
+        let until: Option<i64> = paused.query_row([target], |r| r.get(0)).optional()?;
+        if until.is_some_and(|u| u > now) {
+            continue;
+        }
+        let want = if *gap > 0 { 1 } else { max - out.len() };
+        let rows: Vec<(i64, String, String, u32, bool)> = select
+            .query_map(params![target, now, want as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, event_id, action, attempts, maybe_sent_before) in rows {
+            lease.execute(params![id, owner, now + lease_ms, now])?;
+            out.push(Job {
+                id,
+                event_id,
+                action,
+                target: target.clone(),
+                attempts: attempts + 1,
+                maybe_sent_before,
+            });
+        }
+        if *gap > 0 && out.last().is_some_and(|j| &j.target == target) {
+            reserve.execute(params![target, now + gap])?;
+        }
+    }
+    Ok(out)
+}
+
+/// The targets that have queued jobs (read once at start, to find jobs no configured action
+/// can claim any more).
+pub fn queued_targets(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare("SELECT DISTINCT target FROM jobs WHERE state = 'queued'")?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Dead-letter every queued job of `target` (no configured action posts there any more).
+pub fn dead_letter_target(
+    conn: &Connection,
+    target: &str,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
+         SELECT id, event_id, action, ?2, NULL, ?3 FROM jobs WHERE state = 'queued' AND target = ?1",
+        params![target, reason, now],
+    )?;
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', last_error = ?2, lease_owner = NULL, lease_until_ms = NULL
+         WHERE state = 'queued' AND target = ?1",
+        params![target, reason],
+    )
+}
+
+/// The stored payload of an event: (source, body).
+pub fn event_body(conn: &Connection, key: &str) -> rusqlite::Result<Option<(String, Vec<u8>)>> {
+    conn.prepare_cached("SELECT source, body FROM events WHERE event_id = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+pub fn mark_delivered(
+    conn: &Connection,
+    job_id: i64,
+    status: Option<u16>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'delivered', delivered_at_ms = ?2, last_status = ?3,
+                last_error = NULL, lease_owner = NULL, lease_until_ms = NULL
+         WHERE id = ?1 AND state = 'queued'",
+    )?
+    .execute(params![job_id, now, status])?;
+    Ok(())
+}
+
+/// Release the job to be tried again at `at_ms` (its request's outcome is known: the
+/// `sending` mark is cleared); `target_pause_until` also holds back every job of that target
+/// (429 Retry-After).
+pub fn retry_later(
+    conn: &Connection,
+    job: &Job,
+    owner: &str,
+    at_ms: i64,
+    target_pause_until: Option<i64>,
+    status: Option<u16>,
+    error: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET next_at_ms = ?3, lease_owner = NULL, lease_until_ms = NULL,
+                last_status = ?4, last_error = ?5, sending_at_ms = NULL
+         WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'",
+    )?
+    .execute(params![job.id, owner, at_ms, status, error])?;
+    if let Some(until) = target_pause_until {
+        conn.prepare_cached(
+            "INSERT INTO targets (target, next_at_ms) VALUES (?1, ?2)
+             ON CONFLICT (target) DO UPDATE SET next_at_ms = max(next_at_ms, excluded.next_at_ms)",
+        )?
+        .execute(params![job.target, until])?;
+    }
+    Ok(())
+}
+
+pub fn dead_letter(
+    conn: &Connection,
+    job: &Job,
+    status: Option<u16>,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'dead', last_status = ?2, last_error = ?3,
+                    lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = ?1 AND state = 'queued'",
+        )?
+        .execute(params![job.id, status, reason])?;
+    if n == 1 {
+        conn.prepare_cached(
+            "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            job.id,
+            job.event_id,
+            job.action,
+            reason,
+            status,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+/// Forget up to `limit` processed events older than `cutoff_ms` (their dedupe rows and jobs
+/// too). Events with a queued or dead job are kept: their body is still needed. Small
+/// batches, so the writer is never held for long; returns how many were removed.
+pub fn prune(conn: &Connection, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
+    let keys: Vec<String> = conn
+        .prepare_cached(
+            "SELECT event_id FROM events WHERE received_at_ms < ?1 AND routed = 1 AND NOT EXISTS (
+                SELECT 1 FROM jobs WHERE jobs.event_id = events.event_id
+                  AND jobs.state IN ('queued', 'dead'))
+             LIMIT ?2",
+        )?
+        .query_map(params![cutoff_ms, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut del_jobs = conn.prepare_cached("DELETE FROM jobs WHERE event_id = ?1")?;
+    let mut del_event = conn.prepare_cached("DELETE FROM events WHERE event_id = ?1")?;
+    for k in &keys {
+        del_jobs.execute([k])?;
+        del_event.execute([k])?;
+    }
+    Ok(keys.len())
+}
+
+/// Direct access to the store on its own connection, outside a running `listen` (tests,
+/// tools): each call is its own transaction.
 pub struct Queue {
     conn: Connection,
     path: PathBuf,
@@ -275,214 +961,109 @@ impl Queue {
         })
     }
 
-    fn err(&self, what: &'static str, e: rusqlite::Error) -> Error {
-        db_err(&self.path, what, e)
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn write<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let run = |conn: &mut Connection| -> rusqlite::Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        };
+        run(&mut self.conn).map_err(|e| db_err(&self.path, what, e))
     }
 
     pub fn unrouted(&self, limit: usize) -> Result<Vec<PendingEvent>> {
-        let run = || -> rusqlite::Result<Vec<PendingEvent>> {
-            let mut st = self.conn.prepare_cached(
-                "SELECT seq, event_id, source, body FROM events WHERE routed = 0 ORDER BY seq LIMIT ?1",
-            )?;
-            let rows = st.query_map([limit as i64], |r| {
-                Ok(PendingEvent {
-                    seq: r.get(0)?,
-                    event_id: r.get(1)?,
-                    source: r.get(2)?,
-                    body: r.get(3)?,
-                })
-            })?;
-            rows.collect()
-        };
-        run().map_err(|e| self.err("read unrouted events from", e))
+        unrouted(&self.conn, limit).map_err(|e| db_err(&self.path, "read unrouted events from", e))
     }
 
-    /// Record the jobs for routed events, and mark them routed, in one transaction. Re-running
-    /// it for the same event adds nothing (UNIQUE (event_id, action)).
     pub fn record_routes(&mut self, routed: &[(i64, String, Vec<JobSpec>)]) -> Result<()> {
-        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut add = tx.prepare_cached(
-                    "INSERT INTO jobs (event_id, action, target) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (event_id, action) DO NOTHING",
-                )?;
-                let mut mark =
-                    tx.prepare_cached("UPDATE events SET routed = 1, matched = ?2 WHERE seq = ?1")?;
-                for (seq, event_id, jobs) in routed {
-                    for (action, target) in jobs {
-                        add.execute(params![event_id, action, target])?;
-                    }
-                    let names: Vec<&str> = jobs.iter().map(|(a, _)| a.as_str()).collect();
-                    mark.execute(params![seq, json!(names).to_string()])?;
-                }
-            }
-            tx.commit()
-        };
-        run(&mut self.conn).map_err(|e| db_err(&self.path, "record routed events in", e))
+        self.write("record routed events in", |c| {
+            record_routes(c, routed, now_ms())
+        })
     }
 
-    /// Claim the oldest ready job whose target is not being paced, with a lease until
-    /// `now + lease_ms`; reserve the target's next slot `pace_ms(target)` later.
     pub fn claim(
         &mut self,
         owner: &str,
         lease_ms: i64,
-        pace_ms: impl Fn(&str) -> i64,
-    ) -> Result<Option<Job>> {
-        let now = now_ms();
-        let run = |conn: &mut Connection| -> rusqlite::Result<Option<Job>> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let job = tx
-                .prepare_cached(
-                    "UPDATE jobs SET lease_owner = ?1, lease_until_ms = ?2, attempts = attempts + 1
-                     WHERE id = (
-                        SELECT j.id FROM jobs j LEFT JOIN targets t ON t.target = j.target
-                        WHERE j.state = 'queued' AND j.next_at_ms <= ?3
-                          AND (j.lease_until_ms IS NULL OR j.lease_until_ms < ?3)
-                          AND COALESCE(t.next_at_ms, 0) <= ?3
-                        ORDER BY j.id LIMIT 1)
-                     RETURNING id, event_id, action, target, attempts",
-                )?
-                .query_row(params![owner, now + lease_ms, now], |r| {
-                    Ok(Job {
-                        id: r.get(0)?,
-                        event_id: r.get(1)?,
-                        action: r.get(2)?,
-                        target: r.get(3)?,
-                        attempts: r.get(4)?,
-                    })
-                })
-                .optional()?;
-            if let Some(job) = &job {
-                let gap = pace_ms(&job.target);
-                if gap > 0 {
-                    tx.execute(
-                        "INSERT INTO targets (target, next_at_ms) VALUES (?1, ?2)
-                         ON CONFLICT (target) DO UPDATE SET next_at_ms = max(next_at_ms, excluded.next_at_ms)",
-                        params![job.target, now + gap],
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok(job)
-        };
-        run(&mut self.conn).map_err(|e| db_err(&self.path, "claim a job in", e))
-    }
-
-    /// The stored payload of an event: (source, body).
-    pub fn event_body(&self, event_id: &str) -> Result<Option<(String, Vec<u8>)>> {
-        self.conn
-            .query_row(
-                "SELECT source, body FROM events WHERE event_id = ?1",
-                [event_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err("read an event from", e))
+        targets: &[(String, i64)],
+        max: usize,
+    ) -> Result<Vec<Job>> {
+        self.write("claim a job in", |c| {
+            claim(c, owner, lease_ms, now_ms(), targets, max)
+        })
     }
 
     pub fn mark_delivered(&mut self, job: &Job, status: Option<u16>) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE jobs SET state = 'delivered', delivered_at_ms = ?2, last_status = ?3,
-                        last_error = NULL, lease_owner = NULL, lease_until_ms = NULL
-                 WHERE id = ?1 AND state = 'queued'",
-                params![job.id, now_ms(), status],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err("record a delivery in", e))
-    }
-
-    /// Release the job to be tried again at `at_ms`; `target_pause_until` also holds back
-    /// every job of that target (429 Retry-After).
-    pub fn retry_later(
-        &mut self,
-        job: &Job,
-        owner: &str,
-        at_ms: i64,
-        target_pause_until: Option<i64>,
-        status: Option<u16>,
-        error: &str,
-    ) -> Result<()> {
-        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE jobs SET next_at_ms = ?3, lease_owner = NULL, lease_until_ms = NULL,
-                        last_status = ?4, last_error = ?5
-                 WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'",
-                params![job.id, owner, at_ms, status, error],
-            )?;
-            if let Some(until) = target_pause_until {
-                tx.execute(
-                    "INSERT INTO targets (target, next_at_ms) VALUES (?1, ?2)
-                     ON CONFLICT (target) DO UPDATE SET next_at_ms = max(next_at_ms, excluded.next_at_ms)",
-                    params![job.target, until],
-                )?;
-            }
-            tx.commit()
-        };
-        run(&mut self.conn).map_err(|e| db_err(&self.path, "reschedule a job in", e))
+        self.write("record a delivery in", |c| {
+            mark_delivered(c, job.id, status, now_ms())
+        })
     }
 
     pub fn dead_letter(&mut self, job: &Job, status: Option<u16>, reason: &str) -> Result<()> {
-        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.execute(
-                "UPDATE jobs SET state = 'dead', last_status = ?2, last_error = ?3,
-                        lease_owner = NULL, lease_until_ms = NULL
-                 WHERE id = ?1 AND state = 'queued'",
-                params![job.id, status, reason],
-            )?;
-            if n == 1 {
-                tx.execute(
-                    "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![job.id, job.event_id, job.action, reason, status, now_ms()],
-                )?;
-            }
-            tx.commit()
-        };
-        run(&mut self.conn).map_err(|e| db_err(&self.path, "record a dead letter in", e))
+        self.write("record a dead letter in", |c| {
+            dead_letter(c, job, status, reason, now_ms())
+        })
     }
 
-    /// Forget processed events older than `cutoff_ms` (their dedupe rows too). Events with a
-    /// queued or dead job are kept: their body is still needed.
     pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize> {
-        let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.execute(
-                "DELETE FROM events WHERE received_at_ms < ?1 AND routed = 1 AND NOT EXISTS (
-                    SELECT 1 FROM jobs WHERE jobs.event_id = events.event_id
-                      AND jobs.state IN ('queued', 'dead'))",
-                [cutoff_ms],
-            )?;
-            tx.execute(
-                "DELETE FROM jobs WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.event_id = jobs.event_id)",
-                [],
-            )?;
-            tx.commit()?;
-            Ok(n)
-        };
-        run(&mut self.conn).map_err(|e| db_err(&self.path, "prune old events in", e))
+        let mut total = 0;
+        loop {
+            let n = self.write("prune old events in", |c| prune(c, cutoff_ms, 500))?;
+            total += n;
+            if n < 500 {
+                return Ok(total);
+            }
+        }
     }
 }
 
-/// Re-queue dead jobs (all, or one event's, or one action's). Returns how many.
+/// The actions the store has jobs for (any state), sorted.
+pub fn known_actions(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare("SELECT DISTINCT action FROM jobs ORDER BY action")?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Re-queue dead jobs (all, or one event's, or one action's). Returns how many. An action
+/// the store has never had a job for is refused (exit 2): it is a typo, not "nothing to do".
 pub fn replay(path: &Path, event_id: Option<&str>, action: Option<&str>) -> Result<usize> {
     let mut conn = open(path)?;
+    if let Some(a) = action {
+        let known = known_actions(&conn).map_err(|e| db_err(path, "read the actions in", e))?;
+        if !known.iter().any(|k| k == a) {
+            let list = if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(Error::Usage(format!(
+                "no action `{a}` in {}; actions with deliveries there: {list} (write it as rule/action)",
+                path.display()
+            )));
+        }
+    }
     let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let n = tx.execute(
             "UPDATE jobs SET state = 'queued', attempts = 0, next_at_ms = 0,
-                    lease_owner = NULL, lease_until_ms = NULL
-             WHERE state = 'dead' AND (?1 IS NULL OR event_id = ?1) AND (?2 IS NULL OR action = ?2)",
+                    lease_owner = NULL, lease_until_ms = NULL, sending_at_ms = NULL
+             WHERE state = 'dead' AND (?1 IS NULL OR event_id IN ('webhook:' || ?1, 'click:' || ?1))
+               AND (?2 IS NULL OR action = ?2)",
             params![event_id, action],
         )?;
         tx.execute(
             "UPDATE dead_letters SET replayed_at_ms = ?3
-             WHERE replayed_at_ms IS NULL AND (?1 IS NULL OR event_id = ?1) AND (?2 IS NULL OR action = ?2)",
+             WHERE replayed_at_ms IS NULL AND (?1 IS NULL OR event_id IN ('webhook:' || ?1, 'click:' || ?1))
+               AND (?2 IS NULL OR action = ?2)",
             params![event_id, action, now],
         )?;
         tx.commit()?;
@@ -491,43 +1072,50 @@ pub fn replay(path: &Path, event_id: Option<&str>, action: Option<&str>) -> Resu
     run(&mut conn).map_err(|e| db_err(path, "re-queue dead letters in", e))
 }
 
-/// event_id, source, event_type, received_at_ms, headers, body, routed
-type LogRow = (String, String, Option<String>, i64, String, Vec<u8>, i64);
-
-/// Stored events received at or after `since_ms` (optionally one event id), oldest first,
-/// each as a JSON object with its raw payload and the outcome of every action.
-pub fn log_entries(path: &Path, since_ms: i64, event_id: Option<&str>) -> Result<Vec<Value>> {
+/// Stream the stored events received at or after `since_ms` (optionally one event id, in
+/// either namespace), oldest first, each as a JSON object with its raw payload and the
+/// outcome of every action, to `each` (which returns `false` to stop). One row at a time:
+/// memory does not grow with the store.
+pub fn for_each_log_entry(
+    path: &Path,
+    since_ms: i64,
+    event_id: Option<&str>,
+    mut each: impl FnMut(Value) -> bool,
+) -> Result<()> {
     let conn = open(path)?;
-    let run = || -> rusqlite::Result<Vec<Value>> {
+    let mut run = || -> rusqlite::Result<()> {
         let mut events = conn.prepare(
             "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
-             FROM events WHERE received_at_ms >= ?1 AND (?2 IS NULL OR event_id = ?2)
+             FROM events WHERE received_at_ms >= ?1
+               AND (?2 IS NULL OR event_id IN ('webhook:' || ?2, 'click:' || ?2))
              ORDER BY seq",
         )?;
         let mut jobs = conn.prepare(
-            "SELECT action, state, attempts, last_status, last_error, delivered_at_ms
+            "SELECT action, state, attempts, last_status, last_error, delivered_at_ms, sending_at_ms
              FROM jobs WHERE event_id = ?1 ORDER BY id",
         )?;
-        let rows: Vec<LogRow> = events
-            .query_map(params![since_ms, event_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, source, event_type, received, headers, body, routed) in rows {
+        let mut rows = events.query(params![since_ms, event_id])?;
+        while let Some(r) = rows.next()? {
+            let key: String = r.get(0)?;
+            let source: String = r.get(1)?;
+            let event_type: Option<String> = r.get(2)?;
+            let received: i64 = r.get(3)?;
+            let headers: String = r.get(4)?;
+            let body: Vec<u8> = r.get(5)?;
+            let routed: i64 = r.get(6)?;
             let actions: Vec<Value> = jobs
-                .query_map([&id], |r| {
+                .query_map([&key], |r| {
+                    let state: String = r.get(1)?;
+                    let sending: Option<i64> = r.get(6)?;
+                    // A queued job whose request left and whose outcome is not recorded yet.
+                    let state = if state == "queued" && sending.is_some() {
+                        "sending".to_string()
+                    } else {
+                        state
+                    };
                     Ok(json!({
                         "action": r.get::<_, String>(0)?,
-                        "state": r.get::<_, String>(1)?,
+                        "state": state,
                         "attempts": r.get::<_, i64>(2)?,
                         "last_status": r.get::<_, Option<i64>>(3)?,
                         "last_error": r.get::<_, Option<String>>(4)?,
@@ -539,28 +1127,43 @@ pub fn log_entries(path: &Path, since_ms: i64, event_id: Option<&str>) -> Result
                 "queued"
             } else if actions.iter().any(|a| a["state"] == "dead") {
                 "dead_letter"
-            } else if actions.iter().any(|a| a["state"] == "queued") {
+            } else if actions
+                .iter()
+                .any(|a| a["state"] == "queued" || a["state"] == "sending")
+            {
                 "pending"
             } else if actions.is_empty() {
                 "no_match"
             } else {
                 "delivered"
             };
-            let body_text = String::from_utf8_lossy(&body).into_owned();
-            out.push(json!({
-                "event_id": id,
+            let entry = json!({
+                "event_id": key_id(&key),
                 "source": source,
                 "event_type": event_type,
                 "received_at": rfc3339_ms(received),
                 "outcome": outcome,
                 "actions": actions,
                 "headers": serde_json::from_str::<Value>(&headers).unwrap_or(Value::Null),
-                "raw_body": body_text,
-            }));
+                "raw_body": String::from_utf8_lossy(&body),
+            });
+            if !each(entry) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     };
     run().map_err(|e| db_err(path, "read the event log from", e))
+}
+
+/// [`for_each_log_entry`], collected (tests and small stores).
+pub fn log_entries(path: &Path, since_ms: i64, event_id: Option<&str>) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for_each_log_entry(path, since_ms, event_id, |e| {
+        out.push(e);
+        true
+    })?;
+    Ok(out)
 }
 
 fn rfc3339_ms(ms: i64) -> String {
@@ -584,15 +1187,21 @@ mod tests {
         }
     }
 
+    fn t(name: &str, gap: i64) -> (String, i64) {
+        (name.to_string(), gap)
+    }
+
+    fn claim1(q: &mut Queue, owner: &str, targets: &[(String, i64)]) -> Option<Job> {
+        q.claim(owner, 60_000, targets, 1).expect("claim").pop()
+    }
+
     /// Store events and route each to the given (action, target) jobs.
     fn setup(dir: &Path, events: &[(&str, i64)], jobs: &[(&str, &str)]) -> Queue {
         let path = dir.join("q.db");
         let mut conn = open(&path).expect("open");
-        let batch: Vec<_> = events
-            .iter()
-            .map(|(id, at)| (event(id, *at), oneshot::channel().0))
-            .collect();
-        let outcomes = commit_batch(&mut conn, &batch).expect("commit");
+        let batch: Vec<NewEvent> = events.iter().map(|(id, at)| event(id, *at)).collect();
+        let refs: Vec<&NewEvent> = batch.iter().collect();
+        let outcomes = commit_events(&mut conn, &refs).expect("commit");
         assert!(outcomes.iter().all(|o| *o == Ingest::Stored));
         let mut q = Queue::open(&path).expect("queue");
         let pending = q.unrouted(1000).expect("unrouted");
@@ -613,17 +1222,23 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_ids_in_one_batch_store_once() {
+    fn duplicate_ids_in_one_batch_store_once_and_sources_are_separate() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = open(&dir.path().join("d.db")).expect("open");
-        let batch: Vec<_> = ["a", "a", "b"]
-            .iter()
-            .map(|id| (event(id, 1), oneshot::channel().0))
-            .collect();
-        let outcomes = commit_batch(&mut conn, &batch).expect("commit");
+        let mut webhook = event("a", 1);
+        webhook.source = "webhook";
+        let batch = [event("a", 1), event("a", 1), event("b", 1), webhook];
+        let refs: Vec<&NewEvent> = batch.iter().collect();
+        let outcomes = commit_events(&mut conn, &refs).expect("commit");
         assert_eq!(
             outcomes,
-            [Ingest::Stored, Ingest::Duplicate, Ingest::Stored]
+            [
+                Ingest::Stored,
+                Ingest::Duplicate,
+                Ingest::Stored,
+                Ingest::Stored
+            ],
+            "a webhook `a` is not a duplicate of a click `a`"
         );
     }
 
@@ -632,26 +1247,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut q = setup(dir.path(), &[("e1", 1)], &[("r/a", "t1")]);
         let mut other = Queue::open(&dir.path().join("q.db")).expect("second worker");
-        let first = q.claim("w1", 60_000, |_| 0).expect("claim").expect("a job");
-        assert_eq!((first.event_id.as_str(), first.attempts), ("e1", 1));
-        assert!(other.claim("w2", 60_000, |_| 0).expect("claim").is_none());
-        // w1 "dies": once its lease has run out the job is taken again, attempt counted.
+        let ts = [t("t1", 0)];
+        let first = claim1(&mut q, "w1", &ts).expect("a job");
+        assert_eq!((first.event_id.as_str(), first.attempts), ("click:e1", 1));
+        assert!(!first.maybe_sent_before);
+        assert!(claim1(&mut other, "w2", &ts).is_none());
+        // w1 "dies": once its lease has run out the job is taken again, attempt counted, and
+        // flagged as possibly sent already (its `sending` mark has no outcome).
         q.conn
-            .execute("UPDATE jobs SET lease_until_ms = 0", [])
+            .execute("UPDATE jobs SET next_at_ms = 0", [])
             .expect("expire");
-        let again = other
-            .claim("w2", 60_000, |_| 0)
-            .expect("claim")
-            .expect("retaken");
+        let again = claim1(&mut other, "w2", &ts).expect("retaken");
         assert_eq!((again.id, again.attempts), (first.id, 2));
+        assert!(again.maybe_sent_before);
         other.mark_delivered(&again, Some(200)).expect("delivered");
         q.conn
-            .execute("UPDATE jobs SET lease_until_ms = 0", [])
+            .execute("UPDATE jobs SET next_at_ms = 0", [])
             .expect("expire");
-        assert!(
-            q.claim("w1", 60_000, |_| 0).expect("claim").is_none(),
-            "delivered is final"
-        );
+        assert!(claim1(&mut q, "w1", &ts).is_none(), "delivered is final");
     }
 
     #[test]
@@ -667,10 +1280,15 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut q = Queue::open(&path).expect("queue");
                     let mut mine = Vec::new();
-                    while let Some(job) = q.claim(&format!("w{w}"), 60_000, |_| 0).expect("claim") {
-                        mine.push(job.id);
+                    loop {
+                        let jobs = q
+                            .claim(&format!("w{w}"), 60_000, &[t("t", 0)], 3)
+                            .expect("claim");
+                        if jobs.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(jobs.iter().map(|j| j.id));
                     }
-                    mine
                 })
             })
             .collect();
@@ -696,9 +1314,9 @@ mod tests {
             &[("e1", 1), ("e2", 1)],
             &[("r/slack", "slow"), ("r/crm", "fast")],
         );
-        let pace = |t: &str| if t == "slow" { 60_000 } else { 0 };
+        let ts = [t("slow", 60_000), t("fast", 0)];
         let mut targets = Vec::new();
-        while let Some(job) = q.claim("w", 60_000, pace).expect("claim") {
+        while let Some(job) = claim1(&mut q, "w", &ts) {
             targets.push(job.target.clone());
         }
         targets.sort();
@@ -710,6 +1328,116 @@ mod tests {
     }
 
     #[test]
+    fn claim_reads_the_ready_index_even_with_a_large_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<String> = (0..1000).map(|i| format!("e{i}")).collect();
+        let events: Vec<(&str, i64)> = ids.iter().map(|i| (i.as_str(), 1)).collect();
+        let mut q = setup(dir.path(), &events, &[("r/a", "down"), ("r/b", "up")]);
+        q.conn.execute_batch("ANALYZE").expect("analyze");
+        let plan: Vec<String> = q
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {CLAIM_SELECT}"))
+            .expect("explain")
+            .query_map(params!["up", now_ms(), 8], |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let plan = plan.join(" | ");
+        assert!(
+            plan.contains("USING") && plan.contains("jobs_ready"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        // 1,000 leased jobs of a target that is down do not hide the other target's.
+        let down: Vec<Job> = q.claim("w", 60_000, &[t("down", 0)], 5000).expect("claim");
+        assert_eq!(down.len(), 1000);
+        let up = q
+            .claim("w", 60_000, &[t("down", 0), t("up", 0)], 8)
+            .expect("claim");
+        assert_eq!(up.len(), 8);
+        assert!(up.iter().all(|j| j.target == "up"));
+    }
+
+    #[test]
+    fn an_old_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            // The first layout: un-namespaced ids, no version, no sending mark.
+            let c = Connection::open(&path).expect("create");
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+                   source TEXT NOT NULL, event_type TEXT, received_at_ms INTEGER NOT NULL,
+                   headers TEXT NOT NULL, body BLOB NOT NULL, routed INTEGER NOT NULL DEFAULT 0, matched TEXT);
+                 CREATE INDEX events_unrouted ON events(seq) WHERE routed = 0;
+                 CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,
+                   action TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
+                   attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL DEFAULT 0,
+                   lease_owner TEXT, lease_until_ms INTEGER, last_status INTEGER, last_error TEXT,
+                   delivered_at_ms INTEGER, UNIQUE (event_id, action));
+                 CREATE INDEX jobs_queued ON jobs(next_at_ms) WHERE state = 'queued';
+                 CREATE TABLE targets (target TEXT PRIMARY KEY, next_at_ms INTEGER NOT NULL);
+                 CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL,
+                   event_id TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL, http_status INTEGER,
+                   dead_at_ms INTEGER NOT NULL, replayed_at_ms INTEGER);
+                 INSERT INTO events (event_id, source, received_at_ms, headers, body, routed)
+                   VALUES ('evt_1', 'webhook', 1, '{}', x'7b7d', 1), ('clk_1', 'click', 1, '{}', x'7b7d', 1);
+                 INSERT INTO jobs (event_id, action, target, lease_until_ms) VALUES ('clk_1', 'r/a', 't', 99999999999999);",
+            )
+            .expect("old layout");
+        }
+        let mut q = Queue::open(&path).expect("migrated");
+        let v: i64 = q
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        let ids: Vec<(String, String)> = log_entries(&path, 0, None)
+            .expect("log")
+            .iter()
+            .map(|e| (e["source"].to_string(), e["event_id"].to_string()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("\"webhook\"".into(), "\"evt_1\"".into()),
+                ("\"click\"".into(), "\"clk_1\"".into())
+            ]
+        );
+        // The old lease still holds (folded into next_at_ms): not claimable yet.
+        assert!(claim1(&mut q, "w", &[t("t", 0)]).is_none());
+        // A webhook with the click's id is now a different event.
+        let mut conn = open(&path).expect("reopen");
+        let mut w = event("clk_1", 2);
+        w.source = "webhook";
+        assert_eq!(
+            commit_events(&mut conn, &[&w]).expect("insert"),
+            [Ingest::Stored]
+        );
+        drop(q);
+        // Opening again does not migrate twice.
+        drop(Queue::open(&path).expect("again"));
+        assert_eq!(log_entries(&path, 0, Some("clk_1")).expect("log").len(), 2);
+    }
+
+    #[test]
+    fn log_streams_and_stops_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<String> = (0..50).map(|i| format!("e{i:02}")).collect();
+        let events: Vec<(&str, i64)> = ids.iter().map(|i| (i.as_str(), 1)).collect();
+        drop(setup(dir.path(), &events, &[]));
+        let mut seen = Vec::new();
+        for_each_log_entry(&dir.path().join("q.db"), 0, None, |e| {
+            seen.push(e["event_id"].as_str().unwrap_or_default().to_string());
+            seen.len() < 3
+        })
+        .expect("log");
+        assert_eq!(seen, ["e00", "e01", "e02"]);
+    }
+
+    #[test]
     fn dead_letters_replay_and_prune() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut q = setup(
@@ -717,8 +1445,8 @@ mod tests {
             &[("old", 1), ("dead", 1), ("new", now_ms())],
             &[("r/a", "t")],
         );
-        while let Some(job) = q.claim("w", 60_000, |_| 0).expect("claim") {
-            if job.event_id == "dead" {
+        while let Some(job) = claim1(&mut q, "w", &[t("t", 0)]) {
+            if job.event_id == "click:dead" {
                 q.dead_letter(&job, Some(410), "gone").expect("dead");
             } else {
                 q.mark_delivered(&job, Some(200)).expect("delivered");
@@ -733,12 +1461,13 @@ mod tests {
             .map(|e| e["event_id"].as_str().unwrap_or_default().to_string())
             .collect();
         assert_eq!(ids, ["dead", "new"]);
+        assert!(matches!(
+            replay(&path, None, Some("r/typo")),
+            Err(Error::Usage(m)) if m.contains("r/a")
+        ));
         assert_eq!(replay(&path, None, None).expect("replay"), 1);
-        let job = q
-            .claim("w", 60_000, |_| 0)
-            .expect("claim")
-            .expect("replayed");
-        assert_eq!((job.event_id.as_str(), job.attempts), ("dead", 1));
+        let job = claim1(&mut q, "w", &[t("t", 0)]).expect("replayed");
+        assert_eq!((job.event_id.as_str(), job.attempts), ("click:dead", 1));
         assert_eq!(replay(&path, None, None).expect("nothing dead"), 0);
     }
 }

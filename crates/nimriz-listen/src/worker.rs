@@ -1,28 +1,39 @@
 //! The background worker: routes stored events through the rules into jobs, then delivers
 //! jobs, paced per target, with retries, backoff and a dead-letter store.
 //!
+//! Every change it makes goes through the store's writer thread ([`Writer::run`]), grouped
+//! with other worker changes and always after waiting acknowledgements; it reads on its own
+//! connection. A claim is also the job's `sending` record: the request leaves right after
+//! the claim is committed.
+//!
 //! Delivery guarantee: a job is marked `delivered` right after the target acknowledges it
-//! (2xx) and is never sent again after that. If the process dies between the target's 2xx
-//! and that mark, the lease expires and the job is sent once more: for HTTP actions the
-//! `Idempotency-Key` (derived from event id + action) lets the target drop the repeat; Slack
-//! has no such key, so a crash in that window can repeat one message.
+//! (2xx) and is never sent again after that; a failed write of that mark is retried until
+//! shortly before the lease ends. If the process dies between the target's 2xx and that
+//! mark, the lease expires and the job is sent once more. So a crash repeats at most the
+//! requests in flight at that moment (never more than `worker.concurrency`); for HTTP
+//! actions the `Idempotency-Key` (derived from event id + action) lets the target drop the
+//! repeat, Slack has no such key.
 
 use super::campaign::{Campaign, CampaignSource};
 use super::config::{Action, ActionKind, ListenConfig};
 use super::rules::{EventView, Source};
-use super::store::{Job, JobSpec, Queue, now_ms};
+use super::store::{self, Job, JobSpec, Writer, key_id, now_ms};
 use nimriz_matrix_core::report::SharedReporter;
 use nimriz_matrix_core::{Error, Result};
+use rusqlite::Connection;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 
 /// How often an idle worker looks for work it was not woken for (retries coming due,
 /// expired leases, jobs re-queued by `listen replay` from another process).
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Events routed per worker transaction.
+const ROUTE_BATCH: usize = 200;
 
 /// The opaque key that identifies one target (kind + hash of its URL): what pacing groups
 /// by. The URL itself may be a secret, so it is never stored.
@@ -37,12 +48,25 @@ pub fn idempotency_key(event_id: &str, action_id: &str) -> String {
     format!("nmx-{}", &hex::encode(digest)[..40])
 }
 
+/// What the idempotency key is derived from for a stored event key: the bare id for a
+/// webhook (as before namespacing, so keys stay stable across the upgrade), the namespaced
+/// key for a click (so a click and a webhook sharing an id never share a key).
+fn idempotency_basis(key: &str) -> &str {
+    match key.strip_prefix("webhook:") {
+        Some(id) => id,
+        None => key,
+    }
+}
+
 pub struct Worker {
-    queue: Arc<Mutex<Queue>>,
+    /// Reads only (bodies, unrouted events); writes go through `writer`.
+    reader: Arc<Mutex<Connection>>,
+    writer: Writer,
     config: Arc<ListenConfig>,
     campaign: Arc<CampaignSource>,
     actions: HashMap<String, Action>,
-    pace: HashMap<String, i64>,
+    /// Every configured target with its pacing gap (ms), in a stable order.
+    targets: Vec<(String, i64)>,
     client: reqwest::Client,
     owner: String,
     wake: Arc<Notify>,
@@ -69,10 +93,11 @@ impl Worker {
         campaign: Arc<CampaignSource>,
         wake: Arc<Notify>,
         printer: SharedReporter,
+        writer: Writer,
     ) -> Result<Self> {
-        let queue = Queue::open(&config.storage)?;
+        let reader = store::open_with(&config.storage, Duration::from_secs(1))?;
         let mut actions = HashMap::new();
-        let mut pace = HashMap::new();
+        let mut pace: HashMap<String, i64> = HashMap::new();
         for a in config.rules.iter().flat_map(|r| &r.actions) {
             let target = target_key(a);
             let gap = a.min_interval.as_millis() as i64;
@@ -80,17 +105,20 @@ impl Worker {
             *entry = (*entry).max(gap);
             actions.insert(a.id.clone(), a.clone());
         }
+        let mut targets: Vec<(String, i64)> = pace.into_iter().collect();
+        targets.sort();
         let client = reqwest::Client::builder()
             .timeout(config.worker.request_timeout)
             .user_agent(concat!("nimriz-matrix-listen/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Usage(format!("could not build the HTTP client: {e}")))?;
         Ok(Worker {
-            queue: Arc::new(Mutex::new(queue)),
+            reader: Arc::new(Mutex::new(reader)),
+            writer,
             config,
             campaign,
             actions,
-            pace,
+            targets,
             client,
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
             wake,
@@ -98,17 +126,51 @@ impl Worker {
         })
     }
 
-    async fn db<T: Send + 'static>(
+    /// A read on the worker's own connection (never blocks the writer: WAL).
+    async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Queue) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let queue = self.queue.clone();
+        let reader = self.reader.clone();
+        let path = self.config.storage.clone();
         tokio::task::spawn_blocking(move || {
-            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut q)
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn).map_err(|e| Error::io("read", path, std::io::Error::other(e)))
         })
         .await
         .map_err(|e| Error::Usage(format!("worker task failed: {e}")))?
+    }
+
+    /// A change, through the writer (grouped, after acknowledgements).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.writer
+            .run(f)
+            .await
+            .map_err(|e| Error::Usage(format!("event store: {e}")))
+    }
+
+    /// Dead-letter queued jobs whose target no configured action posts to any more (one
+    /// read at start; otherwise no claim would ever reach them).
+    async fn retire_unknown_targets(&self) -> Result<()> {
+        let queued = self.read(store::queued_targets).await?;
+        for t in queued {
+            if self.targets.iter().any(|(k, _)| *k == t) {
+                continue;
+            }
+            let reason = "no action in the config posts to this target any more".to_string();
+            let target = t.clone();
+            let n = self
+                .write(move |c| store::dead_letter_target(c, &target, &reason, now_ms()))
+                .await?;
+            self.printer.warn(&format!(
+                "{n} queued job(s) for a target no longer in the config were dead-lettered \
+                 (`listen replay` re-queues them once the action is back)"
+            ));
+        }
+        Ok(())
     }
 
     /// Run until `stop` turns true; in-flight deliveries are finished first.
@@ -117,42 +179,58 @@ impl Worker {
         let mut in_flight = tokio::task::JoinSet::new();
         let retention_ms = self.config.retention.as_millis() as i64;
         let mut next_prune = 0i64;
+        let mut rotate = 0usize;
+        if let Err(e) = self.retire_unknown_targets().await {
+            self.printer.warn(&format!("{e}"));
+        }
         loop {
             if *stop.borrow() {
                 break;
             }
             if now_ms() >= next_prune {
                 let cutoff = now_ms() - retention_ms;
-                if let Err(e) = self.db(move |q| q.prune(cutoff)).await {
-                    self.printer.warn(&format!("{e}"));
+                loop {
+                    match self.write(move |c| store::prune(c, cutoff, 500)).await {
+                        Ok(500) => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            self.printer.warn(&format!("{e}"));
+                            break;
+                        }
+                    }
                 }
                 next_prune = now_ms() + 3_600_000;
             }
             if let Err(e) = self.route_pending().await {
                 self.printer.warn(&format!("routing: {e}"));
             }
-            // Claim as long as there are free slots and ready jobs.
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
+            // Claim as many ready jobs as there are free slots, in one transaction.
+            let free = slots.available_permits();
+            if free > 0 && !self.targets.is_empty() {
                 let owner = self.owner.clone();
                 let lease = self.config.worker.lease.as_millis() as i64;
-                let pace = self.pace.clone();
+                let mut targets = self.targets.clone();
+                // Start with a different target each round: no target starves the others.
+                rotate = (rotate + 1) % targets.len();
+                targets.rotate_left(rotate);
                 let claimed = self
-                    .db(move |q| q.claim(&owner, lease, |t| pace.get(t).copied().unwrap_or(0)))
+                    .write(move |c| store::claim(c, &owner, lease, now_ms(), &targets, free))
                     .await;
                 match claimed {
-                    Ok(Some(job)) => {
-                        let me = self.clone();
-                        in_flight.spawn(async move {
-                            me.process(job).await;
-                            drop(permit);
-                            me.wake.notify_one();
-                        });
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                break; // cannot happen: only this loop takes slots
+                            };
+                            let me = self.clone();
+                            in_flight.spawn(async move {
+                                me.process(job).await;
+                                drop(permit);
+                                me.wake.notify_one();
+                            });
+                        }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        self.printer.warn(&format!("{e}"));
-                        break;
-                    }
+                    Err(e) => self.printer.warn(&format!("{e}")),
                 }
             }
             while in_flight.try_join_next().is_some() {}
@@ -168,7 +246,7 @@ impl Worker {
     /// Evaluate the rules for every unrouted event and record its jobs.
     async fn route_pending(&self) -> Result<()> {
         loop {
-            let pending = self.db(|q| q.unrouted(200)).await?;
+            let pending = self.read(|c| store::unrouted(c, ROUTE_BATCH)).await?;
             if pending.is_empty() {
                 return Ok(());
             }
@@ -178,7 +256,8 @@ impl Worker {
                 let jobs = self.matching_jobs(&campaign, &ev.event_id, &ev.source, &ev.body);
                 routed.push((ev.seq, ev.event_id, jobs));
             }
-            self.db(move |q| q.record_routes(&routed)).await?;
+            self.write(move |c| store::record_routes(c, &routed, now_ms()))
+                .await?;
         }
     }
 
@@ -191,21 +270,21 @@ impl Worker {
         campaign
     }
 
-    fn view(&self, campaign: &Campaign, event_id: &str, source: &str, body: &[u8]) -> EventView {
+    fn view(&self, campaign: &Campaign, key: &str, source: &str, body: &[u8]) -> EventView {
         let source = Source::parse(source).unwrap_or(Source::Click);
         // Bodies were checked to be JSON objects before they were stored.
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        EventView::new(event_id, source, body, campaign)
+        EventView::new(key_id(key), source, body, campaign)
     }
 
     fn matching_jobs(
         &self,
         campaign: &Campaign,
-        event_id: &str,
+        key: &str,
         source: &str,
         body: &[u8],
     ) -> Vec<JobSpec> {
-        let view = self.view(campaign, event_id, source, body);
+        let view = self.view(campaign, key, source, body);
         self.config
             .rules
             .iter()
@@ -216,17 +295,27 @@ impl Worker {
     }
 
     async fn process(&self, job: Job) {
+        let claimed_at = Instant::now();
+        if job.maybe_sent_before {
+            self.printer.warn(&format!(
+                "{} for event {}: an earlier attempt's request left but its outcome was not \
+                 recorded (crash or lost write); sending again, so the target may see it twice",
+                job.action,
+                key_id(&job.event_id)
+            ));
+        }
         let outcome = match self.actions.get(&job.action) {
             None => Outcome::Permanent {
                 status: None,
                 error: format!("action {} is no longer in the config", job.action),
             },
             Some(action) => {
-                let id = job.event_id.clone();
-                match self.db(move |q| q.event_body(&id)).await {
+                let key = job.event_id.clone();
+                match self.read(move |c| store::event_body(c, &key)).await {
                     Ok(Some((source, body))) => {
                         let view = self.view(&self.campaign(), &job.event_id, &source, &body);
-                        self.deliver(action, &view).await
+                        self.deliver(action, &view, idempotency_basis(&job.event_id))
+                            .await
                     }
                     Ok(None) => Outcome::Permanent {
                         status: None,
@@ -242,28 +331,43 @@ impl Worker {
         };
         let w = &self.config.worker;
         let owner = self.owner.clone();
-        let result = match outcome {
+        let id = key_id(&job.event_id).to_string();
+        // The outcome must be recorded before the lease runs out (else the job is taken
+        // again and, if delivered, repeated): retry a failed write until shortly before.
+        let deadline = claimed_at + w.lease.mul_f64(0.9);
+        let job = Arc::new(job);
+        match outcome {
             Outcome::Delivered(status) => {
-                self.printer.detail(&format!(
-                    "delivered {} for event {}",
-                    job.action, job.event_id
-                ));
-                self.db(move |q| q.mark_delivered(&job, Some(status))).await
+                self.printer
+                    .detail(&format!("delivered {} for event {id}", job.action));
+                let j = job.clone();
+                self.record(deadline, move |c| {
+                    store::mark_delivered(c, j.id, Some(status), now_ms())
+                })
+                .await;
             }
             Outcome::Permanent { status, error } => {
                 self.printer.warn(&format!(
-                    "{} for event {}: {error}; dead-lettered (`listen replay` re-queues it)",
-                    job.action, job.event_id
+                    "{} for event {id}: {error}; dead-lettered (`listen replay` re-queues it)",
+                    job.action
                 ));
-                self.db(move |q| q.dead_letter(&job, status, &error)).await
+                let j = job.clone();
+                self.record(deadline, move |c| {
+                    store::dead_letter(c, &j, status, &error, now_ms())
+                })
+                .await;
             }
             Outcome::Retry { status, error, .. } if job.attempts >= w.max_attempts => {
                 let reason = format!("gave up after {} attempts: {error}", job.attempts);
                 self.printer.warn(&format!(
-                    "{} for event {}: {reason}; dead-lettered",
-                    job.action, job.event_id
+                    "{} for event {id}: {reason}; dead-lettered",
+                    job.action
                 ));
-                self.db(move |q| q.dead_letter(&job, status, &reason)).await
+                let j = job.clone();
+                self.record(deadline, move |c| {
+                    store::dead_letter(c, &j, status, &reason, now_ms())
+                })
+                .await;
             }
             Outcome::Retry {
                 status,
@@ -275,22 +379,46 @@ impl Worker {
                 let at = now_ms() + delay.as_millis() as i64;
                 let pause = retry_after.map(|_| at);
                 self.printer.detail(&format!(
-                    "{} for event {}: {error}; retry in {} ms",
+                    "{} for event {id}: {error}; retry in {} ms",
                     job.action,
-                    job.event_id,
                     delay.as_millis()
                 ));
-                self.db(move |q| q.retry_later(&job, &owner, at, pause, status, &error))
-                    .await
+                let j = job.clone();
+                self.record(deadline, move |c| {
+                    store::retry_later(c, &j, &owner, at, pause, status, &error)
+                })
+                .await;
             }
-        };
-        if let Err(e) = result {
-            // The lease will expire and the job be taken again: nothing is lost.
-            self.printer.warn(&format!("{e}"));
         }
     }
 
-    async fn deliver(&self, action: &Action, view: &EventView) -> Outcome {
+    /// Write an outcome; on failure try again (50 ms, doubling to 1 s) until `deadline`.
+    async fn record(
+        &self,
+        deadline: Instant,
+        f: impl Fn(&Connection) -> rusqlite::Result<()> + Clone + Send + Sync + 'static,
+    ) {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.write(f.clone()).await {
+                Ok(()) => return,
+                Err(e) if Instant::now() + delay >= deadline => {
+                    // The lease will expire and the job be taken again: nothing is lost.
+                    self.printer
+                        .warn(&format!("{e}; the job is taken again after its lease"));
+                    return;
+                }
+                Err(e) => {
+                    self.printer
+                        .detail(&format!("{e}; recording the outcome again"));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, action: &Action, view: &EventView, key_basis: &str) -> Outcome {
         let mut request = self
             .client
             .post(action.url.expose_str())
@@ -304,7 +432,7 @@ impl Worker {
             } => {
                 request = request.header(
                     idempotency_header.as_str(),
-                    idempotency_key(&view.event_id, &action.id),
+                    idempotency_key(key_basis, &action.id),
                 );
                 for (name, value) in headers {
                     request = request.header(name.as_str(), value.expose_str());

@@ -269,8 +269,32 @@ pub async fn start(
     manifest: Option<&Path>,
     extra: &str,
 ) -> RunningListener {
-    let text = format!("{}\n{extra}", base_config(dir, manifest));
-    let cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
+    start_full(dir, stand_in, manifest, "", extra, |_| {}).await
+}
+
+/// Like [`start`], with top-level keys `head` before the shared head, and `tweak` applied to
+/// the parsed config (e.g. to pin its clock).
+pub async fn start_custom(
+    dir: &Path,
+    stand_in: &StandIn,
+    head: &str,
+    extra: &str,
+    tweak: impl FnOnce(&mut config::ListenConfig),
+) -> RunningListener {
+    start_full(dir, stand_in, None, head, extra, tweak).await
+}
+
+async fn start_full(
+    dir: &Path,
+    stand_in: &StandIn,
+    manifest: Option<&Path>,
+    head: &str,
+    extra: &str,
+    tweak: impl FnOnce(&mut config::ListenConfig),
+) -> RunningListener {
+    let text = format!("{head}\n{}\n{extra}", base_config(dir, manifest));
+    let mut cfg = config::parse("listen.toml", text, dir, &env(stand_in)).expect("valid config");
+    tweak(&mut cfg);
     Listener::start(cfg, 256, std::sync::Arc::new(Silent) as SharedReporter)
         .await
         .expect("listener starts")

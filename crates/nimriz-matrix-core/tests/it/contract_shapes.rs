@@ -596,10 +596,12 @@ async fn every_catalogued_shape_is_recorded_truthfully_by_build_and_shorten() {
         }
         // The domain list is not used by `mint_link` (it is given the id), and bulk answers
         // never reach it.
-        if c.bulk.is_none() && !c.name.starts_with("domains/")
-            && let Err(e) = check_shorten(c).await {
-                failures.push(format!("{}: {e}", c.name));
-            }
+        if c.bulk.is_none()
+            && !c.name.starts_with("domains/")
+            && let Err(e) = check_shorten(c).await
+        {
+            failures.push(format!("{}: {e}", c.name));
+        }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

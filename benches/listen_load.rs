@@ -1,0 +1,462 @@
+//! Load benchmark of `listen` (issue 17); not a test. Run: `sh benches/listen_load.sh`
+//! (= `cargo bench --bench listen_load`). Env: `REPS` (default 3), `N` (requests per
+//! closed-loop run, default 10000), `BENCH_DIR` (where the stores go).
+//!
+//! One load generator (this process) sends pre-signed, distinct lifecycle webhooks over
+//! keep-alive connections to:
+//! - the **baseline**: a minimal hyper server (this binary, re-run with `--baseline`) that
+//!   reads the body and answers 200 without checking or storing anything;
+//! - the real `nimriz-matrix listen` binary (release), with no rule (worker idle) or one rule
+//!   sending every event to a stand-in CRM that answers at once (fast), after 2 s (slow), or a
+//!   closed port (down).
+//!
+//! Closed loop: N requests from 1/16/64 senders, acks/s and p50/p99 (median of REPS runs).
+//! Open loop: 200 req/s for 10 s while ~20k jobs are queued (downstream down / slow).
+//! Drain: 20k jobs queued behind a closed gate at the stand-in, then the gate opens: jobs/s.
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_bench";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--baseline") {
+        baseline();
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+/// Minimal hyper server: read the body, answer 200 `{"status":"stored"}`.
+fn baseline() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(hyper::body::Bytes::from_static(
+                                br#"{"status":"stored"}"#,
+                            )),
+                        ))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http1_only()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a child that prints `… http://ADDR` on its first stdout line.
+fn spawn(mut cmd: Command) -> (Proc, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("address line");
+    let base = line.trim().rsplit(' ').next().expect("address").to_string();
+    (Proc(child), base)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Downstream {
+    None,
+    Fast,
+    Slow,
+    Down,
+}
+
+/// Stand-in CRM: counts requests; answers at once, or after 2 s, or holds every request
+/// while `gate` is closed.
+struct StandIn {
+    url: String,
+    received: Arc<AtomicU64>,
+    gate: Arc<AtomicBool>,
+}
+
+async fn stand_in(delay: Duration) -> StandIn {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/crm", listener.local_addr().expect("addr"));
+    let received = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(AtomicBool::new(true));
+    let (r, g) = (received.clone(), gate.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (r, g) = (r.clone(), g.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (r, g) = (r.clone(), g.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let _ = req.into_body().collect().await;
+                            while !g.load(Ordering::Relaxed) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            r.fetch_add(1, Ordering::Relaxed);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(hyper::body::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http1_only()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    StandIn {
+        url,
+        received,
+        gate,
+    }
+}
+
+fn start_listen(dir: &std::path::Path, crm_url: Option<&str>) -> (Proc, String) {
+    let db = dir.join(format!("bench-{}.db", uuid::Uuid::new_v4()));
+    let mut text = format!(
+        "bind = \"127.0.0.1:0\"\nstorage = \"{}\"\n[webhook]\nsecret_env = \"BENCH_SECRET\"\n\
+         [worker]\nbackoff_base_ms = 1000\nbackoff_max_ms = 30000\n",
+        db.display()
+    );
+    if let Some(url) = crm_url {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"all\"\n[[rules.actions]]\nname = \"crm\"\ntype = \"http\"\nurl = \"{url}\"\n"
+        ));
+    }
+    let cfg = dir.join(format!("bench-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&cfg, text).expect("config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimriz-matrix"));
+    cmd.args(["--quiet", "listen", "--config"])
+        .arg(&cfg)
+        .env("BENCH_SECRET", SECRET);
+    spawn(cmd)
+}
+
+/// Pre-signed distinct webhooks: (timestamp, signature, body).
+fn presign(prefix: &str, n: usize) -> Vec<(String, String, String)> {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    (0..n)
+        .map(|i| {
+            let body = format!(
+                r#"{{"id":"evt_{prefix}_{i}","type":"link.updated","data":{{"link_id":"l{i}"}}}}"#
+            );
+            let sig = nimriz::webhook::sign(SECRET.as_bytes(), &ts, body.as_bytes());
+            (ts.clone(), sig, body)
+        })
+        .collect()
+}
+
+struct Run {
+    acks_per_s: f64,
+    p50: f64,
+    p99: f64,
+    non_200: usize,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn client(senders: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(senders)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// N requests from `senders` concurrent senders, each waiting for its answer.
+async fn closed_loop(url: &str, senders: usize, reqs: Vec<(String, String, String)>) -> Run {
+    let client = client(senders);
+    let reqs = Arc::new(reqs);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..senders {
+        let (client, url, next, reqs) =
+            (client.clone(), url.to_string(), next.clone(), reqs.clone());
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            let mut bad = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((ts, sig, body)) = reqs.get(i) else {
+                    return (lat, bad);
+                };
+                let t0 = Instant::now();
+                let ok = client
+                    .post(&url)
+                    .header("X-Nim-Timestamp", ts)
+                    .header("X-Nim-Signature", sig)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 200);
+                lat.push(t0.elapsed());
+                if !ok {
+                    bad += 1;
+                }
+            }
+        });
+    }
+    let mut lat = Vec::new();
+    let mut bad = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (l, b) = r.expect("sender");
+        lat.extend(l);
+        bad += b;
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    Run {
+        acks_per_s: (lat.len() - bad) as f64 / elapsed.as_secs_f64(),
+        p50: pct(&lat, 0.5),
+        p99: pct(&lat, 0.99),
+        non_200: bad,
+    }
+}
+
+/// `rate` requests per second for `secs` seconds, each on its own task (open loop).
+async fn open_loop(url: &str, rate: u64, secs: u64, prefix: &str) -> Run {
+    let reqs = presign(prefix, (rate * secs) as usize);
+    let client = client(64);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for (ts, sig, body) in reqs {
+        tick.tick().await;
+        let (client, url) = (client.clone(), url.to_string());
+        tasks.spawn(async move {
+            let t0 = Instant::now();
+            let ok = client
+                .post(&url)
+                .header("X-Nim-Timestamp", ts)
+                .header("X-Nim-Signature", sig)
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            (t0.elapsed(), ok)
+        });
+    }
+    let mut lat = Vec::new();
+    let mut bad = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (d, ok) = r.expect("task");
+        lat.push(d);
+        bad += usize::from(!ok);
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    Run {
+        acks_per_s: (lat.len() - bad) as f64 / elapsed.as_secs_f64(),
+        p50: pct(&lat, 0.5),
+        p99: pct(&lat, 0.99),
+        non_200: bad,
+    }
+}
+
+fn median(mut runs: Vec<Run>) -> (Run, String) {
+    runs.sort_by(|a, b| a.acks_per_s.total_cmp(&b.acks_per_s));
+    let spread = format!(
+        "{:.0}–{:.0}",
+        runs.first().map_or(0.0, |r| r.acks_per_s),
+        runs.last().map_or(0.0, |r| r.acks_per_s)
+    );
+    let mid = runs.len() / 2;
+    (runs.swap_remove(mid), spread)
+}
+
+fn row(name: &str, senders: usize, r: &Run, spread: &str, baseline: Option<f64>) {
+    let ratio = baseline.map_or(String::new(), |b| format!("{:.2}×", r.acks_per_s / b));
+    println!(
+        "| {name} | {senders} | {:.0} ({spread}) | {:.2} | {:.2} | {} | {ratio} |",
+        r.acks_per_s, r.p50, r.p99, r.non_200
+    );
+}
+
+async fn run() {
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let dir = match std::env::var_os("BENCH_DIR") {
+        Some(b) => tempfile::tempdir_in(b),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load at start: {}", load.trim());
+    println!(
+        "\n| server | senders | acks/s (range of {reps}) | p50 ms | p99 ms | non-200 | vs baseline |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+
+    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+    cmd.arg("--baseline");
+    let (_baseline, base) = spawn(cmd);
+    let mut baseline_rate = std::collections::HashMap::new();
+    for senders in [1, 16, 64] {
+        let count = if senders == 1 { n / 5 } else { n };
+        let mut runs = Vec::new();
+        for rep in 0..reps {
+            runs.push(
+                closed_loop(&base, senders, presign(&format!("b{senders}_{rep}"), count)).await,
+            );
+        }
+        let (r, spread) = median(runs);
+        baseline_rate.insert(senders, r.acks_per_s);
+        row("hyper baseline (200, no store)", senders, &r, &spread, None);
+    }
+
+    let fast = stand_in(Duration::ZERO).await;
+    let slow = stand_in(Duration::from_secs(2)).await;
+    for (name, mode) in [
+        ("listen, worker idle (no rule)", Downstream::None),
+        ("listen, deliveries to a fast downstream", Downstream::Fast),
+        ("listen, downstream answering after 2 s", Downstream::Slow),
+        ("listen, downstream down (closed port)", Downstream::Down),
+    ] {
+        let crm = match mode {
+            Downstream::None => None,
+            Downstream::Fast => Some(fast.url.clone()),
+            Downstream::Slow => Some(slow.url.clone()),
+            Downstream::Down => Some("http://127.0.0.1:9/crm".to_string()),
+        };
+        for senders in [1, 16, 64] {
+            let count = if senders == 1 { n / 5 } else { n };
+            let mut runs = Vec::new();
+            for rep in 0..reps {
+                // A fresh receiver and store per run: the queue grows with each run otherwise.
+                let (_l, base) = start_listen(dir.path(), crm.as_deref());
+                let url = format!("{base}/nimriz/webhook");
+                runs.push(
+                    closed_loop(&url, senders, presign(&format!("l{senders}_{rep}"), count)).await,
+                );
+            }
+            let (r, spread) = median(runs);
+            row(
+                name,
+                senders,
+                &r,
+                &spread,
+                baseline_rate.get(&senders).copied(),
+            );
+        }
+    }
+
+    println!(
+        "\n| open loop 200 req/s, 10 s | jobs queued before | acks/s | p50 ms | p99 ms | non-200 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, url) in [
+        ("downstream down", "http://127.0.0.1:9/crm".to_string()),
+        ("downstream answering after 2 s", slow.url.clone()),
+    ] {
+        let mut runs = Vec::new();
+        for rep in 0..reps {
+            let (_l, base) = start_listen(dir.path(), Some(&url));
+            let wurl = format!("{base}/nimriz/webhook");
+            let fill = closed_loop(&wurl, 64, presign(&format!("q{rep}"), 20_000)).await;
+            if fill.non_200 > 0 {
+                println!("(fill: {} of 20,000 not acknowledged)", fill.non_200);
+            }
+            runs.push(open_loop(&wurl, 200, 10, &format!("o{rep}")).await);
+        }
+        let (r, spread) = median(runs);
+        println!(
+            "| {name} | 20,000 | {:.0} ({spread}) | {:.2} | {:.2} | {} |",
+            r.acks_per_s, r.p50, r.p99, r.non_200
+        );
+    }
+
+    println!("\n| drain, fast downstream | jobs | jobs/s |");
+    println!("|---|---:|---:|");
+    let mut rates = Vec::new();
+    for rep in 0..reps {
+        let gated = stand_in(Duration::ZERO).await;
+        gated.gate.store(false, Ordering::Relaxed);
+        let (_l, base) = start_listen(dir.path(), Some(&gated.url));
+        let wurl = format!("{base}/nimriz/webhook");
+        let fill = closed_loop(&wurl, 64, presign(&format!("d{rep}"), 20_000)).await;
+        let jobs = (20_000 - fill.non_200) as u64;
+        tokio::time::sleep(Duration::from_millis(500)).await; // let routing finish
+        let before = gated.received.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        gated.gate.store(true, Ordering::Relaxed);
+        while gated.received.load(Ordering::Relaxed) < jobs {
+            assert!(t0.elapsed() < Duration::from_secs(300), "drain stalled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rates.push((jobs - before) as f64 / t0.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "| median of {reps} ({:.0}–{:.0}) | 20,000 | {:.0} |",
+        rates[0],
+        rates[rates.len() - 1],
+        rates[rates.len() / 2]
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nload at end: {}", load.trim());
+}
