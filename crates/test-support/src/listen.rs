@@ -344,6 +344,8 @@ pub fn write_manifest(path: &Path) {
             short_url: Some(format!("https://go.acme.example/{slug}")),
             url_id: Some(url_id.into()),
             existing_destination: None,
+            tags: Vec::new(),
+            printed_at: None,
             error: None,
             attempts: 1,
             updated_at: "2026-11-27T10:00:00Z".into(),

@@ -45,6 +45,8 @@ pub fn record(slug: &str, status: LinkStatus) -> LinkRecord {
         short_url: None,
         url_id: None,
         existing_destination: None,
+        tags: Vec::new(),
+        printed_at: None,
         error: None,
         attempts: 1,
         updated_at: now_rfc3339(),

@@ -676,6 +676,8 @@ fn to_rows(links: Vec<PlannedLink>, domains: &[Domain]) -> Result<Vec<Row>> {
                 short_url: None,
                 url_id: None,
                 existing_destination: None,
+                tags: link.tags,
+                printed_at: None,
                 error: None,
                 attempts: 0,
                 updated_at: now.clone(),

@@ -38,7 +38,13 @@ pub struct ExportSettings {
     pub format: ExportFormat,
     /// `None` or `-`: stdout.
     pub output: Option<std::path::PathBuf>,
+    /// Start a CSV with a UTF-8 byte-order mark, which Excel needs to read UTF-8 (without
+    /// it, `é` shows as `Ã©`); Google Sheets, LibreOffice and Python's `utf-8-sig` skip it.
+    pub bom: bool,
 }
+
+/// The UTF-8 byte-order mark.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 pub fn export_command(args: &ExportSettings, printer: &dyn crate::report::Reporter) -> Result<u8> {
     if let Some(out) = args.output.as_deref() {
@@ -53,6 +59,9 @@ pub fn export_command(args: &ExportSettings, printer: &dyn crate::report::Report
         printer.warn(note);
     }
     let render = |w: &mut dyn Write| match args.format {
+        ExportFormat::Csv if args.bom => {
+            w.write_all(UTF8_BOM).and_then(|()| write_csv(&manifest, w))
+        }
         ExportFormat::Csv => write_csv(&manifest, w),
         ExportFormat::Json => write_json(&manifest, w),
     };
@@ -122,34 +131,78 @@ pub fn write_json(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
     w.write_all(b"\n")
 }
 
-/// One row per link: the cell's dimensions (in order of first appearance across links),
-/// then [`LINK_COLUMNS`]. A dimension named like a fixed column gets a `cell_` prefix.
-pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
-    let mut dimensions: Vec<&str> = Vec::new();
+/// The cell's dimension names, in order of first appearance across links.
+pub fn dimension_names(manifest: &Manifest) -> Vec<String> {
+    let mut dimensions: Vec<String> = Vec::new();
     for link in &manifest.links {
         for (dim, _) in &link.cell.0 {
-            if !dimensions.contains(&dim.as_str()) {
-                dimensions.push(dim);
+            if !dimensions.iter().any(|d| d == dim) {
+                dimensions.push(dim.clone());
             }
         }
     }
+    dimensions
+}
+
+/// Every UTM parameter any link carries: the five standard ones in their usual order, then
+/// the others by name.
+pub fn utm_columns(manifest: &Manifest) -> Vec<String> {
+    const STANDARD: [&str; 5] = [
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for link in &manifest.links {
+        seen.extend(link.utm.keys().map(String::as_str));
+    }
+    let mut out: Vec<String> = STANDARD
+        .iter()
+        .filter(|s| seen.contains(**s))
+        .map(|s| s.to_string())
+        .collect();
+    out.extend(
+        seen.iter()
+            .filter(|s| !STANDARD.contains(s))
+            .map(|s| s.to_string()),
+    );
+    out
+}
+
+/// One row per link: the cell's dimensions (in order of first appearance across links),
+/// then [`LINK_COLUMNS`], then every UTM parameter and `tags` (`;`-separated). A dimension
+/// named like a fixed column gets a `cell_` prefix.
+pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
+    let dimensions = dimension_names(manifest);
+    let utms = utm_columns(manifest);
     let mut csv = csv::Writer::from_writer(w);
     let header = dimensions
         .iter()
         .map(|d| {
-            if LINK_COLUMNS.contains(d) {
+            if LINK_COLUMNS.contains(&d.as_str()) || utms.contains(d) || d == "tags" {
                 Cow::Owned(format!("cell_{d}"))
             } else {
-                Cow::Borrowed(*d)
+                Cow::Borrowed(d.as_str())
             }
         })
-        .chain(LINK_COLUMNS.iter().map(|c| Cow::Borrowed(*c)));
+        .chain(LINK_COLUMNS.iter().map(|c| Cow::Borrowed(*c)))
+        .chain(utms.iter().map(|u| Cow::Borrowed(u.as_str())))
+        .chain(std::iter::once(Cow::Borrowed("tags")));
     csv.write_record(header.map(|h| neutralize(&h).into_owned()))
         .map_err(csv_io)?;
     for link in &manifest.links {
         let fields = link_fields(link);
+        let tags = link.tags.join(";");
         let cells = dimensions.iter().map(|d| link.cell.get(d).unwrap_or(""));
-        let row = cells.chain(fields.iter().map(String::as_str));
+        let row = cells
+            .chain(fields.iter().map(String::as_str))
+            .chain(
+                utms.iter()
+                    .map(|u| link.utm.get(u).map_or("", String::as_str)),
+            )
+            .chain(std::iter::once(tags.as_str()));
         csv.write_record(row.map(|f| neutralize(f).into_owned()))
             .map_err(csv_io)?;
     }
@@ -210,6 +263,8 @@ mod tests {
             short_url: None,
             url_id: None,
             existing_destination: None,
+            tags: Vec::new(),
+            printed_at: None,
             error: None,
             attempts: 0,
             updated_at: "2026-01-01T00:00:00Z".into(),

@@ -211,6 +211,8 @@ mod tests {
             short_url: None,
             url_id: None,
             existing_destination: None,
+            tags: Vec::new(),
+            printed_at: None,
             error: None,
             attempts: 1,
             updated_at: "2026-01-01T00:00:00Z".into(),

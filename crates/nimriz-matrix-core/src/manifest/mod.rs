@@ -15,10 +15,13 @@ pub mod store;
 
 pub use atomic::write_atomic;
 pub use export::{
-    ExportFormat, ExportSettings, LINK_COLUMNS, export_command, neutralize, write_csv, write_json,
+    ExportFormat, ExportSettings, LINK_COLUMNS, UTF8_BOM, dimension_names, export_command,
+    neutralize, utm_columns, write_csv, write_json,
 };
 pub use model::{
     LinkRecord, LinkStatus, Manifest, RecordedError, RunCounts, RunRecord, SCHEMA_VERSION,
     TOOL_NAME, now_rfc3339,
 };
-pub use store::{ManifestStore, default_path, journal_path, load, load_with_notes, lock_path};
+pub use store::{
+    ManifestStore, default_path, journal_path, load, load_with_notes, lock_path, mark_printed,
+};

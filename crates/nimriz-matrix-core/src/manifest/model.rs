@@ -92,6 +92,14 @@ pub struct LinkRecord {
     /// For `drift`: what Nimriz redirects to now.
     #[serde(default)]
     pub existing_destination: Option<String>,
+    /// The tags the link was created with, as the spec set them.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When `export --qr` last wrote a code for this link (RFC 3339 UTC): printed codes
+    /// encode the slug and domain, so a plan that would change either refuses without
+    /// `--break-printed`. `null`: never exported as a code.
+    #[serde(default)]
+    pub printed_at: Option<String>,
     #[serde(default)]
     pub error: Option<RecordedError>,
     /// Create requests that carried this row, across all runs.

@@ -176,6 +176,42 @@ pub fn load_with_notes(path: &Path) -> Result<(Manifest, Vec<String>)> {
     Ok((manifest, replay.notes))
 }
 
+/// Mark links as printed (`export --qr`): under the manifest lock (refused while a build
+/// runs), replay the journal, set `printed_at` on the given keys, replace `M` atomically and
+/// remove the compacted journal. Unknown keys are ignored.
+pub fn mark_printed(path: &Path, keys: &[String]) -> Result<()> {
+    let lock = Lock::acquire(&lock_path(path), path)?;
+    atomic::remove_stale_temps(path);
+    let jpath = journal_path(path);
+    let Some(bytes) = read_opt(path, "read the manifest")? else {
+        return Err(Error::io(
+            "read the manifest",
+            path,
+            io::Error::new(io::ErrorKind::NotFound, "no manifest there"),
+        ));
+    };
+    let mut manifest = parse_manifest(path, &bytes)?;
+    ensure_writable(path, &manifest)?;
+    let journal_bytes = read_opt(&jpath, "read the journal")?.unwrap_or_default();
+    let replay = journal::parse(&jpath, &journal_bytes)?;
+    let index = merge(&mut manifest, replay.records);
+    let now = now_rfc3339();
+    for key in keys {
+        if let Some(&i) = index.get(key) {
+            manifest.links[i].printed_at = Some(now.clone());
+        }
+    }
+    write_manifest(path, &manifest)?;
+    match std::fs::remove_file(&jpath) {
+        Ok(()) => atomic::sync_dir(&atomic::parent_dir(&jpath))
+            .map_err(|e| Error::io("sync the folder of", &jpath, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove the journal", &jpath, e)),
+    }
+    lock.release();
+    Ok(())
+}
+
 /// Read `M` and its journal as one consistent pair while a build may be writing them
 /// (we take no lock). Replaying a journal over a *newer* `M` could roll a link back
 /// (e.g. `created` → `pending`), so retry until `M` did not change around the journal

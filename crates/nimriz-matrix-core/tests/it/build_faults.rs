@@ -909,6 +909,8 @@ async fn rows_left_pending_by_a_crash_are_resent_with_the_same_key() {
                     short_url: None,
                     url_id: None,
                     existing_destination: None,
+                    tags: Vec::new(),
+                    printed_at: None,
                     error: None,
                     attempts: 1,
                     updated_at: manifest::now_rfc3339(),
