@@ -31,7 +31,7 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Create the spec's links on Nimriz (or preview them with --dry-run).
     Build(BuildArgs),
-    /// Write a build manifest as CSV (for spreadsheets) or JSON.
+    /// Hand a built campaign off: CSV, JSON or an xlsx workbook, QR codes and print sheets.
     Export(ExportArgs),
     /// Mint one short link now (per-recipient links at send time); prints JSON.
     Shorten(ShortenArgs),
@@ -101,19 +101,91 @@ pub struct ApiArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
+    /// One row per link: dimensions, link columns, UTM values, tags.
     Csv,
+    /// The manifest with its journal replayed.
     Json,
+    /// A workbook: a flat `links` sheet plus one per brand (see --sheet-by); needs -o.
+    Xlsx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QrCorrection {
+    /// ~7 % of a code may be damaged.
+    L,
+    /// ~15 % (default).
+    M,
+    /// ~25 %.
+    Q,
+    /// ~30 %.
+    H,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bom {
+    /// With -o FILE (a file someone opens in Excel), not on stdout (a pipe).
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    nimriz-matrix export matrix.example.manifest.json -o links.csv\n  \
+    nimriz-matrix export matrix.example.manifest.json --format xlsx -o links.xlsx\n  \
+    nimriz-matrix export matrix.example.manifest.json --qr qr --sheets")]
 pub struct ExportArgs {
     /// A manifest written by `build`.
     pub manifest: PathBuf,
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     pub format: ExportFormat,
-    /// Write to FILE instead of stdout (`-` = stdout).
+    /// Write to FILE instead of stdout (`-` = stdout). With --qr alone, no table is written.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Start the CSV with a UTF-8 byte-order mark, so Excel reads accents right.
+    #[arg(long, value_enum, default_value_t = Bom::Auto)]
+    pub bom: Bom,
+    /// Write a QR code (SVG + PNG, encoding the short URL with `?nr=qr`) per live link into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub qr: Option<PathBuf>,
+    /// Code file names: `{dimension}`, `{slug}`, `{domain}`; `/` makes folders
+    /// (default: `{first}/{second}-{third}…`, e.g. `acme/email-v1`).
+    #[arg(long, value_name = "PATTERN", requires = "qr")]
+    pub qr_name: Option<String>,
+    /// PNG width and height in pixels.
+    #[arg(long, value_name = "PX", default_value_t = 1024, requires = "qr")]
+    pub qr_size: u32,
+    /// Error-correction level.
+    #[arg(long, value_enum, default_value_t = QrCorrection::M, requires = "qr")]
+    pub qr_ec: QrCorrection,
+    /// Blank margin around each code, in modules (scanners need it; 4 is the standard).
+    #[arg(long, value_name = "MODULES", default_value_t = 4, requires = "qr")]
+    pub qr_quiet_zone: u32,
+    /// Foreground colour, `#rrggbb`.
+    #[arg(
+        long,
+        value_name = "COLOUR",
+        default_value = "#000000",
+        requires = "qr"
+    )]
+    pub qr_dark: String,
+    /// Background colour, `#rrggbb`.
+    #[arg(
+        long,
+        value_name = "COLOUR",
+        default_value = "#ffffff",
+        requires = "qr"
+    )]
+    pub qr_light: String,
+    /// Also write A4 print sheets (DIR/sheets/*.svg): every code with its cell and short URL.
+    #[arg(long, requires = "qr")]
+    pub sheets: bool,
+    /// Dimension that groups print sheets and workbook tabs (default: the first, e.g. brand).
+    #[arg(long, value_name = "DIMENSION")]
+    pub sheet_by: Option<String>,
+    /// Replace existing QR and sheet files.
+    #[arg(long, requires = "qr")]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -59,7 +59,19 @@ fn run(cli: Cli) -> Result<u8> {
             output::print_build_report(&report, &printer);
             Ok(report.exit_code())
         }
-        Command::Export(args) => manifest::export_command(&settings::export(&args), &printer),
+        Command::Export(args) => {
+            let job = settings::export(&args)?;
+            let table = match &job.table {
+                Some(settings::ExportTable::Text(s)) => manifest::export_command(s, &printer)?,
+                Some(settings::ExportTable::Xlsx(s)) => nimriz_handoff::xlsx_command(s, &printer)?,
+                None => exit::OK,
+            };
+            let codes = match &job.qr {
+                Some(s) => nimriz_handoff::qr_command(s, &printer)?,
+                None => exit::OK,
+            };
+            Ok(table.max(codes))
+        }
         Command::Shorten(args) => {
             runtime()?.block_on(apply::shorten_command(&settings::shorten(&args), &shared))
         }

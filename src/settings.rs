@@ -2,10 +2,10 @@
 //! libraries take these resolved structs and never see clap.
 
 use crate::cli;
-use nimriz_matrix_core::Result;
 use nimriz_matrix_core::apply::{BuildSettings, ShortenSettings};
 use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
 use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
+use nimriz_matrix_core::{Error, Result};
 
 pub fn validate(a: &cli::ValidateArgs) -> ValidateSettings {
     ValidateSettings {
@@ -39,15 +39,82 @@ pub fn build(a: &cli::BuildArgs) -> Result<BuildSettings> {
     BuildSettings::checked(api, manifest_path, a.batch_size, a.concurrency)
 }
 
-pub fn export(a: &cli::ExportArgs) -> ExportSettings {
-    ExportSettings {
-        manifest: a.manifest.clone(),
-        format: match a.format {
-            cli::ExportFormat::Csv => ExportFormat::Csv,
-            cli::ExportFormat::Json => ExportFormat::Json,
-        },
-        output: a.output.clone(),
-    }
+/// What `export` writes: a table (CSV/JSON to a file or stdout, or an xlsx file) and/or QR
+/// codes. `--qr DIR` without `-o` writes only the codes.
+pub struct ExportJob {
+    pub table: Option<ExportTable>,
+    pub qr: Option<nimriz_handoff::QrSettings>,
+}
+
+pub enum ExportTable {
+    Text(ExportSettings),
+    Xlsx(nimriz_handoff::XlsxSettings),
+}
+
+pub fn export(a: &cli::ExportArgs) -> Result<ExportJob> {
+    use nimriz_handoff::{Correction, QrSettings, QrStyle, Rgb, XlsxSettings};
+    let to_file = a
+        .output
+        .as_deref()
+        .is_some_and(|o| o != std::path::Path::new("-"));
+    let table = if a.qr.is_some() && a.output.is_none() {
+        None
+    } else {
+        Some(match a.format {
+            cli::ExportFormat::Xlsx => {
+                let Some(output) = a.output.clone().filter(|_| to_file) else {
+                    return Err(Error::Usage(
+                        "--format xlsx writes a file: add -o FILE.xlsx".into(),
+                    ));
+                };
+                ExportTable::Xlsx(XlsxSettings {
+                    manifest: a.manifest.clone(),
+                    output,
+                    sheet_by: a.sheet_by.clone(),
+                })
+            }
+            format => ExportTable::Text(ExportSettings {
+                manifest: a.manifest.clone(),
+                format: if format == cli::ExportFormat::Json {
+                    ExportFormat::Json
+                } else {
+                    ExportFormat::Csv
+                },
+                output: a.output.clone(),
+                bom: match a.bom {
+                    cli::Bom::Always => true,
+                    cli::Bom::Never => false,
+                    cli::Bom::Auto => to_file,
+                },
+            }),
+        })
+    };
+    let qr = match &a.qr {
+        None => None,
+        Some(dir) => Some(QrSettings {
+            manifest: a.manifest.clone(),
+            dir: dir.clone(),
+            name: a.qr_name.clone(),
+            style: QrStyle {
+                size_px: a.qr_size,
+                correction: match a.qr_ec {
+                    cli::QrCorrection::L => Correction::L,
+                    cli::QrCorrection::M => Correction::M,
+                    cli::QrCorrection::Q => Correction::Q,
+                    cli::QrCorrection::H => Correction::H,
+                },
+                quiet_zone: a.qr_quiet_zone,
+                dark: Rgb::parse(&a.qr_dark)
+                    .map_err(|e| Error::Usage(format!("--qr-dark: {e}")))?,
+                light: Rgb::parse(&a.qr_light)
+                    .map_err(|e| Error::Usage(format!("--qr-light: {e}")))?,
+            },
+            sheets: a.sheets,
+            sheet_by: a.sheet_by.clone(),
+            force: a.force,
+        }),
+    };
+    Ok(ExportJob { table, qr })
 }
 
 pub fn shorten(a: &cli::ShortenArgs) -> ShortenSettings {

@@ -2,6 +2,7 @@
 //! One test binary per crate (see ARCHITECTURE.md); each module is one area.
 
 mod e2e_build;
+mod handoff;
 mod layout;
 mod listen_attack;
 mod listen_crash;

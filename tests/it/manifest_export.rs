@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 const HEADER: &str = "brand,channel,slug,short_url,destination,status,url_id,domain_host,\
-                      domain_id,error_code,error_message,support_reference,attempts,updated_at";
+                      domain_id,error_code,error_message,support_reference,attempts,updated_at,tags";
 
 fn export(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
     let mut cmd = Command::from_std(test_support::command());
@@ -200,7 +200,9 @@ fn output_file_is_written_atomically_and_dash_means_stdout() {
         .success()
         .stdout("");
     let written = std::fs::read_to_string(&target).unwrap();
-    assert!(written.starts_with(HEADER), "{written}");
+    // A file gets the byte-order mark Excel needs to read UTF-8 (`--bom auto`).
+    let unmarked = written.strip_prefix('\u{feff}').expect("a BOM in the file");
+    assert!(unmarked.starts_with(HEADER), "{written}");
     assert_eq!(
         std::fs::read_dir(out_dir.path()).unwrap().count(),
         1,
@@ -213,7 +215,19 @@ fn output_file_is_written_atomically_and_dash_means_stdout() {
         .get_output()
         .stdout
         .clone();
-    assert_eq!(String::from_utf8(to_stdout).unwrap(), written);
+    // stdout is usually a pipe into another program: no BOM unless asked for.
+    assert_eq!(String::from_utf8(to_stdout).unwrap(), unmarked);
+    let forced = export(&[&path, &"--bom", &"always"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(forced).unwrap(), written);
+    export(&[&path, &"-o", &target, &"--bom", &"never"])
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), unmarked);
 }
 
 #[test]

@@ -103,19 +103,23 @@ pub fn qr_command(s: &QrSettings, printer: &dyn Reporter) -> Result<u8> {
 
     // 2. Encode and check every code before anything is written.
     let codes = encode_all(&planned, &s.style)?;
-    let mut page_svgs = Vec::with_capacity(pages.len());
-    for page in &pages {
-        let tiles: Vec<sheet::Tile> = page
-            .members
-            .iter()
-            .map(|&i| sheet::Tile {
-                code: codes[i].0.clone(),
-                caption: planned[i].link.cell.label(),
-                url: planned[i].link.short_url.clone().unwrap_or_default(),
-            })
-            .collect();
-        let svg = sheet::page(&page.title, page.number, page.of, &tiles, &s.style);
-        let decoded = sheet::decode_page(&svg, tiles.len()).map_err(Error::Usage)?;
+    let page_svgs: Vec<String> = pages
+        .iter()
+        .map(|page| {
+            let tiles: Vec<sheet::Tile> = page
+                .members
+                .iter()
+                .map(|&i| sheet::Tile {
+                    code: codes[i].0.clone(),
+                    caption: planned[i].link.cell.label(),
+                    url: planned[i].link.short_url.clone().unwrap_or_default(),
+                })
+                .collect();
+            sheet::page(&page.title, page.number, page.of, &tiles, &s.style)
+        })
+        .collect();
+    let check_page = |(page, svg): (&Page, &String)| -> Result<()> {
+        let decoded = sheet::decode_page(svg, page.members.len()).map_err(Error::Usage)?;
         for (&i, got) in page.members.iter().zip(decoded) {
             if got.as_deref() != Ok(planned[i].url.as_str()) {
                 return Err(Error::Usage(format!(
@@ -126,8 +130,10 @@ pub fn qr_command(s: &QrSettings, printer: &dyn Reporter) -> Result<u8> {
                 )));
             }
         }
-        page_svgs.push(svg);
-    }
+        Ok(())
+    };
+    let checks: Vec<(&Page, &String)> = pages.iter().zip(&page_svgs).collect();
+    on_all_cores(&checks, |&pair| check_page(pair))?;
 
     // 3. The print lock: these links are now printed (a later slug change would break them).
     let keys: Vec<String> = planned.iter().map(|p| p.link.key.clone()).collect();
@@ -243,20 +249,29 @@ fn encode_all(
         })?;
         Ok((code, svg, png))
     };
+    on_all_cores(planned, one)
+}
+
+/// `f` over `items` on every core, results in order; the first error wins.
+fn on_all_cores<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    let chunk = planned.len().div_ceil(threads).max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = planned
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Result<Vec<R>>>()))
             .collect();
-        let mut out = Vec::with_capacity(planned.len());
+        let mut out = Vec::with_capacity(items.len());
         for h in handles {
             out.extend(
                 h.join()
-                    .map_err(|_| Error::Usage("QR encoding failed".into()))??,
+                    .map_err(|_| Error::Usage("rendering a QR code failed".into()))??,
             );
         }
         Ok(out)
