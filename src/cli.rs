@@ -21,8 +21,21 @@ pub struct Cli {
     /// Print more detail (each retry, each batch).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// How spec problems and warnings are reported: `human` (stderr), `json` (our schema),
+    /// `github` (workflow-command annotations on the spec's lines), `sarif` (2.1.0). The
+    /// document goes to stdout for `validate`, to stderr for commands whose stdout is data.
+    #[arg(long, global = true, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+    Github,
+    Sarif,
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,9 +37,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Run one command to completion; returns the process exit code.
+/// Run one command; with `--message-format` other than human, its problems and warnings
+/// are printed as one document at the end instead of as text.
 fn run(cli: Cli) -> Result<u8> {
-    let printer = Printer::new(cli.quiet, cli.verbose);
+    let format = cli.message_format;
+    if format == cli::MessageFormat::Human {
+        let printer = Printer::new(cli.quiet, cli.verbose);
+        return run_command(cli, printer);
+    }
+    let stream = match cli.command {
+        Command::Validate(_) => output::diagnostics::Stream::Stdout,
+        _ => output::diagnostics::Stream::Stderr,
+    };
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut printer = Printer::new(cli.quiet, cli.verbose);
+    printer.collected_warnings = Some(warnings.clone());
+    let result = run_command(cli, printer);
+    let warnings = warnings
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    output::diagnostics::emit(format, stream, result.as_ref().map(|_| ()), &warnings);
+    // The document said it all; exit with the command's code and print nothing more.
+    result.or_else(|e| Ok(e.exit_code()))
+}
+
+/// Run one command to completion; returns the process exit code.
+fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
     let shared: SharedReporter = Arc::new(printer.clone());
     match cli.command {
         Command::Validate(args) => plan::validate_command(&settings::validate(&args), &printer),

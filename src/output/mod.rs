@@ -1,6 +1,7 @@
 //! Everything a person sees on stderr goes through the `Printer`: one place decides
 //! quiet / normal / verbose. Data (plans, exports) goes to stdout or `--output`.
 
+pub mod diagnostics;
 pub mod progress;
 
 use nimriz_matrix_core::report::{ProgressSink, Reporter, RetryCounter};
@@ -18,6 +19,9 @@ pub struct Printer {
     pub verbosity: Verbosity,
     /// stderr is a terminal (draw progress bars).
     pub stderr_is_tty: bool,
+    /// Set for `--message-format json|github|sarif`: warnings are collected here and
+    /// reported in the document (see `diagnostics.rs`) instead of as `warning:` lines.
+    pub collected_warnings: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl Printer {
@@ -32,6 +36,7 @@ impl Printer {
         Printer {
             verbosity,
             stderr_is_tty: std::io::stderr().is_terminal(),
+            collected_warnings: None,
         }
     }
 }
@@ -50,7 +55,12 @@ impl Reporter for Printer {
     }
 
     fn warn(&self, msg: &str) {
-        if self.verbosity >= Verbosity::Normal {
+        if let Some(collected) = &self.collected_warnings {
+            collected
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(msg.to_string());
+        } else if self.verbosity >= Verbosity::Normal {
             eprintln_lossy(&format!("warning: {msg}"));
         }
     }

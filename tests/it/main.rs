@@ -8,6 +8,7 @@ mod listen_attack;
 mod listen_crash;
 mod listen_receive;
 mod manifest_export;
+mod messages;
 mod sandbox_cli;
 mod shorten_cli;
 mod spec_cli;

@@ -2,6 +2,7 @@
 //! source file that turns byte offsets into `file:line:col` + snippet, and the report of
 //! every problem found, each naming where it is and the fix.
 
+pub mod format;
 mod report;
 mod source;
 
