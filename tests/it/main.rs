@@ -10,3 +10,4 @@ mod manifest_export;
 mod sandbox_cli;
 mod shorten_cli;
 mod spec_cli;
+mod workspace_cli;
