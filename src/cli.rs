@@ -21,6 +21,10 @@ pub struct Cli {
     /// Print more detail (each retry, each batch).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Color messages on stderr: auto (a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it), always or never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: crate::output::color::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +43,17 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Receive Nimriz webhooks and click events; act on them through rules (Slack, HTTP).
     Listen(ListenArgs),
+    /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `nimriz-matrix man > nimriz-matrix.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! Everything a person sees on stderr goes through the `Printer`: one place decides
 //! quiet / normal / verbose. Data (plans, exports) goes to stdout or `--output`.
 
+pub mod color;
 pub mod progress;
 
 use nimriz_matrix_core::report::{ProgressSink, Reporter, RetryCounter};
@@ -18,6 +19,8 @@ pub struct Printer {
     pub verbosity: Verbosity,
     /// stderr is a terminal (draw progress bars).
     pub stderr_is_tty: bool,
+    /// Color the `error`/`warning` markers (`--color`, NO_COLOR, CLICOLOR_FORCE).
+    pub color: bool,
 }
 
 impl Printer {
@@ -32,7 +35,13 @@ impl Printer {
         Printer {
             verbosity,
             stderr_is_tty: std::io::stderr().is_terminal(),
+            color: false,
         }
+    }
+
+    pub fn with_color(mut self, color: bool) -> Self {
+        self.color = color;
+        self
     }
 }
 
@@ -51,7 +60,12 @@ impl Reporter for Printer {
 
     fn warn(&self, msg: &str) {
         if self.verbosity >= Verbosity::Normal {
-            eprintln_lossy(&format!("warning: {msg}"));
+            let line = format!("warning: {msg}");
+            eprintln_lossy(&if self.color {
+                color::paint(&line)
+            } else {
+                line
+            });
         }
     }
 
@@ -89,9 +103,10 @@ fn eprintln_lossy(s: &str) {
 }
 
 /// Render a top-level error on stderr, once.
-pub fn render_error(err: &nimriz_matrix_core::Error) {
+pub fn render_error(err: &nimriz_matrix_core::Error, use_color: bool) {
+    let paint = |s: String| if use_color { color::paint(&s) } else { s };
     match err {
-        nimriz_matrix_core::Error::Spec(report) => eprintln_lossy(&report.render()),
+        nimriz_matrix_core::Error::Spec(report) => eprintln_lossy(&paint(report.render())),
         other => {
             let mut msg = format!("error: {other}");
             let mut source = std::error::Error::source(other);
@@ -99,7 +114,7 @@ pub fn render_error(err: &nimriz_matrix_core::Error) {
                 msg.push_str(&format!("\n  caused by: {s}"));
                 source = s.source();
             }
-            eprintln_lossy(&msg);
+            eprintln_lossy(&paint(msg));
         }
     }
 }

@@ -8,6 +8,7 @@ mod listen_crash;
 mod listen_receive;
 mod manifest_export;
 mod sandbox_cli;
+mod shell_cli;
 mod shorten_cli;
 mod spec_cli;
 mod workspace_cli;

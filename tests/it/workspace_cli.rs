@@ -15,10 +15,17 @@ const KEY: &str = "nmz_sandbox_key";
 /// Start `nimriz-matrix sandbox --spec matrix.example.toml ARGS` in `dir`; returns the guard
 /// and its base URL (from the banner's first line, read with a bounded wait).
 fn sandbox(dir: &Path, args: &[&str]) -> (ChildGuard, String) {
+    let mut all = vec!["--spec", "matrix.example.toml"];
+    all.extend_from_slice(args);
+    sandbox_with(dir, &all)
+}
+
+/// `nimriz-matrix sandbox ARGS` in `dir`.
+fn sandbox_with(dir: &Path, args: &[&str]) -> (ChildGuard, String) {
     let mut child = ChildGuard(
         test_support::command()
             .current_dir(dir)
-            .args(["sandbox", "--spec", "matrix.example.toml"])
+            .arg("sandbox")
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -170,4 +177,24 @@ fn an_old_manifest_without_a_workspace_is_adopted_with_a_warning() {
     );
     assert!(err.contains("nothing to do"), "{err}");
     assert!(recorded_account(&s, "m.json").starts_with("acct_sandbox_"));
+}
+
+#[test]
+fn a_domain_the_sandbox_lacks_is_fixed_with_sandbox_flags_not_a_dashboard() {
+    let s = scratch();
+    let (_sandbox, base) = sandbox_with(
+        s.dir.path(),
+        &["--addr", "127.0.0.1:0", "--domain", "go.only.example"],
+    );
+    let err = build(s.dir.path(), &base, "m.json").fails_with(
+        2,
+        &[
+            "does not have",
+            "go.acme-outdoor.example",
+            "--spec SPEC",
+            "--domain HOST",
+        ],
+    );
+    assert!(!err.contains("dashboard"), "{err}");
+    assert_eq!(links_in(&base), 0);
 }

@@ -625,13 +625,14 @@ async fn resolve_domains(
         return Err(Error::Usage(format!(
             "the spec uses short domain(s) this workspace does not have: {}. The workspace has: \
              {}. Host names must match exactly (www.example.com and example.com differ); fix \
-             the spec or add the domain in the Nimriz dashboard. Nothing was created",
+             the spec or {}. Nothing was created",
             unknown.join(", "),
             if have.is_empty() {
                 "no domains".to_string()
             } else {
                 have.join(", ")
-            }
+            },
+            super::workspace::add_domain_fix(&client.api_host())
         )));
     }
     Ok((links, domains))

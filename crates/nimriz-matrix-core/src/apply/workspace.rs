@@ -169,6 +169,16 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// How to add a missing short domain: in the Nimriz dashboard, or — against a local
+/// sandbox, which has no dashboard — with its flags.
+pub fn add_domain_fix(api_host: &str) -> &'static str {
+    if is_loopback(api_host) {
+        "restart the sandbox with `--spec SPEC` (every host the spec uses) or `--domain HOST`"
+    } else {
+        "add the domain in the Nimriz dashboard"
+    }
+}
+
 /// A manifest path for a new record beside the old one: `<stem>.<account or host>.manifest.json`.
 pub fn suggested_path(manifest_path: &Path, now: &WorkspaceRecord) -> PathBuf {
     let name = manifest_path
@@ -326,6 +336,14 @@ mod tests {
             last: "connection refused".into(),
         };
         assert!(current("h", Err(down), &mut w).is_err());
+    }
+
+    #[test]
+    fn missing_domain_fix_fits_the_server() {
+        assert!(add_domain_fix("127.0.0.1:8787").contains("--domain HOST"));
+        assert!(add_domain_fix("localhost:9000").contains("--spec SPEC"));
+        assert!(add_domain_fix("[::1]:8787").contains("sandbox"));
+        assert!(add_domain_fix("api.nimriz.com").contains("Nimriz dashboard"));
     }
 
     #[test]
