@@ -7,6 +7,7 @@ mod listen_attack;
 mod listen_crash;
 mod listen_receive;
 mod manifest_export;
+mod readme;
 mod sandbox_cli;
 mod shell_cli;
 mod shorten_cli;
