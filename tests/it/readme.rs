@@ -289,3 +289,32 @@ fn readme_runs_in_order() {
         );
     }
 }
+
+/// A newcomer meets `cargo install` before the first command that needs `nimriz-matrix` on
+/// the PATH (the sections before use `cargo run` or `./target/release/nimriz-matrix`).
+#[test]
+fn install_comes_before_the_first_bare_command() {
+    let readme = std::fs::read_to_string(test_support::repo().join("README.md")).unwrap();
+    let mut in_block = false;
+    let mut installed = false;
+    for (n, line) in readme.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            in_block = t == "```sh";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        if t.starts_with("cargo install --locked") {
+            installed = true;
+        }
+        let bare = t.split_whitespace().any(|w| w == "nimriz-matrix");
+        assert!(
+            !bare || installed,
+            "README.md:{}: `nimriz-matrix` used before the install command: {t}",
+            n + 1
+        );
+    }
+    assert!(installed, "the README shows how to install");
+}
