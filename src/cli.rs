@@ -26,6 +26,10 @@ pub struct Cli {
     /// document goes to stdout for `validate`, to stderr for commands whose stdout is data.
     #[arg(long, global = true, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+    /// Color messages on stderr: auto (a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it), always or never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: crate::output::color::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,6 +56,17 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Receive Nimriz webhooks and click events; act on them through rules (Slack, HTTP).
     Listen(ListenArgs),
+    /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `nimriz-matrix man > nimriz-matrix.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +165,7 @@ pub enum Bom {
 pub struct ExportArgs {
     /// A manifest written by `build`.
     pub manifest: PathBuf,
+    /// Output format: csv (one row per link, for spreadsheets) or json.
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     pub format: ExportFormat,
     /// Write to FILE instead of stdout (`-` = stdout). With --qr alone, no table is written.
@@ -217,22 +233,28 @@ pub struct ShortenArgs {
     /// Custom slug: lowercase letters, digits and dashes (checked like spec slugs).
     #[arg(long)]
     pub slug: Option<String>,
+    /// Add `utm_source=V` to the destination's query (refused if the URL already sets another value).
     #[arg(long, value_name = "V")]
     pub utm_source: Option<String>,
+    /// Add `utm_medium=V` to the destination's query (refused if the URL already sets another value).
     #[arg(long, value_name = "V")]
     pub utm_medium: Option<String>,
+    /// Add `utm_campaign=V` to the destination's query (refused if the URL already sets another value).
     #[arg(long, value_name = "V")]
     pub utm_campaign: Option<String>,
+    /// Add `utm_term=V` to the destination's query (refused if the URL already sets another value).
     #[arg(long, value_name = "V")]
     pub utm_term: Option<String>,
+    /// Add `utm_content=V` to the destination's query (refused if the URL already sets another value).
     #[arg(long, value_name = "V")]
     pub utm_content: Option<String>,
+    /// Add `utm_id=V` to the destination's query (refused if the URL already sets another value).
     #[arg(long, value_name = "V")]
     pub utm_id: Option<String>,
     /// Redirect status: 301 or 302.
     #[arg(long, default_value_t = 302)]
     pub redirect: u16,
-    /// Expiry, RFC 3339 with a time zone and in the future, e.g. 2026-06-30T23:59:59Z.
+    /// Expiry, RFC 3339 with a time zone and in the future, e.g. 2099-12-31T23:59:59Z.
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
     #[command(flatten)]

@@ -5,9 +5,10 @@
 mod cli;
 mod output;
 mod settings;
+mod shell;
 mod signals;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use nimriz_matrix_core::report::SharedReporter;
 use nimriz_matrix_core::{Error, Result, apply, exit, manifest, plan};
@@ -16,7 +17,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `--color` is read before clap parses, so clap's own help and errors follow it too.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let color = output::color::enabled(
+        output::color::prescan(&args),
+        |name| std::env::var_os(name),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    let parsed = Cli::command()
+        .color(output::color::for_clap(color))
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr.
@@ -28,10 +40,10 @@ fn main() -> ExitCode {
             });
         }
     };
-    match run(cli) {
+    match run(cli, color) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            output::render_error(&err);
+            output::render_error(&err, color);
             ExitCode::from(err.exit_code())
         }
     }
@@ -39,10 +51,10 @@ fn main() -> ExitCode {
 
 /// Run one command; with `--message-format` other than human, its problems and warnings
 /// are printed as one document at the end instead of as text.
-fn run(cli: Cli) -> Result<u8> {
+fn run(cli: Cli, color: bool) -> Result<u8> {
     let format = cli.message_format;
     if format == cli::MessageFormat::Human {
-        let printer = Printer::new(cli.quiet, cli.verbose);
+        let printer = Printer::new(cli.quiet, cli.verbose).with_color(color);
         return run_command(cli, printer);
     }
     let stream = match cli.command {
@@ -109,6 +121,8 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             &shared,
             signals::stop_requested(),
         ),
+        Command::Completions(args) => shell::completions(args.shell, &mut std::io::stdout()),
+        Command::Man => shell::man(&mut std::io::stdout()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Everything a person sees on stderr goes through the `Printer`: one place decides
 //! quiet / normal / verbose. Data (plans, exports) goes to stdout or `--output`.
 
+pub mod color;
 pub mod diagnostics;
 pub mod progress;
 
@@ -22,6 +23,8 @@ pub struct Printer {
     /// Set for `--message-format json|github|sarif`: warnings are collected here and
     /// reported in the document (see `diagnostics.rs`) instead of as `warning:` lines.
     pub collected_warnings: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// Color the `error`/`warning` markers (`--color`, NO_COLOR, CLICOLOR_FORCE).
+    pub color: bool,
 }
 
 impl Printer {
@@ -37,7 +40,13 @@ impl Printer {
             verbosity,
             stderr_is_tty: std::io::stderr().is_terminal(),
             collected_warnings: None,
+            color: false,
         }
+    }
+
+    pub fn with_color(mut self, color: bool) -> Self {
+        self.color = color;
+        self
     }
 }
 
@@ -61,7 +70,12 @@ impl Reporter for Printer {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(msg.to_string());
         } else if self.verbosity >= Verbosity::Normal {
-            eprintln_lossy(&format!("warning: {msg}"));
+            let line = format!("warning: {msg}");
+            eprintln_lossy(&if self.color {
+                color::paint(&line)
+            } else {
+                line
+            });
         }
     }
 
@@ -99,9 +113,10 @@ fn eprintln_lossy(s: &str) {
 }
 
 /// Render a top-level error on stderr, once.
-pub fn render_error(err: &nimriz_matrix_core::Error) {
+pub fn render_error(err: &nimriz_matrix_core::Error, use_color: bool) {
+    let paint = |s: String| if use_color { color::paint(&s) } else { s };
     match err {
-        nimriz_matrix_core::Error::Spec(report) => eprintln_lossy(&report.render()),
+        nimriz_matrix_core::Error::Spec(report) => eprintln_lossy(&paint(report.render())),
         other => {
             let mut msg = format!("error: {other}");
             let mut source = std::error::Error::source(other);
@@ -109,7 +124,7 @@ pub fn render_error(err: &nimriz_matrix_core::Error) {
                 msg.push_str(&format!("\n  caused by: {s}"));
                 source = s.source();
             }
-            eprintln_lossy(&msg);
+            eprintln_lossy(&paint(msg));
         }
     }
 }

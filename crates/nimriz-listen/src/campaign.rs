@@ -84,8 +84,15 @@ impl Campaign {
         }
     }
 
+    /// How many links the campaign knows. Each link sits in `by_slug` under both its domain id
+    /// and its host (and in `by_url_id` too), so count distinct records, not map entries.
     pub fn len(&self) -> usize {
-        self.by_url_id.len().max(self.by_slug.len())
+        self.by_url_id
+            .values()
+            .chain(self.by_slug.values())
+            .map(Arc::as_ptr)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

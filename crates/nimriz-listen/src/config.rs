@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+// Reading every key problem in one pass (a child module: it needs `RawConfig`).
+#[path = "config_pass.rs"]
+mod config_pass;
+
 pub const DEFAULT_BIND: &str = "127.0.0.1:8788";
 pub const DEFAULT_WEBHOOK_PATH: &str = "/nimriz/webhook";
 pub const DEFAULT_CLICK_PATH: &str = "/nimriz/click";
@@ -319,18 +323,11 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<ListenConfig> {
 /// Parse config text; relative paths are taken from `base`.
 pub fn parse(name: &str, text: String, base: &Path, env: &dyn Env) -> Result<ListenConfig> {
     let source = SourceFile::new(name, text);
-    let raw: RawConfig = match toml::from_str(&source.text) {
-        Ok(r) => r,
-        Err(e) => {
-            let loc = match e.span() {
-                Some(span) => source.locate(&span),
-                None => source.whole(),
-            };
-            return Err(report(vec![loc.problem(
-                e.message().trim().to_string(),
-                Some("see examples/listen.example.toml for every key".into()),
-            )]));
-        }
+    let (raw, mut problems, removed) = config_pass::read_all(&source);
+    let by_line = |p: &Problem| if p.line == 0 { usize::MAX } else { p.line };
+    let Some(raw) = raw else {
+        problems.sort_by_key(by_line);
+        return Err(report(problems));
     };
     let mut cx = Cx {
         source: &source,
@@ -339,10 +336,17 @@ pub fn parse(name: &str, text: String, base: &Path, env: &dyn Env) -> Result<Lis
         problems: Vec::new(),
     };
     let config = cx.resolve(raw);
-    if cx.problems.is_empty() {
+    // A key set aside above is absent now: what that causes is not a second problem.
+    problems.extend(
+        cx.problems
+            .into_iter()
+            .filter(|p| !config_pass::follows_from(p, &removed)),
+    );
+    if problems.is_empty() {
         Ok(config)
     } else {
-        Err(report(cx.problems))
+        problems.sort_by_key(by_line);
+        Err(report(problems))
     }
 }
 
@@ -841,6 +845,33 @@ text = "hi {event_id}"
         assert_eq!(c.rules.len(), 1);
         assert_eq!(c.rules[0].actions.len(), 2);
         assert!(c.worker.lease > c.worker.request_timeout);
+    }
+
+    #[test]
+    fn every_problem_at_once_without_follow_ons() {
+        // Two unknown keys, a value of the wrong type, an unknown table, and a rule problem:
+        // one run reports all five; the keys set aside cause nothing more.
+        let text = "bindd = \"x\"\n[webhook]\nsecret_env = \"WH\"\nsecrte = 1\n\
+                    [worker]\nmax_attempts = \"many\"\n[clik]\npath = \"/c\"\nheader = \"h\"\n\
+                    [[rules]]\nname = \"r\"\n[[rules.actions]]\ntype = \"slack\"\n\
+                    url = \"https://hooks.slack.com/x\"\ntext = \"t\"\n";
+        let Err(Error::Spec(report)) = parse("l.toml", text.into(), Path::new("."), &env()) else {
+            panic!("expected problems");
+        };
+        let lines: Vec<usize> = report.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![1, 4, 6, 7, 14], "{}", report.render());
+        assert!(report.render().contains("5 problems found"));
+    }
+
+    #[test]
+    fn a_required_key_set_aside_is_not_reported_twice() {
+        // `name` has the wrong type: one problem, not also "missing field `name`".
+        let text = "[webhook]\nsecret_env = \"WH\"\n[[rules]]\nname = 3\n";
+        let Err(Error::Spec(report)) = parse("l.toml", text.into(), Path::new("."), &env()) else {
+            panic!("expected problems");
+        };
+        assert_eq!(report.problems.len(), 1, "{}", report.render());
+        assert_eq!(report.problems[0].line, 4);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! recipient gets their own link, so clicks can be traced to a member.
 //!
 //! ```sh
-//! NIMRIZ_API_KEY=... cargo run --example mint_link -- go.acme.example member-1042
+//! NIMRIZ_API_KEY=... cargo run -p nimriz-matrix-core --example mint_link -- go.acme.example member-1042
 //! ```
-//! (`NIMRIZ_API_BASE=http://127.0.0.1:8080` points it at `nimriz-matrix sandbox`.)
+//! Against the local sandbox instead (`nimriz-matrix sandbox --domain go.acme.example`, which
+//! listens on 127.0.0.1:8787 and prints its key): `NIMRIZ_API_BASE=http://127.0.0.1:8787`
+//! and `NIMRIZ_API_KEY=<the printed key>`.
 //!
 //! Same client, retries and conflict handling as `nimriz-matrix build` and `shorten`: the
 //! slug is derived from the member id, so sending the email twice re-uses the link

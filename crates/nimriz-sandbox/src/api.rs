@@ -194,8 +194,11 @@ fn ok(value: Value) -> ApiResult {
     Ok((StatusCode::OK, Json(value)))
 }
 
-async fn whoami() -> ApiResult {
-    ok(json!({"account_id": "acct_sandbox", "workspace_name": "Nimriz sandbox"}))
+/// The workspace identity: new on every start without `--state`, kept in the state file
+/// with it (so a manifest from an earlier, forgotten sandbox is recognised as such).
+async fn whoami(State(shared): AppState) -> ApiResult {
+    let id = shared.lock().store.workspace_id().to_string();
+    ok(json!({"account_id": id, "workspace_name": "Nimriz sandbox"}))
 }
 
 // ---------------------------------------------------------------------------------------

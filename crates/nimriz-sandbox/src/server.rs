@@ -108,8 +108,18 @@ impl Sandbox {
     pub async fn start(config: SandboxConfig) -> Result<RunningSandbox> {
         check_config(&config)?;
         let store = match &config.state_path {
-            Some(path) => Store::load(path)?,
-            None => Store::default(),
+            Some(path) => {
+                let store = Store::load(path)?;
+                if store.workspace_is_new() {
+                    // Written now, so the identity is the same after a restart even if
+                    // nothing changes before it.
+                    store
+                        .save(path)
+                        .map_err(|e| Error::io("write the sandbox state", path, e))?;
+                }
+                store
+            }
+            None => Store::fresh(),
         };
         let listener = TcpListener::bind(config.addr).await.map_err(|e| {
             Error::Usage(format!(
@@ -219,6 +229,15 @@ impl RunningSandbox {
                 d.kind.as_str()
             ));
         }
+        let workspace = self.shared.lock().store.workspace_id().to_string();
+        out.push_str(&format!(
+            "workspace: {workspace} ({})\n",
+            if config.state_path.is_some() {
+                "kept in the state file"
+            } else {
+                "new and empty on every start; --state FILE keeps it"
+            }
+        ));
         if let Some(path) = &config.state_path {
             out.push_str(&format!(
                 "state: {} ({} links)\n",

@@ -137,6 +137,12 @@ pub struct Store {
     inserts: BTreeMap<String, u64>,
     /// Links added through `/__sandbox/seed` (not client inserts).
     seeded: u64,
+    /// The workspace identity `whoami` answers (`account_id`). New on every start without
+    /// `--state`; kept in the state file otherwise, so a manifest can tell the sandbox it
+    /// was built against from a restarted, empty one.
+    workspace_id: String,
+    /// The identity was made on this start (not read from a state file).
+    workspace_is_new: bool,
 }
 
 /// The state file (`--state`), version 1.
@@ -149,6 +155,9 @@ struct Persisted {
     idempotency: BTreeMap<String, StoredResult>,
     inserts: BTreeMap<String, u64>,
     seeded: u64,
+    /// Absent in state files written before the sandbox had an identity.
+    #[serde(default)]
+    workspace_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,7 +168,32 @@ struct Tombstone {
 
 pub use nimriz_matrix_core::manifest::now_rfc3339;
 
+/// A new, unique workspace identity.
+fn new_workspace_id() -> String {
+    format!("acct_sandbox_{}", Uuid::new_v4().simple())
+}
+
 impl Store {
+    /// An empty store with a new workspace identity (a sandbox started without `--state`).
+    pub fn fresh() -> Self {
+        Store {
+            workspace_id: new_workspace_id(),
+            workspace_is_new: true,
+            ..Store::default()
+        }
+    }
+
+    /// The `account_id` whoami answers.
+    pub fn workspace_id(&self) -> &str {
+        &self.workspace_id
+    }
+
+    /// The identity was made on this start: a state file should be written now so it
+    /// survives a restart that happens before the first change.
+    pub fn workspace_is_new(&self) -> bool {
+        self.workspace_is_new
+    }
+
     pub fn link_count(&self) -> usize {
         self.links.len()
     }
@@ -441,7 +475,7 @@ impl Store {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Store::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Store::fresh()),
             Err(e) => return Err(Error::io("read the sandbox state", path, e)),
         };
         let persisted: Persisted = serde_json::from_slice(&bytes).map_err(|e| {
@@ -468,6 +502,8 @@ impl Store {
             idempotency: persisted.idempotency.into_iter().collect(),
             inserts: persisted.inserts,
             seeded: persisted.seeded,
+            workspace_is_new: persisted.workspace_id.is_none(),
+            workspace_id: persisted.workspace_id.unwrap_or_else(new_workspace_id),
             ..Store::default()
         };
         for link in persisted.links {
@@ -495,6 +531,7 @@ impl Store {
             idempotency: BTreeMap<&'a str, &'a StoredResult>,
             inserts: &'a BTreeMap<String, u64>,
             seeded: u64,
+            workspace_id: &'a str,
         }
         let persisted = PersistedRef {
             version: STATE_VERSION,
@@ -515,6 +552,7 @@ impl Store {
                 .collect(),
             inserts: &self.inserts,
             seeded: self.seeded,
+            workspace_id: &self.workspace_id,
         };
         let bytes = serde_json::to_vec(&persisted).map_err(std::io::Error::other)?;
         nimriz_matrix_core::manifest::write_atomic(path, |w| w.write_all(&bytes))

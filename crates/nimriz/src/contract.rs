@@ -504,6 +504,61 @@ pub struct WhoAmI {
     pub workspace_name: Option<String>,
 }
 
+// ---------------------------------------------------------------------------------------
+// Workspace identity (`GET /api/v1/whoami`): which workspace the key belongs to. The path
+// and `account_id` / `workspace_name` are [n8n]; using them as the identity a manifest is
+// checked against, and the alias keys below, are [assumed].
+// ---------------------------------------------------------------------------------------
+
+/// Keys that may carry the account / workspace id, canonical first.
+const WHOAMI_ID_KEYS: &[&str] = &[
+    "account_id",
+    "workspace_id",
+    "accountId",
+    "workspaceId",
+    "id",
+];
+/// Keys that may carry the workspace's display name, canonical first.
+const WHOAMI_NAME_KEYS: &[&str] = &["workspace_name", "workspaceName", "name"];
+
+/// Read a whoami answer: the object itself, or under `data`, `workspace`, `account` (one
+/// level); ids may be numbers. A nested `workspace: {id, name}` also counts. Fails only
+/// when the body is not an object.
+pub fn parse_whoami(body: &Value) -> Result<Read<WhoAmI>, String> {
+    let Some(top) = body.as_object() else {
+        return Err(format!("$: expected an object, got {}", kind_of(body)));
+    };
+    let mut notes = Vec::new();
+    let mut candidates: Vec<(&Map<String, Value>, String)> = vec![(top, "$".into())];
+    for k in ["data", "workspace", "account"] {
+        if let Some(Value::Object(inner)) = top.get(k) {
+            candidates.push((inner, format!("$.{k}")));
+        }
+    }
+    let mut account_id = None;
+    let mut workspace_name = None;
+    for (map, path) in &candidates {
+        let mut o = Obj {
+            map,
+            path,
+            notes: &mut notes,
+        };
+        if account_id.is_none() {
+            account_id = o.text(WHOAMI_ID_KEYS);
+        }
+        if workspace_name.is_none() {
+            workspace_name = o.text(WHOAMI_NAME_KEYS);
+        }
+    }
+    Ok(Read {
+        value: WhoAmI {
+            account_id,
+            workspace_name,
+        },
+        notes,
+    })
+}
+
 /// What a bulk result row says happened to its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowOutcome {

@@ -445,12 +445,13 @@ impl Client {
             )
             .await?;
         let v = self.json_answer(&ans, "whoami")?;
-        let me = serde_json::from_value(v).map_err(|e| ClientError::Malformed {
+        let read = contract::parse_whoami(&v).map_err(|detail| ClientError::Malformed {
             what: "whoami",
-            detail: e.to_string(),
+            detail,
         })?;
+        self.notes("whoami", &read.notes);
         self.inner.key_confirmed.store(true, Ordering::Relaxed);
-        Ok(me)
+        Ok(read.value)
     }
 
     /// `GET /api/v1/domains`: the workspace's short domains, every page (`next_cursor` passed

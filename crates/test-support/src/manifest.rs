@@ -95,6 +95,13 @@ pub fn build_realistic_manifest(dir: &Path) -> PathBuf {
     }
     // Second run: results arrive for all but one, and the run finishes.
     let mut store = ManifestStore::open(&path, &source(), Some("api.nimriz.com")).unwrap();
+    store
+        .set_workspace(nimriz_matrix_core::manifest::WorkspaceRecord {
+            host: "api.nimriz.com".into(),
+            account_id: Some("acct_1042".into()),
+            workspace_name: Some("Acme Marketing".into()),
+        })
+        .unwrap();
     let results: Vec<_> = statuses
         .iter()
         .filter(|(_, st)| *st != LinkStatus::Pending)

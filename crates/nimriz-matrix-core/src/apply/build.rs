@@ -49,8 +49,15 @@ where
     let started = Instant::now();
     let client = Client::new(settings.api.clone())?.with_reporter(printer.clone());
 
-    // Domains first: an unknown host must stop the run before anything is created.
-    let (links, domains) = resolve_domains(&client, plan.links).await?;
+    // Domains and the workspace identity first, together (one round trip): an unknown host
+    // or a manifest from another workspace must stop the run before anything is created.
+    let recorded = super::workspace::peek(&settings.manifest_path);
+    let (whoami, domains) = tokio::join!(client.whoami(), resolve_domains(&client, plan.links));
+    let mut warnings = Vec::new();
+    let now = super::workspace::current(&client.api_host(), whoami, &mut warnings)?;
+    let (workspace, more) =
+        super::workspace::check(&settings.manifest_path, recorded.as_ref(), now)?;
+    let (links, domains) = domains?;
     let rows = to_rows(links, &domains)?;
     let planned = rows.len();
 
@@ -59,7 +66,13 @@ where
         &plan.source,
         Some(&client.api_host()),
     )?;
-    for note in store.notes() {
+    store.set_workspace(workspace)?;
+    for note in warnings
+        .iter()
+        .chain(&more)
+        .map(String::as_str)
+        .chain(store.notes().iter().map(String::as_str))
+    {
         printer.warn(note);
     }
 
@@ -612,13 +625,14 @@ async fn resolve_domains(
         return Err(Error::Usage(format!(
             "the spec uses short domain(s) this workspace does not have: {}. The workspace has: \
              {}. Host names must match exactly (www.example.com and example.com differ); fix \
-             the spec or add the domain in the Nimriz dashboard. Nothing was created",
+             the spec or {}. Nothing was created",
             unknown.join(", "),
             if have.is_empty() {
                 "no domains".to_string()
             } else {
                 have.join(", ")
-            }
+            },
+            super::workspace::add_domain_fix(&client.api_host())
         )));
     }
     Ok((links, domains))

@@ -6,12 +6,14 @@
 //!   are looked up before they count as done).
 //! - `report.rs`: [`BuildReport`] and the end-of-build summary.
 //! - `shorten.rs`: mint one link now ([`mint_link`], `shorten`).
+//! - `workspace.rs`: the manifest's workspace checked against the one the key belongs to.
 
 mod build;
 mod report;
 mod send;
 mod settings;
 mod shorten;
+pub mod workspace;
 
 pub use build::run_build;
 pub use report::{BuildOutcome, BuildReport};

@@ -20,7 +20,7 @@ pub use export::{
 };
 pub use model::{
     LinkRecord, LinkStatus, Manifest, RecordedError, RunCounts, RunRecord, SCHEMA_VERSION,
-    TOOL_NAME, now_rfc3339,
+    TOOL_NAME, WorkspaceRecord, now_rfc3339,
 };
 pub use store::{
     ManifestStore, default_path, journal_path, load, load_with_notes, lock_path, mark_printed,

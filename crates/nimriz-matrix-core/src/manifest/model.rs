@@ -145,6 +145,19 @@ pub struct RunRecord {
     pub outcome: Option<String>,
 }
 
+/// Which workspace a manifest's links were created in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceRecord {
+    /// Host of the API base (as `api_host`).
+    pub host: String,
+    /// `account_id` from whoami; `None` when the API did not say.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// `workspace_name` from whoami (for messages only; never compared).
+    #[serde(default)]
+    pub workspace_name: Option<String>,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Manifest {
     pub schema_version: u32,
@@ -155,6 +168,10 @@ pub struct Manifest {
     /// Host of the API base only: never the key, never a URL with credentials.
     #[serde(default)]
     pub api_host: Option<String>,
+    /// The workspace the links live in (`GET /api/v1/whoami`), checked by every build
+    /// (`apply/workspace.rs`). Absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceRecord>,
     #[serde(default)]
     pub runs: Vec<RunRecord>,
     /// In plan order (order of first appearance).
@@ -171,6 +188,7 @@ impl Manifest {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             source,
             api_host,
+            workspace: None,
             runs: Vec::new(),
             links: Vec::new(),
         }

@@ -138,6 +138,16 @@ impl ManifestStore {
         &self.path
     }
 
+    /// Record the workspace the links live in (`apply/workspace.rs` checked it). Written at
+    /// once when it changed, so it is on disk before the first link is sent.
+    pub fn set_workspace(&mut self, workspace: super::model::WorkspaceRecord) -> Result<()> {
+        if self.manifest.workspace.as_ref() == Some(&workspace) {
+            return Ok(());
+        }
+        self.manifest.workspace = Some(workspace);
+        self.checkpoint()
+    }
+
     /// The manifest as it stands (everything recorded so far).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest

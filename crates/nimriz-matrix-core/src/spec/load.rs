@@ -51,11 +51,13 @@ pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), Report> {
         }])
     })?;
     let source = SourceFile::new(&display, text);
-    let shape = super::shape::check(&source);
-    if !shape.is_empty() {
-        return Err(report(shape));
+    // Unknown fields do not stop the load: they are set aside and the rest of the spec is
+    // read in the same pass, so field, value and placeholder problems come in one report.
+    let shape = super::shape::check_all(&source);
+    if shape.syntax {
+        return Err(report(shape.problems));
     }
-    let raw: RawSpec = match toml::from_str(&source.text) {
+    let raw: RawSpec = match toml::from_str(&shape.without_unknown) {
         Ok(r) => r,
         Err(e) => {
             let loc = e
@@ -63,14 +65,36 @@ pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), Report> {
                 .map_or_else(|| source.whole(), |s| source.locate(&s));
             let msg = e.message().trim().to_string();
             let help = toml_help(&msg);
-            return Err(report(vec![
-                loc.problem(format!("invalid spec: {msg}"), Some(help)),
-            ]));
+            let mut problems = shape.problems;
+            // "missing field `destination`" after `destinaton = …` is the typo again.
+            let follow_on = shape
+                .meant
+                .iter()
+                .any(|m| msg.contains(&format!("missing field `{m}`")));
+            if !follow_on {
+                problems.push(loc.problem(format!("invalid spec: {msg}"), Some(help)));
+                problems.sort_by_key(|p| (p.line, p.column));
+            }
+            return Err(report(problems));
         }
     };
     let mut c = Compiler::new(dir, display, sha256, source);
     let spec = c.compile(raw);
-    c.finish(spec)
+    if shape.problems.is_empty() {
+        return c.finish(spec);
+    }
+    // A problem about a field the typo was meant to be (`[link] has no `destination``
+    // after `destinaton = …`) is the same problem again: not reported twice.
+    let caused_by_typo = |p: &Problem| {
+        shape
+            .meant
+            .iter()
+            .any(|m| p.message.contains(&format!("`{m}`")))
+    };
+    let mut problems = shape.problems;
+    problems.extend(c.problems.drain(..).filter(|p| !caused_by_typo(p)));
+    problems.sort_by_key(|p| (p.file != c.source.name, p.line, p.column));
+    Err(report(problems))
 }
 
 fn toml_help(msg: &str) -> String {

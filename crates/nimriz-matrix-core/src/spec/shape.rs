@@ -69,11 +69,26 @@ fn fields_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
     listen.0
 }
 
-/// Every syntax error and unknown field in the document; empty when its shape is right.
-pub fn check(source: &SourceFile) -> Vec<Problem> {
+/// What the shape check found, and how to read on past it.
+#[derive(Debug, Default)]
+pub struct ShapeCheck {
+    pub problems: Vec<Problem>,
+    /// The problems are TOML syntax errors: nothing can be read past them.
+    pub syntax: bool,
+    /// The text with every unknown field blanked out (same length, same lines: every span
+    /// still points at the same place), for reading the rest of the spec in the same pass.
+    pub without_unknown: String,
+    /// The fields the unknown ones were probably meant to be ("did you mean"): a later
+    /// problem saying one of them is missing is caused by the typo, not a second problem.
+    pub meant: Vec<String>,
+}
+
+/// Every syntax error and unknown field in the document (no problems when its shape is
+/// right), plus what the rest of the load needs to go on past unknown fields.
+pub fn check_all(source: &SourceFile) -> ShapeCheck {
     let (doc, errors) = DeTable::parse_recoverable(&source.text);
     if !errors.is_empty() {
-        return errors
+        let problems = errors
             .iter()
             .map(|e| {
                 let loc = e
@@ -85,11 +100,68 @@ pub fn check(source: &SourceFile) -> Vec<Problem> {
                 )
             })
             .collect();
+        return ShapeCheck {
+            problems,
+            syntax: true,
+            without_unknown: source.text.clone(),
+            meant: Vec::new(),
+        };
     }
-    let mut problems = Vec::new();
-    check_table(source, doc.get_ref(), &spec_shape(), "", &mut problems);
-    problems.sort_by_key(|p| (p.line, p.column));
-    problems
+    let mut found = Found::default();
+    check_table(source, doc.get_ref(), &spec_shape(), "", &mut found);
+    found.problems.sort_by_key(|p| (p.line, p.column));
+    let mut text = source.text.clone().into_bytes();
+    for (range, whole_table) in &found.unknown {
+        blank(&mut text, range.clone(), *whole_table);
+    }
+    ShapeCheck {
+        problems: found.problems,
+        syntax: false,
+        // Only ASCII spaces replace bytes, newlines stay: still UTF-8.
+        without_unknown: String::from_utf8_lossy(&text).into_owned(),
+        meant: found.meant,
+    }
+}
+
+#[derive(Default)]
+struct Found {
+    problems: Vec<Problem>,
+    /// Byte range of each unknown field (key through value), and whether it is a table
+    /// (then its whole body goes, up to the next header).
+    unknown: Vec<(std::ops::Range<usize>, bool)>,
+    meant: Vec<String>,
+}
+
+/// Blank `range` (whole lines); a table runs on to the next `[header]` line.
+fn blank(text: &mut [u8], range: std::ops::Range<usize>, whole_table: bool) {
+    let len = text.len();
+    let start = text[..range.start.min(len)]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line_end = |at: usize| {
+        text[at.min(len)..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(len, |i| at + i)
+    };
+    let mut end = line_end(range.end.saturating_sub(1).max(range.start));
+    if whole_table {
+        while end < len {
+            let next = end + 1;
+            let next_end = line_end(next);
+            let line = String::from_utf8_lossy(&text[next..next_end]).into_owned();
+            if line.trim_start().starts_with('[') {
+                break;
+            }
+            end = next_end;
+        }
+    }
+    for b in &mut text[start..end] {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
 }
 
 fn check_table(
@@ -97,7 +169,7 @@ fn check_table(
     table: &DeTable<'_>,
     shape: &Shape,
     path: &str,
-    problems: &mut Vec<Problem>,
+    found: &mut Found,
 ) {
     let Shape { fields, nested } = shape;
     for (key, value) in table {
@@ -105,19 +177,32 @@ fn check_table(
         if let Some((_, inner)) = nested.iter().find(|(f, _)| *f == name) {
             let inner_path = format!("{path}{name}.");
             match value.get_ref() {
-                DeValue::Table(t) => check_table(source, t, inner, &inner_path, problems),
+                DeValue::Table(t) => check_table(source, t, inner, &inner_path, found),
                 // [[dimension]] / [[override]]: an array of tables.
                 DeValue::Array(items) => {
                     for item in items {
                         if let DeValue::Table(t) = item.get_ref() {
-                            check_table(source, t, inner, &inner_path, problems);
+                            check_table(source, t, inner, &inner_path, found);
                         }
                     }
                 }
                 _ => {}
             }
         } else if !fields.contains(&name) {
-            let help = match closest(name, fields.iter().copied()) {
+            let suggestion = closest(name, fields.iter().copied());
+            if let Some(c) = suggestion {
+                found.meant.push(c.to_string());
+            }
+            let whole_table = matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+                && source.text[..key.span().start]
+                    .rsplit('\n')
+                    .next()
+                    .is_some_and(|l| l.trim_start().starts_with('['));
+            found.unknown.push((
+                key.span().start..value.span().end.max(key.span().end),
+                whole_table,
+            ));
+            let help = match suggestion {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!(
                     "{} can hold: {}",
@@ -133,7 +218,7 @@ fn check_table(
                         .join(", ")
                 ),
             };
-            problems.push(
+            found.problems.push(
                 source
                     .locate(&key.span())
                     .problem(format!("unknown field `{path}{name}`"), Some(help)),

@@ -5,4 +5,5 @@ mod build_faults;
 mod contract_shapes;
 mod manifest_schema;
 mod manifest_store;
+mod one_pass;
 mod prop_core;

@@ -125,6 +125,11 @@ fn schema_declares_exactly_what_the_records_write() {
         keys(&manifest),
         "top-level fields"
     );
+    assert_eq!(
+        keys(&schema["$defs"]["workspace"]["properties"]),
+        keys(&manifest["workspace"]),
+        "workspace fields"
+    );
     let link_props = keys(&schema["$defs"]["link"]["properties"]);
     for link in manifest["links"].as_array().unwrap() {
         assert_eq!(link_props, keys(link), "link fields of {link}");

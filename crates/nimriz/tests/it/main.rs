@@ -3,3 +3,4 @@
 
 mod client_contract;
 mod prop_contract;
+mod whoami_shapes;
