@@ -5,6 +5,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::output::diagnostics::MessageFormat;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nimriz-matrix",
@@ -32,14 +34,6 @@ pub struct Cli {
     pub color: crate::output::color::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MessageFormat {
-    Human,
-    Json,
-    Github,
-    Sarif,
 }
 
 #[derive(Debug, Subcommand)]

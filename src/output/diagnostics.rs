@@ -3,11 +3,19 @@
 //! at the end whether the command succeeded or failed. The formats live in the core
 //! (`diag::format`); this decides where they go.
 
-use crate::cli::MessageFormat;
 use nimriz_matrix_core::Error;
 use nimriz_matrix_core::diag::Problem;
 use nimriz_matrix_core::diag::format::{github_lines, json_document, sarif_document};
 use std::io::Write;
+
+/// The `--message-format` values (defined here, not in `cli`, so output never imports cli).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+    Github,
+    Sarif,
+}
 
 /// Where the document goes: stdout for `validate` (which prints no data), else stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
