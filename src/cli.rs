@@ -40,8 +40,17 @@ pub struct Cli {
 pub enum Command {
     /// Parse and check a spec offline; exit 0 when valid, 2 with diagnostics when not.
     Validate(ValidateArgs),
-    /// Create the spec's links on Nimriz (or preview them with --dry-run).
+    /// Create the spec's links on Nimriz (or preview them with --dry-run); with --update,
+    /// also change live links the spec changed.
     Build(BuildArgs),
+    /// Compare the spec with the manifest and say what a build would change (offline).
+    Plan(PlanArgs),
+    /// Read every recorded link back from Nimriz and record what changed outside the spec.
+    Refresh(RefreshArgs),
+    /// Adopt the workspace's existing links that the spec plans into the manifest.
+    Import(ImportArgs),
+    /// End links: point them at a fallback, set an expiry, or delete them (asks first).
+    Retire(RetireArgs),
     /// Hand a built campaign off: CSV, JSON or an xlsx workbook, QR codes and print sheets.
     Export(ExportArgs),
     /// Mint one short link now (per-recipient links at send time); prints JSON.
@@ -107,6 +116,128 @@ pub struct BuildArgs {
     /// Bulk requests in flight at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub concurrency: usize,
+    /// Also change live links whose destination, expiry or slug (`[[moved]]`) the spec
+    /// changed, in place (same url_id, clicks kept). Without it they are listed, exit 1.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub update: bool,
+    /// With --update: also set links edited outside the spec (drift) back to the spec.
+    #[arg(long, requires = "update")]
+    pub force_drift: bool,
+    /// Apply a plan saved by `plan --out`, refusing it if the spec, its inputs or the
+    /// manifest changed since (implies --update when the plan has updates).
+    #[arg(long, value_name = "PLAN.json", conflicts_with = "dry_run")]
+    pub plan: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanOutputFormat {
+    /// Summary, then the changes, for people.
+    Human,
+    /// The versioned plan document (format `nimriz-matrix-plan`, version 1).
+    Json,
+    /// A pull-request comment body.
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: as for every command (0 ok, 2 invalid, 4 local I/O …). \
+    With --detailed-exitcode: 0 no changes, 2 changes pending, 1 any error."
+)]
+pub struct PlanArgs {
+    /// The spec file (TOML, or a CSV with one row per link).
+    pub spec: PathBuf,
+    /// Manifest path (default: `<spec stem>.manifest.json` beside the spec).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = PlanOutputFormat::Human)]
+    pub format: PlanOutputFormat,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on any error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also save the plan (JSON) for `build --plan FILE`.
+    #[arg(long, value_name = "PLAN.json")]
+    pub out: Option<PathBuf>,
+    /// Run `refresh` first (needs the API key), so the plan sees outside edits.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Refuse a matrix that expands to more links than this.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_links: u64,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 read everything, 1 some links could not be read, 3 API, \
+    4 local. With --detailed-exitcode: 0 no drift, 2 drift or outside changes, 1 any error."
+)]
+pub struct RefreshArgs {
+    /// The spec file the manifest was built from.
+    pub spec: PathBuf,
+    /// Manifest path (default: `<spec stem>.manifest.json` beside the spec).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Exit 0 when nothing drifted, 2 when something did, 1 on any error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Reads in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Refuse a matrix that expands to more links than this.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_links: u64,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The spec whose planned links to look for in the workspace.
+    pub spec: PathBuf,
+    /// Manifest path (default: `<spec stem>.manifest.json` beside the spec).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Refuse a matrix that expands to more links than this.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_links: u64,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["fallback", "expire_at", "delete"])))]
+pub struct RetireArgs {
+    /// The spec the manifest was built from.
+    pub spec: PathBuf,
+    /// Manifest path (default: `<spec stem>.manifest.json` beside the spec).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// Point the links at this https URL (they keep working, and their clicks).
+    #[arg(long, value_name = "URL")]
+    pub fallback: Option<String>,
+    /// Make the links expire at this time (RFC 3339, e.g. 2027-01-31T23:59:59Z).
+    #[arg(long, value_name = "TIME")]
+    pub expire_at: Option<String>,
+    /// Delete the links on Nimriz (only links this tool created; never adopted ones).
+    #[arg(long)]
+    pub delete: bool,
+    /// Only links no longer in the spec (orphans); default: every live link recorded.
+    #[arg(long)]
+    pub orphans_only: bool,
+    /// Do it without asking (needed when there is no terminal to ask on).
+    #[arg(long)]
+    pub yes: bool,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Refuse a matrix that expands to more links than this.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_links: u64,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// How to reach the API. The key itself is never a flag value: it comes from

@@ -10,8 +10,9 @@ mod signals;
 
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
+use nimriz_matrix_core::report::Reporter as _;
 use nimriz_matrix_core::report::SharedReporter;
-use nimriz_matrix_core::{Error, Result, apply, exit, manifest, plan};
+use nimriz_matrix_core::{Error, Result, apply, exit, lifecycle, manifest, plan};
 use output::Printer;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,11 +41,24 @@ fn main() -> ExitCode {
             });
         }
     };
+    // `plan`/`refresh --detailed-exitcode`: 2 means "changes", so every error is 1.
+    let detailed = match &cli.command {
+        Command::Plan(a) => a.detailed_exitcode,
+        Command::Refresh(a) => a.detailed_exitcode,
+        _ => false,
+    };
     match run(cli, color) {
+        Ok(code) if detailed && code != exit::OK && code != exit::CHANGES => {
+            ExitCode::from(exit::PARTIAL)
+        }
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             output::render_error(&err, color);
-            ExitCode::from(err.exit_code())
+            ExitCode::from(if detailed {
+                exit::PARTIAL
+            } else {
+                err.exit_code()
+            })
         }
     }
 }
@@ -77,15 +91,41 @@ fn run(cli: Cli, color: bool) -> Result<u8> {
 /// Run one command to completion; returns the process exit code.
 fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
     let shared: SharedReporter = Arc::new(printer.clone());
+    let verbose = cli.verbose;
     match cli.command {
         Command::Validate(args) => plan::validate_command(&settings::validate(&args), &printer),
         Command::Build(args) if args.dry_run => {
-            plan::dry_run_command(&settings::dry_run(&args), &printer)
+            let code = plan::dry_run_command(&settings::dry_run(&args), &printer)?;
+            // With a record, also say what a build would change (counts on stderr).
+            let manifest = args
+                .manifest
+                .clone()
+                .unwrap_or_else(|| manifest::default_path(&args.spec));
+            if manifest.exists() {
+                let quiet = nimriz_matrix_core::report::Silent;
+                let c = lifecycle::compare(&args.spec, &manifest, args.max_links, &quiet)?;
+                printer.info(&format!(
+                    "against {}: {} (details: nimriz-matrix plan {})",
+                    manifest.display(),
+                    lifecycle::summary(&c.classified.counts),
+                    args.spec.display()
+                ));
+            }
+            Ok(code)
         }
         Command::Build(args) => {
             // Spec problems come before key or flag problems: they are found offline.
+            let saved = match &args.plan {
+                Some(p) => Some((p.clone(), lifecycle::SavedPlan::read(p)?)),
+                None => None,
+            };
             let plan = plan::load(&args.spec, args.max_links, &printer)?;
-            let build = settings::build(&args)?;
+            let mut build = settings::build(&args)?;
+            if let Some((path, saved)) = &saved {
+                let now = lifecycle::hashes_now(&plan.source, &build.manifest_path)?;
+                lifecycle::check_fresh(saved, path, &now)?;
+                build.update |= saved.needs_update();
+            }
             let report = runtime()?.block_on(apply::run_build(
                 plan,
                 &build,
@@ -94,6 +134,36 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             ))?;
             output::print_build_report(&report, &printer);
             Ok(report.exit_code())
+        }
+        Command::Plan(args) => {
+            if args.refresh {
+                let live = settings::plan_refresh(&args)?;
+                let report = runtime()?.block_on(apply::run_refresh(&live, &shared))?;
+                printer.info(&report.summary());
+                if !report.unreadable.is_empty() {
+                    for l in &report.unreadable {
+                        printer.warn(l);
+                    }
+                }
+            }
+            lifecycle::plan_command(&settings::plan(&args, verbose), &printer)
+        }
+        Command::Refresh(args) => {
+            let live = settings::refresh(&args)?;
+            runtime()?.block_on(apply::refresh_command(
+                &live,
+                &shared,
+                args.detailed_exitcode,
+            ))
+        }
+        Command::Import(args) => {
+            let live = settings::import(&args)?;
+            runtime()?.block_on(apply::import_command(&live, &shared))
+        }
+        Command::Retire(args) => {
+            let s = settings::retire(&args)?;
+            let mut confirm = shell::confirm;
+            runtime()?.block_on(apply::retire_command(&s, &shared, &mut confirm))
         }
         Command::Export(args) => {
             let job = settings::export(&args)?;

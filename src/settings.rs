@@ -2,7 +2,10 @@
 //! libraries take these resolved structs and never see clap.
 
 use crate::cli;
-use nimriz_matrix_core::apply::{BuildSettings, ShortenSettings};
+use nimriz_matrix_core::apply::{
+    BuildSettings, LiveSettings, MAX_CONCURRENCY, RetireHow, RetireSettings, ShortenSettings,
+};
+use nimriz_matrix_core::lifecycle::{PlanOutput, PlanSettings};
 use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
 use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
 use nimriz_matrix_core::{Error, Result};
@@ -36,7 +39,93 @@ pub fn build(a: &cli::BuildArgs) -> Result<BuildSettings> {
         .manifest
         .clone()
         .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(&a.spec));
-    BuildSettings::checked(api, manifest_path, a.batch_size, a.concurrency)
+    let mut s = BuildSettings::checked(api, manifest_path, a.batch_size, a.concurrency)?;
+    s.update = a.update;
+    s.force_drift = a.force_drift;
+    Ok(s)
+}
+
+fn manifest_for(spec: &std::path::Path, given: Option<&std::path::PathBuf>) -> std::path::PathBuf {
+    given
+        .cloned()
+        .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(spec))
+}
+
+pub fn plan(a: &cli::PlanArgs, verbose: bool) -> PlanSettings {
+    PlanSettings {
+        spec: a.spec.clone(),
+        manifest: manifest_for(&a.spec, a.manifest.as_ref()),
+        max_links: a.max_links,
+        format: match a.format {
+            cli::PlanOutputFormat::Human => PlanOutput::Human,
+            cli::PlanOutputFormat::Json => PlanOutput::Json,
+            cli::PlanOutputFormat::Markdown => PlanOutput::Markdown,
+        },
+        detailed_exitcode: a.detailed_exitcode,
+        out: a.out.clone(),
+        verbose,
+    }
+}
+
+fn live(
+    spec: &std::path::Path,
+    manifest: Option<&std::path::PathBuf>,
+    api: &cli::ApiArgs,
+    max_links: u64,
+    concurrency: usize,
+) -> Result<LiveSettings> {
+    if concurrency == 0 || concurrency > MAX_CONCURRENCY {
+        return Err(Error::Usage(format!(
+            "--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"
+        )));
+    }
+    Ok(LiveSettings {
+        api: nimriz::ApiConfig::resolve(api.api_base.as_deref(), api.api_key_file.as_deref())?,
+        spec: spec.to_path_buf(),
+        manifest_path: manifest_for(spec, manifest),
+        max_links,
+        concurrency,
+    })
+}
+
+/// `plan --refresh`: refresh's settings from plan's flags.
+pub fn plan_refresh(a: &cli::PlanArgs) -> Result<LiveSettings> {
+    live(&a.spec, a.manifest.as_ref(), &a.api, a.max_links, 4)
+}
+
+pub fn refresh(a: &cli::RefreshArgs) -> Result<LiveSettings> {
+    live(
+        &a.spec,
+        a.manifest.as_ref(),
+        &a.api,
+        a.max_links,
+        a.concurrency,
+    )
+}
+
+pub fn import(a: &cli::ImportArgs) -> Result<LiveSettings> {
+    live(&a.spec, a.manifest.as_ref(), &a.api, a.max_links, 4)
+}
+
+pub fn retire(a: &cli::RetireArgs) -> Result<RetireSettings> {
+    let how = match (&a.fallback, &a.expire_at, a.delete) {
+        (Some(u), _, _) => RetireHow::Fallback(u.clone()),
+        (_, Some(t), _) => RetireHow::ExpireAt(t.clone()),
+        _ => RetireHow::Delete,
+    };
+    how.check()?;
+    Ok(RetireSettings {
+        live: live(
+            &a.spec,
+            a.manifest.as_ref(),
+            &a.api,
+            a.max_links,
+            a.concurrency,
+        )?,
+        how,
+        orphans_only: a.orphans_only,
+        yes: a.yes,
+    })
 }
 
 /// What `export` writes: a table (CSV/JSON to a file or stdout, or an xlsx file) and/or QR

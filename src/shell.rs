@@ -39,6 +39,26 @@ fn write_all(out: &mut dyn Write, bytes: &[u8]) -> Result<u8> {
     }
 }
 
+/// Ask a yes/no question on the terminal (`retire`). `None` when stdin or stderr is not a
+/// terminal: a script or a CI job cannot answer, so it must pass `--yes`.
+pub fn confirm(question: &str) -> Option<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} Type yes to continue: ");
+    let _ = err.flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return Some(false);
+    }
+    Some(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "yes" | "y"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

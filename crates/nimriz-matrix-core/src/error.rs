@@ -16,6 +16,9 @@ pub mod exit {
     pub const LOCAL: u8 = 4;
     /// Interrupted (Ctrl-C): in-flight work finished, manifest written.
     pub const INTERRUPTED: u8 = 130;
+    /// `plan`/`refresh --detailed-exitcode`: changes pending or drift found (then any error
+    /// is [`PARTIAL`], 1, as Terraform's `-detailed-exitcode`).
+    pub const CHANGES: u8 = 2;
 }
 
 #[derive(Debug, thiserror::Error)]

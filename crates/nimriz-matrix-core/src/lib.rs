@@ -23,6 +23,8 @@ pub mod spec;
 pub mod expand;
 
 pub mod plan;
+// Links as code: the plan against the record (offline half; `apply` holds the online half).
+pub mod lifecycle;
 
 pub mod apply;
 pub mod manifest;

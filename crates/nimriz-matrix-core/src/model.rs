@@ -137,4 +137,15 @@ pub struct Plan {
     pub links: Vec<PlannedLink>,
     /// Non-fatal findings (e.g. a utm_medium outside GA4's default channel groups).
     pub warnings: Vec<String>,
+    /// The spec's `[[moved]]` entries (renames `build --update` applies).
+    pub moved: Vec<Moved>,
+}
+
+/// A `[[moved]]` entry of the spec: the live link recorded at slug `from` now belongs at
+/// slug `to`. `plan` shows a rename and `build --update` applies it with `update-slug`, so
+/// the link keeps its `url_id` and its clicks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
 }

@@ -28,7 +28,15 @@ pub const PATH_DOMAINS: &str = "/api/v1/domains"; // [n8n]
 pub const PATH_SHORTEN: &str = "/api/shorten"; // [doc]
 pub const PATH_SHORTEN_BULK: &str = "/api/shorten/bulk"; // [doc]
 pub const PATH_FIND_LINK: &str = "/api/v1/links/find"; // [n8n] ?domain_id=&short_code=
-pub const PATH_LINKS: &str = "/api/v1/links"; // [n8n] + /{url_id}
+pub const PATH_LINKS: &str = "/api/v1/links"; // [n8n] + /{url_id}; list: ?limit=&cursor=
+pub const PATH_UPDATE_DESTINATION: &str = "/api/update-destination"; // [n8n] PUT url_id, long_url
+pub const PATH_UPDATE_SLUG: &str = "/api/update-slug"; // [doc path; n8n body] PUT url_id, new_slug
+pub const PATH_UPDATE_EXPIRATION: &str = "/api/update-expiration"; // [doc path; n8n body] PUT url_id, expires_at|null
+pub const PATH_DELETE_LINK: &str = "/api/delete-link"; // [n8n] POST url_id
+/// Links per page asked of `GET /api/v1/links` (the documented maximum is 100 [n8n]).
+pub const LINK_PAGE_LIMIT: usize = 100;
+/// Most pages of links followed before giving up (a server looping on cursors).
+pub const MAX_LINK_PAGES: usize = 100_000;
 
 /// Header carrying an idempotency key on the *single* create route. Nimriz documents
 /// idempotency keys only inside bulk rows; sending the header on `/api/shorten` is
@@ -130,6 +138,9 @@ pub struct Link {
     pub long_url: Option<String>,
     pub expires_at: Option<String>,
     pub redirect_status_code: Option<u16>,
+    /// The link is blocked by a takedown (`takedown_status` other than none/cleared,
+    /// `taken_down: true`, `is_taken_down: true`, or `status: "taken_down"`) [assumed].
+    pub taken_down: bool,
 }
 
 impl Link {
@@ -290,6 +301,7 @@ pub fn read_link(v: &Value, path: &str) -> Result<Read<Link>, String> {
         long_url: o.text(LONG_URL_KEYS),
         expires_at: o.timestamp("expires_at"),
         redirect_status_code: o.small_number("redirect_status_code"),
+        taken_down: takedown_flag(map),
     };
     // `domain: {id, domain_name}`: a nested domain object [assumed tolerance].
     if let Some(d) = map.get("domain").filter(|d| d.is_object()) {
@@ -310,6 +322,58 @@ pub fn read_link(v: &Value, path: &str) -> Result<Read<Link>, String> {
         }
     }
     Ok(Read { value: link, notes })
+}
+
+/// Is the link under a takedown? Read from the forms a server plausibly uses; anything else
+/// (absent, `null`, `"none"`, `"cleared"`, `false`) is "no".
+fn takedown_flag(map: &Map<String, Value>) -> bool {
+    let yes_word = |v: &Value| {
+        v.as_str().is_some_and(|s| {
+            let s = s.trim().to_ascii_lowercase();
+            !matches!(
+                s.as_str(),
+                "" | "none" | "clear" | "cleared" | "lifted" | "active" | "ok"
+            )
+        })
+    };
+    map.get("takedown_status").is_some_and(yes_word)
+        || ["taken_down", "is_taken_down"]
+            .iter()
+            .any(|k| map.get(*k).and_then(Value::as_bool) == Some(true))
+        || map
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("taken_down"))
+}
+
+/// One page of `GET /api/v1/links`: `{"links": […]}` [n8n], `{"data": […]}`, `items`,
+/// `results` or a bare array, with an optional `next_cursor` [assumed]. An entry that is no
+/// link is skipped and noted, not fatal.
+pub fn parse_link_page(body: &Value) -> Result<(Read<Vec<Link>>, Option<String>), String> {
+    let (list, path) = match body {
+        Value::Array(a) => (a, "$".to_string()),
+        _ => find_list(body, &["links", "data", "items", "results"])
+            .ok_or_else(|| format!("$: expected a `links` array, got {}", describe(body)))?,
+    };
+    let mut notes = Vec::new();
+    let mut links = Vec::new();
+    for (i, l) in list.iter().enumerate() {
+        match read_link(l, &format!("{path}[{i}]")) {
+            Ok(read) if read.value.has_identity() => {
+                notes.extend(read.notes);
+                links.push(read.value);
+            }
+            Ok(_) => notes.push(format!("skipped {path}[{i}]: no id or slug")),
+            Err(e) => notes.push(format!("skipped a link entry: {e}")),
+        }
+    }
+    Ok((
+        Read {
+            value: links,
+            notes,
+        },
+        next_cursor(body),
+    ))
 }
 
 /// Does this object look like a link itself (not an envelope around one)?

@@ -683,6 +683,180 @@ impl Client {
         Ok(read.value)
     }
 
+    /// `PUT /api/update-destination`. `Ok(Some(link))` when the answer is a readable link,
+    /// `Ok(None)` for a 2xx whose body says nothing usable: the caller reads the link back
+    /// before recording the change (never record a change that was not seen).
+    pub async fn update_destination(
+        &self,
+        url_id: &str,
+        long_url: &str,
+    ) -> Result<Option<Link>, ClientError> {
+        let body = serde_json::json!({"url_id": url_id, "long_url": long_url});
+        self.change(
+            reqwest::Method::PUT,
+            contract::PATH_UPDATE_DESTINATION,
+            body,
+            "the destination update",
+        )
+        .await
+    }
+
+    /// `PUT /api/update-expiration` (`None` clears the expiry). See [`Client::update_destination`].
+    pub async fn update_expiration(
+        &self,
+        url_id: &str,
+        expires_at: Option<&str>,
+    ) -> Result<Option<Link>, ClientError> {
+        let body = serde_json::json!({"url_id": url_id, "expires_at": expires_at});
+        self.change(
+            reqwest::Method::PUT,
+            contract::PATH_UPDATE_EXPIRATION,
+            body,
+            "the expiry update",
+        )
+        .await
+    }
+
+    /// `PUT /api/update-slug`: the link keeps its `url_id` (and its clicks) under a new slug.
+    pub async fn update_slug(
+        &self,
+        url_id: &str,
+        new_slug: &str,
+    ) -> Result<Option<Link>, ClientError> {
+        let body = serde_json::json!({"url_id": url_id, "new_slug": new_slug});
+        self.change(
+            reqwest::Method::PUT,
+            contract::PATH_UPDATE_SLUG,
+            body,
+            "the slug update",
+        )
+        .await
+    }
+
+    /// `POST /api/delete-link`. A 404 means it is already gone: `Ok(false)`.
+    pub async fn delete_link(&self, url_id: &str) -> Result<bool, ClientError> {
+        let body = serde_json::json!({"url_id": url_id});
+        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Malformed {
+            what: "the delete request",
+            detail: e.to_string(),
+        })?;
+        match self
+            .call(
+                reqwest::Method::POST,
+                &self.url(contract::PATH_DELETE_LINK, &[]),
+                Some(bytes),
+                None,
+                false,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Refused(f)) if f.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /api/v1/links/{url_id}` that says `None` for 404 (the link was deleted).
+    pub async fn get_link_opt(&self, url_id: &str) -> Result<Option<Link>, ClientError> {
+        match self.get_link(url_id).await {
+            Ok(l) => Ok(Some(l)),
+            Err(ClientError::Refused(f)) if f.status == 404 || f.status == 410 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of `GET /api/v1/links?limit=&cursor=`: the links and the next cursor.
+    pub async fn list_links_page(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Link>, Option<String>), ClientError> {
+        let limit = contract::LINK_PAGE_LIMIT.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        let ans = self
+            .call(
+                reqwest::Method::GET,
+                &self.url(contract::PATH_LINKS, &query),
+                None,
+                None,
+                false,
+            )
+            .await?;
+        let v = self.json_answer(&ans, "the link list")?;
+        let (read, next) =
+            contract::parse_link_page(&v).map_err(|detail| ClientError::Malformed {
+                what: "the link list",
+                detail,
+            })?;
+        self.notes("the link list", &read.notes);
+        Ok((read.value, next))
+    }
+
+    /// Every link of the workspace, page by page (a repeated cursor is an error, not a loop).
+    pub async fn list_links(&self) -> Result<Vec<Link>, ClientError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..contract::MAX_LINK_PAGES {
+            let (page, next) = self.list_links_page(cursor.as_deref()).await?;
+            all.extend(page);
+            match next {
+                None => return Ok(all),
+                Some(next) if !seen.insert(next.clone()) => {
+                    return Err(ClientError::Malformed {
+                        what: "the link list",
+                        detail: format!(
+                            "the server sent next_cursor {next:?} twice; the list never ends"
+                        ),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+        Err(ClientError::Malformed {
+            what: "the link list",
+            detail: format!(
+                "more than {} pages of links; the list never ends",
+                contract::MAX_LINK_PAGES
+            ),
+        })
+    }
+
+    /// An update call: 2xx with a readable link → `Some`, 2xx with anything else → `None`.
+    async fn change(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+        what: &'static str,
+    ) -> Result<Option<Link>, ClientError> {
+        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Malformed {
+            what,
+            detail: e.to_string(),
+        })?;
+        let ans = self
+            .call(method, &self.url(path, &[]), Some(bytes), None, false)
+            .await?;
+        let Ok(v) = self.json_answer(&ans, what) else {
+            return Ok(None);
+        };
+        if let Some(err) = contract::body_error(&v) {
+            return Err(ClientError::Refused(ApiFailure::from_body(ans.status, err)));
+        }
+        match contract::parse_link(&v) {
+            Ok(read) => {
+                self.notes(what, &read.notes);
+                Ok(Some(read.value))
+            }
+            Err(detail) => {
+                self.note(format!("reading {what}: {detail}; reading the link back"));
+                Ok(None)
+            }
+        }
+    }
+
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
         // Keep any path prefix of the base (e.g. a proxy at https://host/nimriz/).
         let mut url = self.inner.base.clone();

@@ -47,12 +47,19 @@ pub fn record(slug: &str, status: LinkStatus) -> LinkRecord {
         existing_destination: None,
         tags: Vec::new(),
         printed_at: None,
+        expires_at: None,
+        redirect: None,
+        space: None,
+        origin: None,
+        outside: None,
+        retired: None,
+        history: Vec::new(),
         error: None,
         attempts: 1,
         updated_at: now_rfc3339(),
     };
     match status {
-        LinkStatus::Pending => {}
+        LinkStatus::Pending | LinkStatus::Deleted => {}
         LinkStatus::Created | LinkStatus::Exists => {
             rec.short_url = Some(format!("https://go.acme.example/{slug}"));
             rec.url_id = Some(format!("00000000-0000-4000-8000-{:012}", slug.len()));
@@ -120,6 +127,7 @@ pub fn build_realistic_manifest(dir: &Path) -> PathBuf {
         failed: 1,
         pending: 1,
         skipped_done: 0,
+        updated: 0,
     };
     store.finish(counts, "partial").unwrap();
     path

@@ -13,10 +13,13 @@
 use super::report::{BuildOutcome, BuildReport};
 use super::send::{self, BatchVerdict, Outgoing, RowResult};
 use super::settings::BuildSettings;
+use super::update::{self, UpdateItem, UpdateOutcome};
+use crate::lifecycle::{FieldChange, PlannedFields, field_changes};
+use crate::manifest::model::Origin;
 use crate::manifest::{
     LinkRecord, LinkStatus, ManifestStore, RecordedError, RunCounts, now_rfc3339,
 };
-use crate::model::{DomainRef, Plan, PlannedLink};
+use crate::model::{DomainRef, Moved, Plan, PlannedLink};
 use crate::report::{ProgressSink, Reporter, SharedReporter};
 use crate::{Error, Result};
 use nimriz::Domain;
@@ -76,17 +79,49 @@ where
         printer.warn(note);
     }
 
-    // Split: already done (skip) vs to send. New rows are first journaled when their batch
-    // is launched (in plan order, as the queue is); rows never launched are journaled when
-    // the run stops, so the manifest lists the whole plan in plan order. Not journaling all
-    // of them up front saves writing the whole plan one extra time (7 MB for 10,000 links).
+    // Split: already done (skip), live links the spec changed (update in place), vs to send.
+    // New rows are first journaled when their batch is launched (in plan order, as the
+    // queue is); rows never launched are journaled when the run stops, so the manifest
+    // lists the whole plan in plan order. Not journaling all of them up front saves writing
+    // the whole plan one extra time (7 MB for 10,000 links).
     let mut queue: VecDeque<Row> = VecDeque::new();
     let mut skipped_done = 0usize;
+    let mut split = Split::default();
     for mut row in rows {
+        let moved_from = (store.get(&row.rec.key).is_none())
+            .then(|| moved_source(&store, &plan.moved, &row))
+            .flatten();
+        if let Some(prev) = moved_from {
+            let changes = rename_changes(prev, &row);
+            split.change(settings, prev, &row, changes, false);
+            continue;
+        }
         match store.get(&row.rec.key) {
-            Some(prev) if prev.status.is_done() && prev.destination == row.rec.destination => {
+            Some(prev) if prev.retired.is_some() && prev.status.is_done() => {
+                // Retired links are left as `retire` set them.
                 skipped_done += 1;
-                continue;
+            }
+            Some(prev) if prev.status.is_done() => {
+                let (changes, outside) = live_changes(prev, &row);
+                if changes.is_empty() {
+                    skipped_done += 1;
+                } else {
+                    split.change(settings, prev, &row, changes, outside);
+                }
+            }
+            Some(prev)
+                if prev.status == LinkStatus::Drift
+                    && prev.url_id.is_some()
+                    && settings.update
+                    && settings.force_drift =>
+            {
+                let changes = vec![FieldChange {
+                    field: "destination".into(),
+                    old: prev.existing_destination.clone(),
+                    new: Some(row.rec.destination.clone()),
+                    updatable: true,
+                }];
+                split.change(settings, prev, &row, changes, true);
             }
             Some(prev) => {
                 row.rec.attempts = prev.attempts;
@@ -95,11 +130,12 @@ where
                 row.rec.short_url = prev.short_url.clone();
                 row.rec.existing_destination = prev.existing_destination.clone();
                 row.rec.error = prev.error.clone();
+                keep_lifecycle(&mut row.rec, prev);
                 // Keep the record as it was until it is actually sent again.
+                queue.push_back(row);
             }
-            None => {}
+            None => queue.push_back(row),
         }
-        queue.push_back(row);
     }
 
     let to_send = queue.len();
@@ -130,7 +166,8 @@ where
         checkpoint_due: false,
         create_requests: 0,
     };
-    run.drive(interrupt).await;
+    let mut interrupt = std::pin::pin!(interrupt);
+    run.drive(interrupt.as_mut()).await;
     let Run {
         mut stop,
         settled,
@@ -139,6 +176,31 @@ where
         ..
     } = run;
     progress.finish();
+
+    // Then the live links to change in place (after the creates: a rename's new slug may
+    // only be free once nothing else claims it, and an interrupt stops both).
+    let mut updates = UpdateTally::default();
+    if stop.is_none() && !split.items.is_empty() {
+        printer.info(&format!(
+            "updating {} live link(s) in place",
+            split.items.len()
+        ));
+        let items = std::mem::take(&mut split.items);
+        let mut record_err = None;
+        let stopped = update::apply_all(
+            &client,
+            items,
+            settings.concurrency,
+            Some(interrupt.as_mut()),
+            |outcome| updates.absorb(&mut store, outcome, &mut record_err),
+        )
+        .await;
+        if let Some(e) = record_err.or(updates.fatal.take()) {
+            stop = Some(Stop::Fatal(e));
+        } else if stopped {
+            stop = Some(Stop::Interrupted);
+        }
+    }
 
     // Rows this run never launched (it stopped early) and no run has recorded yet.
     let never_sent: Vec<LinkRecord> = queue
@@ -155,12 +217,21 @@ where
     let base = RunCounts {
         planned,
         skipped_done,
+        updated: updates.done,
+        failed: updates.failed.len(),
+        drift: split.drifted.len(),
+        // Updates the run stopped before applying.
+        pending: split.items.len() + updates.unsettled,
         ..RunCounts::default()
     };
-    let (counts, problems) = tally(&store, &sent_keys, &settled, base);
+    let (counts, mut problems) = tally(&store, &sent_keys, &settled, base);
+    problems.extend(updates.failed);
+    problems.extend(split.drifted);
     let outcome = match &stop {
         Some(Stop::Interrupted) => BuildOutcome::Interrupted,
         _ if counts.failed + counts.drift + counts.pending > 0 => BuildOutcome::Partial,
+        // Spec changes not applied (no `--update`): the live links are not what the spec says.
+        _ if !split.pending.is_empty() => BuildOutcome::Partial,
         _ => BuildOutcome::Completed,
     };
     let outcome_word = match &stop {
@@ -192,6 +263,9 @@ where
         problems,
         create_requests,
         retries: client.retries(),
+        not_applied: split.pending,
+        spec_path: plan.source.spec_path.clone(),
+        cannot_update: split.cannot_update,
     })
 }
 
@@ -222,10 +296,255 @@ fn tally(
                 counts.failed += 1;
                 problems.push(rec.clone());
             }
-            LinkStatus::Pending => counts.pending += 1,
+            LinkStatus::Pending | LinkStatus::Deleted => counts.pending += 1,
         }
     }
     (counts, problems)
+}
+
+/// Live links the spec changed, sorted by what this run does with them.
+#[derive(Default)]
+struct Split {
+    /// Changed in place after the creates (`--update`).
+    items: Vec<UpdateItem>,
+    /// Changes not applied for want of `--update`: one line each, for the summary.
+    pending: Vec<String>,
+    /// Edited outside the spec (found by `refresh`): reported, left alone.
+    drifted: Vec<LinkRecord>,
+    /// Changes Nimriz has no call for (redirect, tags, space): one line each.
+    cannot_update: Vec<String>,
+}
+
+impl Split {
+    /// Route one live record with `changes` (some perhaps not updatable).
+    fn change(
+        &mut self,
+        settings: &BuildSettings,
+        prev: &LinkRecord,
+        row: &Row,
+        changes: Vec<FieldChange>,
+        outside: bool,
+    ) {
+        let label = label_of(prev);
+        let (can, cannot): (Vec<FieldChange>, Vec<FieldChange>) =
+            changes.into_iter().partition(|c| c.updatable);
+        if !cannot.is_empty() {
+            self.cannot_update.push(format!(
+                "{label}: Nimriz has no call to change {} of a live link; change it in the \
+                 dashboard, or give the cell a new slug (a new link)",
+                describe(&cannot)
+            ));
+        }
+        if can.is_empty() {
+            return;
+        }
+        if outside && !settings.force_drift {
+            let mut rec = prev.clone();
+            if rec.existing_destination.is_none() {
+                rec.existing_destination =
+                    prev.outside.as_ref().and_then(|o| o.destination.clone());
+            }
+            self.drifted.push(rec);
+            return;
+        }
+        if !settings.update {
+            self.pending.push(format!("{label}: {}", describe(&can)));
+            return;
+        }
+        // What the record becomes once every change is live. Redirect, tags and space stay
+        // as recorded: Nimriz cannot change them, so the live link still has the old ones.
+        let mut target = row.rec.clone();
+        target.url_id.clone_from(&prev.url_id);
+        target.status = prev.status;
+        target.attempts = prev.attempts;
+        target.idempotency_key.clone_from(&prev.idempotency_key);
+        target.redirect = prev.redirect;
+        target.tags.clone_from(&prev.tags);
+        target.space.clone_from(&prev.space);
+        if target.short_url.is_none() || prev.slug == row.rec.slug {
+            target.short_url = prev.short_url.clone().or(target.short_url);
+        }
+        if prev.slug != row.rec.slug {
+            target.short_url = row.planned_short_url.clone().or_else(|| {
+                prev.short_url
+                    .as_ref()
+                    .map(|u| respell(u, &prev.slug, &row.rec.slug))
+            });
+        }
+        keep_lifecycle(&mut target, prev);
+        self.items.push(UpdateItem {
+            rec: prev.clone(),
+            target,
+            changes: can,
+            why: "update-destination",
+        });
+    }
+}
+
+/// `old → new` for each change, in one line.
+fn describe(changes: &[FieldChange]) -> String {
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} → {}",
+                c.field,
+                c.old.as_deref().unwrap_or("(none)"),
+                c.new.as_deref().unwrap_or("(none)")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn label_of(rec: &LinkRecord) -> String {
+    let name = rec
+        .short_url
+        .clone()
+        .unwrap_or_else(|| match &rec.domain.host {
+            Some(h) => format!("{h}/{}", rec.slug),
+            None => rec.key.clone(),
+        });
+    if rec.cell.0.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", rec.cell.label())
+    }
+}
+
+/// A recorded short URL with its last path segment changed from `old` to `new` slug.
+fn respell(url: &str, old: &str, new: &str) -> String {
+    match url.strip_suffix(old) {
+        Some(base) if base.ends_with('/') => format!("{base}{new}"),
+        _ => url.to_string(),
+    }
+}
+
+/// The lifecycle fields a record carries from run to run (its origin, its history, what
+/// was printed, retired, or seen outside).
+fn keep_lifecycle(rec: &mut LinkRecord, prev: &LinkRecord) {
+    rec.origin = prev.origin;
+    rec.history.clone_from(&prev.history);
+    rec.printed_at.clone_from(&prev.printed_at);
+    rec.outside.clone_from(&prev.outside);
+    rec.retired.clone_from(&prev.retired);
+}
+
+fn planned_fields(rec: &LinkRecord) -> PlannedFields<'_> {
+    PlannedFields {
+        destination: &rec.destination,
+        expires_at: rec.expires_at.as_deref(),
+        redirect: rec.redirect.unwrap_or_default(),
+        tags: &rec.tags,
+        space: rec.space.as_deref(),
+    }
+}
+
+/// How a done record differs from its row, counting what `refresh` saw on Nimriz as the
+/// live value (so `--force-drift` sets it back). `true` when an outside change is part of it.
+fn live_changes(prev: &LinkRecord, row: &Row) -> (Vec<FieldChange>, bool) {
+    let mut changes = field_changes(prev, planned_fields(&row.rec));
+    let Some(o) = prev.outside.as_ref().filter(|o| !o.deleted) else {
+        return (changes, false);
+    };
+    let mut outside = false;
+    let mut set = |field: &str, live: Option<String>, planned: Option<String>| {
+        if live == planned {
+            return;
+        }
+        outside = true;
+        changes.retain(|c| c.field != field);
+        changes.push(FieldChange {
+            field: field.into(),
+            old: live,
+            new: planned,
+            updatable: true,
+        });
+    };
+    if let Some(d) = &o.destination {
+        set(
+            "destination",
+            Some(d.clone()),
+            Some(row.rec.destination.clone()),
+        );
+    }
+    if let Some(e) = &o.expires_at {
+        set(
+            "expires_at",
+            Some(e.clone()).filter(|e| !e.is_empty()),
+            row.rec.expires_at.clone(),
+        );
+    }
+    if let Some(s) = &o.slug {
+        set("slug", Some(s.clone()), Some(row.rec.slug.clone()));
+    }
+    (changes, outside)
+}
+
+/// The live record a `[[moved]]` entry hands to this row, if any.
+fn moved_source<'s>(
+    store: &'s ManifestStore,
+    moved: &[Moved],
+    row: &Row,
+) -> Option<&'s LinkRecord> {
+    let m = moved.iter().find(|m| m.to == row.rec.slug)?;
+    let prev = store.get(&LinkRecord::key_for(&row.rec.domain, &m.from))?;
+    (prev.status.is_done() && prev.url_id.is_some() && prev.retired.is_none()).then_some(prev)
+}
+
+/// A rename: the slug, then whatever else the spec changed.
+fn rename_changes(prev: &LinkRecord, row: &Row) -> Vec<FieldChange> {
+    let mut changes = vec![FieldChange {
+        field: "slug".into(),
+        old: Some(prev.slug.clone()),
+        new: Some(row.rec.slug.clone()),
+        updatable: true,
+    }];
+    changes.extend(field_changes(prev, planned_fields(&row.rec)));
+    changes
+}
+
+/// What the update phase did.
+#[derive(Default)]
+struct UpdateTally {
+    done: usize,
+    failed: Vec<LinkRecord>,
+    /// Items whose outcome never came (the run stopped on a fatal error).
+    unsettled: usize,
+    fatal: Option<Error>,
+}
+
+impl UpdateTally {
+    /// Journal one outcome at once (a rename moves the record to its new key).
+    fn absorb(
+        &mut self,
+        store: &mut ManifestStore,
+        outcome: UpdateOutcome,
+        record_err: &mut Option<Error>,
+    ) {
+        let (old_key, rec, ok) = match outcome {
+            UpdateOutcome::Done { old_key, rec } => (old_key, rec, true),
+            UpdateOutcome::Failed { old_key, rec } => (old_key, rec, false),
+            UpdateOutcome::Fatal(e) => {
+                self.unsettled += 1;
+                self.fatal.get_or_insert(Error::from(e));
+                return;
+            }
+        };
+        let written = if rec.key == old_key {
+            store.record(std::slice::from_ref(&rec))
+        } else {
+            store.rekey(&[(old_key, rec.clone())])
+        };
+        if let Err(e) = written {
+            record_err.get_or_insert(e);
+        }
+        if ok {
+            self.done += 1;
+        } else {
+            self.failed.push(rec);
+        }
+    }
 }
 
 /// Why the run stopped sending early.
@@ -460,6 +779,9 @@ impl Run<'_> {
                             existing_destination,
                         } => {
                             row.rec.status = status;
+                            if status == LinkStatus::Created {
+                                row.rec.origin = Some(Origin::Created);
+                            }
                             row.rec.url_id = url_id;
                             row.rec.short_url = short_url.or_else(|| row.planned_short_url.clone());
                             row.rec.existing_destination = existing_destination;
@@ -594,7 +916,7 @@ fn set_failed(rec: &mut LinkRecord, err: RecordedError) {
 /// Fill in every `domain.id` from its host through `GET /api/v1/domains` (once). Also
 /// returns the domain list (empty when no lookup was needed), so answers can be checked
 /// against every id and the host of a row's domain.
-async fn resolve_domains(
+pub(super) async fn resolve_domains(
     client: &Client,
     mut links: Vec<PlannedLink>,
 ) -> Result<(Vec<PlannedLink>, Vec<Domain>)> {
@@ -636,6 +958,18 @@ async fn resolve_domains(
         )));
     }
     Ok((links, domains))
+}
+
+/// The records a build would write for `links` before sending anything (`import` matches
+/// live links against them).
+pub(super) fn planned_records(
+    links: Vec<PlannedLink>,
+    domains: &[Domain],
+) -> Result<Vec<LinkRecord>> {
+    Ok(to_rows(links, domains)?
+        .into_iter()
+        .map(|r| r.rec)
+        .collect())
 }
 
 /// DNS names are case-insensitive and may carry a trailing dot; nothing else is folded
@@ -692,6 +1026,13 @@ fn to_rows(links: Vec<PlannedLink>, domains: &[Domain]) -> Result<Vec<Row>> {
                 existing_destination: None,
                 tags: link.tags,
                 printed_at: None,
+                expires_at: link.expires_at,
+                redirect: Some(link.redirect),
+                space: link.space,
+                origin: None,
+                outside: None,
+                retired: None,
+                history: Vec::new(),
                 error: None,
                 attempts: 0,
                 updated_at: now.clone(),

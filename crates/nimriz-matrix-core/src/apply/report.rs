@@ -39,6 +39,12 @@ pub struct BuildReport {
     pub create_requests: u64,
     /// Transient failures retried, across all requests.
     pub retries: u64,
+    /// Spec changes to live links not applied (no `--update`): `label: field old → new`.
+    pub not_applied: Vec<String>,
+    /// Spec changes Nimriz has no call for (redirect, tags, space), one line each.
+    pub cannot_update: Vec<String>,
+    /// The spec as given (for the commands the summary suggests).
+    pub spec_path: String,
 }
 
 impl BuildReport {
@@ -54,7 +60,11 @@ impl BuildReport {
     /// The end-of-build summary, as lines for stderr.
     pub fn summary_lines(&self) -> Vec<String> {
         let c = &self.counts;
-        if c.planned > 0 && c.skipped_done == c.planned {
+        if c.planned > 0
+            && c.skipped_done == c.planned
+            && self.cannot_update.is_empty()
+            && self.not_applied.is_empty()
+        {
             return vec![format!(
                 "nothing to do: all {} links are already done (manifest: {})",
                 c.planned,
@@ -62,8 +72,8 @@ impl BuildReport {
             )];
         }
         let mut lines = vec![format!(
-            "{}: {} created, {} exists, {} drift, {} failed{}{} — {} links in {:.1}s ({} create \
-             request(s), {} retries)",
+            "{}: {} created, {} exists, {}{} drift, {} failed{}{} — {} links in {:.1}s ({} \
+             create request(s), {} retries)",
             match self.outcome {
                 BuildOutcome::Completed => "done",
                 BuildOutcome::Partial => "finished with problems",
@@ -71,6 +81,11 @@ impl BuildReport {
             },
             c.created,
             c.exists,
+            if c.updated > 0 {
+                format!("{} updated, ", c.updated)
+            } else {
+                String::new()
+            },
             c.drift,
             c.failed,
             if c.skipped_done > 0 {
@@ -89,6 +104,21 @@ impl BuildReport {
             self.retries,
         )];
         lines.push(format!("manifest: {}", self.manifest_path.display()));
+        if !self.not_applied.is_empty() {
+            lines.push(format!(
+                "{} live link(s) differ from the spec; not changed without --update:",
+                self.not_applied.len()
+            ));
+            lines.extend(self.not_applied.iter().map(|l| format!("  update {l}")));
+            lines.push(format!(
+                "apply with: nimriz-matrix build {} --update (review first with `nimriz-matrix \
+                 plan {}`)",
+                self.spec_path, self.spec_path
+            ));
+        }
+        for l in &self.cannot_update {
+            lines.push(format!("  cannot update {l}"));
+        }
         lines.extend(self.problem_lines());
         lines
     }
@@ -119,8 +149,8 @@ impl BuildReport {
                         rec.existing_destination.as_deref().unwrap_or("?")
                     ));
                     lines.push(
-                        "         left unchanged: change the slug in the spec, or update the \
-                         link on Nimriz if the spec is right"
+                        "         left unchanged: change the spec to match, or set the link back to \
+                         the spec with `nimriz-matrix build SPEC --update --force-drift`"
                             .to_string(),
                     );
                 }

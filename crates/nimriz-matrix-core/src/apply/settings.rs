@@ -22,6 +22,11 @@ pub struct BuildSettings {
     /// Times a row with no usable result (missing from a response ...) is resent in one
     /// run before it is recorded as failed.
     pub max_resends: u32,
+    /// Apply spec changes to live links (`--update`); without it they are listed and the
+    /// run exits 1.
+    pub update: bool,
+    /// With `update`: also set drifted links (edited outside the spec) back to the spec.
+    pub force_drift: bool,
 }
 
 impl BuildSettings {
@@ -33,6 +38,8 @@ impl BuildSettings {
             concurrency: 4,
             manifest_path,
             max_resends: 3,
+            update: false,
+            force_drift: false,
         }
     }
 

@@ -29,6 +29,9 @@ pub enum LinkStatus {
     /// Nimriz has this slug with a different destination; left untouched.
     Drift,
     Failed,
+    /// The link is gone from Nimriz: `refresh` got 404 for its `url_id`, or `retire
+    /// --delete` deleted it. A spec that still plans it creates it again.
+    Deleted,
 }
 
 impl LinkStatus {
@@ -45,6 +48,7 @@ impl LinkStatus {
             LinkStatus::Exists => "exists",
             LinkStatus::Drift => "drift",
             LinkStatus::Failed => "failed",
+            LinkStatus::Deleted => "deleted",
         }
     }
 }
@@ -102,12 +106,91 @@ pub struct LinkRecord {
     pub printed_at: Option<String>,
     #[serde(default)]
     pub error: Option<RecordedError>,
+    /// Planned expiry (ISO-8601) as last applied; `null`: none, or a manifest written
+    /// before expiries were recorded.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Planned redirect status (301/302); `null` in manifests written before it was recorded.
+    #[serde(default)]
+    pub redirect: Option<u16>,
+    /// Planned space, if any (Nimriz has no call to change it later).
+    #[serde(default)]
+    pub space: Option<String>,
+    /// Who made the link: `created` (this tool's create), `adopted` (`import` matched an
+    /// existing link to a cell). `null`: found existing on a create, or recorded before
+    /// origins were; `retire --delete` only deletes `created`.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+    /// What `refresh` last found changed on Nimriz outside the spec (`null`: nothing).
+    #[serde(default)]
+    pub outside: Option<OutsideChange>,
+    /// Set when `retire` pointed the link at a fallback, expired it or deleted it.
+    #[serde(default)]
+    pub retired: Option<Retirement>,
+    /// Every change made to the live link after its create, oldest first.
+    #[serde(default)]
+    pub history: Vec<Change>,
     /// Create requests that carried this row, across all runs.
     #[serde(default)]
     pub attempts: u32,
     /// RFC 3339 UTC; see [`now_rfc3339`].
     #[serde(default)]
     pub updated_at: String,
+}
+
+/// Who made a recorded link (see [`LinkRecord::origin`]).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Created,
+    Adopted,
+}
+
+/// What `refresh` saw on Nimriz that differs from the record. Only differing fields are set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct OutsideChange {
+    /// When it was seen (RFC 3339 UTC).
+    pub seen_at: String,
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// The live expiry, when it differs (`""`: the live link has none while the record has one).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The live slug, when someone renamed the link.
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub taken_down: bool,
+}
+
+/// One change made to a live link by this tool (`build --update`, `retire`, a rename) or
+/// found by `refresh`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Change {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// `update-destination`, `update-expiration`, `update-slug`, `delete`, `adopt`, or
+    /// `refresh` (an outside change that was seen, not made).
+    pub action: String,
+    /// `destination`, `expires_at`, `slug`, `link`.
+    pub field: String,
+    #[serde(default)]
+    pub before: Option<String>,
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// How a link was retired.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Retirement {
+    pub at: String,
+    /// `fallback`, `expire` or `delete`.
+    pub how: String,
+    /// The fallback URL or the expiry time; `null` for a delete.
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 impl LinkRecord {
@@ -128,6 +211,8 @@ pub struct RunCounts {
     pub pending: usize,
     /// Links already done by an earlier run, not sent this time.
     pub skipped_done: usize,
+    /// Live links changed in place (`build --update`).
+    pub updated: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

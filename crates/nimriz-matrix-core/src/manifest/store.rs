@@ -100,6 +100,53 @@ impl ManifestStore {
         Ok(())
     }
 
+    /// Renames: each `(old key, record)` replaces the old key's record in place (same
+    /// position in `links`). The journal has no line for "this key is gone", so the manifest
+    /// is compacted at once. A crash before that leaves the old record; the next plan shows
+    /// the rename again and repeating `update-slug` to the slug it already has is confirmed
+    /// by reading the link back.
+    pub fn rekey(&mut self, moves: &[(String, LinkRecord)]) -> Result<()> {
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let mut replace: HashMap<usize, LinkRecord> = HashMap::new();
+        let mut appended = Vec::new();
+        for (old, rec) in moves {
+            match self.index.get(old) {
+                Some(&i) => {
+                    replace.insert(i, rec.clone());
+                }
+                None => appended.push(rec.clone()),
+            }
+        }
+        // A record already held under a new key gives way to the renamed one.
+        let targets: std::collections::HashSet<String> =
+            moves.iter().map(|(_, r)| r.key.clone()).collect();
+        let links = std::mem::take(&mut self.manifest.links);
+        let mut kept = Vec::with_capacity(links.len() + appended.len());
+        for (i, rec) in links.into_iter().enumerate() {
+            match replace.remove(&i) {
+                Some(new) => kept.push(new),
+                None if targets.contains(&rec.key) => {}
+                None => kept.push(rec),
+            }
+        }
+        for rec in appended {
+            if !kept.iter().any(|k: &LinkRecord| k.key == rec.key) {
+                kept.push(rec);
+            }
+        }
+        self.manifest.links = kept;
+        self.index = self
+            .manifest
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key.clone(), i))
+            .collect();
+        self.checkpoint()
+    }
+
     /// Compaction for long runs: atomic rewrite of `M`, then truncate the journal.
     pub fn checkpoint(&mut self) -> Result<()> {
         write_manifest(&self.path, &self.manifest)?;

@@ -77,6 +77,7 @@ pub fn load(path: &Path, max_links: u64, printer: &dyn Reporter) -> Result<Plan>
         source: source_of(&spec, resolved),
         links,
         warnings: result.warnings,
+        moved: spec.moved.clone(),
     })
 }
 

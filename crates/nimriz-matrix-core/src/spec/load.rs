@@ -317,6 +317,7 @@ impl<'a> Compiler<'a> {
             .iter()
             .filter_map(|o| self.override_(o, &dimensions, &campaign))
             .collect();
+        let moved = self.moved(&raw.moved);
         self.resolved.insert(
             "rules".into(),
             serde_json::to_value(&rules).unwrap_or_default(),
@@ -374,9 +375,53 @@ impl<'a> Compiler<'a> {
             rules,
             utm_conflict,
             slug_collision,
+            moved,
             link_location,
             notes: self.notes.clone(),
         })
+    }
+
+    /// `[[moved]]`: both slugs non-empty and different, each `to` named once.
+    fn moved(&mut self, raw: &[toml::Spanned<super::raw::RawMoved>]) -> Vec<crate::model::Moved> {
+        let mut out: Vec<crate::model::Moved> = Vec::new();
+        for m in raw {
+            let loc = self.loc(m);
+            let (from, to) = (
+                m.get_ref().from.get_ref().trim(),
+                m.get_ref().to.get_ref().trim(),
+            );
+            if from.is_empty() || to.is_empty() {
+                self.problem(
+                    &loc,
+                    "[[moved]] needs a non-empty `from` and `to` slug",
+                    Some("e.g. from = \"acme-email-v1\", to = \"acme-newsletter-v1\"".to_string()),
+                );
+            } else if from == to {
+                self.problem(
+                    &loc,
+                    format!("[[moved]] moves {from:?} to itself"),
+                    Some("remove the entry, or name the new slug in `to`".to_string()),
+                );
+            } else if out.iter().any(|o| o.to == to) {
+                self.problem(
+                    &loc,
+                    format!("[[moved]] names {to:?} as the new slug twice"),
+                    Some("one live link can take each new slug; remove one entry".to_string()),
+                );
+            } else {
+                out.push(crate::model::Moved {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                });
+            }
+        }
+        if !out.is_empty() {
+            self.resolved.insert(
+                "moved".into(),
+                serde_json::to_value(&out).unwrap_or_default(),
+            );
+        }
+        out
     }
 
     /// A bare CSV given as the spec: one row per link, default rules.
@@ -414,6 +459,7 @@ impl<'a> Compiler<'a> {
             rules,
             utm_conflict: UtmConflict::Error,
             slug_collision: SlugCollision::Error,
+            moved: Vec::new(),
             link_location: whole,
             notes: self.notes.clone(),
         })

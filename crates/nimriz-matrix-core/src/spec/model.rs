@@ -166,6 +166,8 @@ pub struct Spec {
     pub rules: Rules,
     pub utm_conflict: UtmConflict,
     pub slug_collision: SlugCollision,
+    /// `[[moved]]` entries: old slug → new slug of a live link.
+    pub moved: Vec<crate::model::Moved>,
     /// Location of the `[link]` table (for problems about the link as a whole).
     pub link_location: Location,
     /// Warnings from reading the spec (e.g. an expiry in the past).

@@ -25,6 +25,16 @@ pub struct RawSpec {
     pub excludes: Vec<Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
     #[serde(default, rename = "override")]
     pub overrides: Vec<Spanned<RawOverride>>,
+    /// `[[moved]]`: a live link renamed from one slug to another (kept, not recreated).
+    #[serde(default)]
+    pub moved: Vec<Spanned<RawMoved>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMoved {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
 }
 
 /// Link fields: in `[link]`, and (all optional) in each `[[override]]`.

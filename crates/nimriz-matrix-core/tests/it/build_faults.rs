@@ -273,6 +273,7 @@ fn plan(n: usize) -> Plan {
         },
         links: (0..n).map(link).collect(),
         warnings: vec![],
+        moved: Vec::new(),
     }
 }
 
@@ -911,6 +912,13 @@ async fn rows_left_pending_by_a_crash_are_resent_with_the_same_key() {
                     existing_destination: None,
                     tags: Vec::new(),
                     printed_at: None,
+                    expires_at: None,
+                    redirect: None,
+                    space: None,
+                    origin: None,
+                    outside: None,
+                    retired: None,
+                    history: Vec::new(),
                     error: None,
                     attempts: 1,
                     updated_at: manifest::now_rfc3339(),

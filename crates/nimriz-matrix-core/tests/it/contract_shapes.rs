@@ -475,6 +475,7 @@ fn plan() -> Plan {
             space: None,
         }],
         warnings: vec![],
+        moved: Vec::new(),
     }
 }
 

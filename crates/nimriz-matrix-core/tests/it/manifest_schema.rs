@@ -157,6 +157,7 @@ fn schema_declares_exactly_what_the_records_write() {
         LinkStatus::Exists,
         LinkStatus::Drift,
         LinkStatus::Failed,
+        LinkStatus::Deleted,
     ]
     .iter()
     .map(|s| {
