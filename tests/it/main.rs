@@ -4,6 +4,7 @@
 mod e2e_build;
 mod handoff;
 mod layout;
+mod lifecycle_cli;
 mod listen_attack;
 mod listen_crash;
 mod listen_receive;
