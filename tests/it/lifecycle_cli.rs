@@ -462,7 +462,12 @@ fn import_adopts_matching_links_and_retire_never_deletes_them() {
     }
     // A retired link is not created again by the next build.
     let inserted = inserts(&base);
+    let plan = run(&s, &base, &["plan", "spec.toml", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&plan.succeeds()).expect("plan json");
+    assert_eq!(doc["summary"]["create"], 0, "{doc}");
     let _ = run(&s, &base, &["build", "spec.toml"]);
+    let m = manifest(&s);
+    assert_eq!(record(&m, "spring-v1")["status"], "deleted");
     assert_eq!(inserts(&base), inserted, "retired links stay retired");
 
     // The adopted one can be pointed at a fallback.

@@ -97,7 +97,10 @@ where
             continue;
         }
         match store.get(&row.rec.key) {
-            Some(prev) if prev.retired.is_some() && prev.status.is_done() => {
+            Some(prev)
+                if prev.retired.is_some()
+                    && (prev.status.is_done() || prev.status == LinkStatus::Deleted) =>
+            {
                 // Retired links are left as `retire` set them.
                 skipped_done += 1;
             }
@@ -131,6 +134,29 @@ where
                 row.rec.existing_destination = prev.existing_destination.clone();
                 row.rec.error = prev.error.clone();
                 keep_lifecycle(&mut row.rec, prev);
+                if prev.status == LinkStatus::Deleted {
+                    // Deleted on Nimriz: a create under the old idempotency key could be
+                    // answered with the replay of the deleted link. A new key, recorded so
+                    // a resend after a crash reuses it.
+                    let key = contract::idempotency_key(
+                        &row.out.link.domain_id,
+                        &row.rec.slug,
+                        &format!(
+                            "{}\nafter-delete:{}",
+                            row.rec.destination,
+                            prev.url_id.as_deref().unwrap_or_default()
+                        ),
+                    );
+                    row.rec.idempotency_key.clone_from(&key);
+                    row.out.idempotency_key = key;
+                    row.rec.url_id = None;
+                    row.rec.short_url = None;
+                } else if prev.destination == row.rec.destination {
+                    // The key this link was first sent with (a recreate after a delete
+                    // has its own).
+                    row.rec.idempotency_key.clone_from(&prev.idempotency_key);
+                    row.out.idempotency_key.clone_from(&prev.idempotency_key);
+                }
                 // Keep the record as it was until it is actually sent again.
                 queue.push_back(row);
             }

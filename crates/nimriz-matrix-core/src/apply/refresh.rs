@@ -147,7 +147,7 @@ pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<R
                 });
                 next.updated_at = at;
                 report.lines.push(format!(
-                    "deleted  {}: gone from Nimriz (404); `build` creates it again",
+                    "deleted  {}: gone from Nimriz (404); `build` creates it again (Nimriz may block a deleted slug for a while)",
                     name(&rec)
                 ));
                 if let Err(e) = store.record(std::slice::from_ref(&next)) {

@@ -300,6 +300,10 @@ pub fn classify(
                     entry.short_url = rec.short_url.clone();
                 }
                 match rec.status {
+                    _ if rec.retired.is_some() => {
+                        entry.action = Action::Unchanged;
+                        entry.note = Some("retired: left as retire set it".into());
+                    }
                     LinkStatus::Pending => {
                         entry.note = Some(
                             "sent before but never settled: sent again with the same key (no \
@@ -316,11 +320,11 @@ pub fn classify(
                         ));
                     }
                     LinkStatus::Deleted => {
-                        entry.note = Some("deleted on Nimriz: created again".into());
-                    }
-                    _ if rec.retired.is_some() => {
-                        entry.action = Action::Unchanged;
-                        entry.note = Some("retired: left as retire set it".into());
+                        entry.note = Some(
+                            "deleted on Nimriz: a build creates it again (Nimriz may block a \
+                             deleted slug for a while)"
+                                .into(),
+                        );
                     }
                     LinkStatus::Drift => {
                         entry.action = Action::Drift;

@@ -3,6 +3,8 @@
 
 mod build_faults;
 mod contract_shapes;
+mod lifecycle_plan;
+mod lifecycle_wire;
 mod manifest_schema;
 mod manifest_store;
 mod one_pass;
