@@ -40,6 +40,8 @@ struct Fake {
     links: BTreeMap<u64, (String, String, Option<String>)>,
     next: u64,
     update_calls: u32,
+    /// Links Nimriz blocked (answered with `takedown_status`).
+    taken_down: std::collections::BTreeSet<u64>,
 }
 
 fn shared() -> SharedReporter {
@@ -107,7 +109,11 @@ async fn fake(answer: UpdateAnswer, page_size: usize) -> (MockServer, Arc<Mutex<
             let s = st.lock().unwrap();
             match s.links.get(&id) {
                 Some(l) => {
-                    ResponseTemplate::new(200).set_body_json(json!({"data": wire_link(id, l)}))
+                    let mut v = wire_link(id, l);
+                    if s.taken_down.contains(&id) {
+                        v["takedown_status"] = json!("blocked");
+                    }
+                    ResponseTemplate::new(200).set_body_json(json!({"data": v}))
                 }
                 None => ResponseTemplate::new(404)
                     .set_body_json(json!({"error": {"code": "not_found"}})),
@@ -317,7 +323,10 @@ async fn refresh_records_outside_edits_and_deletes_read_in_another_shape() {
     {
         let mut s = state.lock().unwrap();
         s.links.get_mut(&42).unwrap().1 = "https://acme.example/edited".into();
-        s.links.get_mut(&43).unwrap().2 = Some("2027-01-01T00:00:00Z".into());
+        let v2 = s.links.get_mut(&43).unwrap();
+        v2.2 = Some("2027-01-01T00:00:00Z".into());
+        v2.0 = "spring-v2-renamed".into();
+        s.taken_down.insert(43);
         s.links.remove(&44);
     }
     let live = LiveSettings {
