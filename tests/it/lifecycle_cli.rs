@@ -344,6 +344,14 @@ fn a_saved_plan_is_applied_only_while_nothing_it_compared_has_changed() {
         "spec.toml",
         spec("https://acme.example/summer", "spring-{variant}", ""),
     );
+    // The dry-run still lists every link, and now also says what would change.
+    let dry = run(
+        &s,
+        &base,
+        &["build", "spec.toml", "--dry-run", "--format", "jsonl"],
+    );
+    assert_eq!(dry.succeeds().lines().count(), 3);
+    assert!(dry.stderr().contains("1 to update"), "{}", dry.stderr());
     let p = run(&s, &base, &["plan", "spec.toml", "--out", "plan.json"]);
     p.succeeds();
     let saved = std::fs::read(s.path("plan.json")).unwrap();

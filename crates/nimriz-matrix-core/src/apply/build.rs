@@ -151,9 +151,12 @@ where
                     row.out.idempotency_key = key;
                     row.rec.url_id = None;
                     row.rec.short_url = None;
-                } else if prev.destination == row.rec.destination {
-                    // The key this link was first sent with (a recreate after a delete
-                    // has its own).
+                } else if matches!(prev.status, LinkStatus::Pending | LinkStatus::Failed)
+                    && prev.destination == row.rec.destination
+                {
+                    // Never settled: resend with the key it was sent with (a recreate after
+                    // a delete has its own). A settled record's key belongs to a create
+                    // whose link may have changed since, so it is never reused.
                     row.rec.idempotency_key.clone_from(&prev.idempotency_key);
                     row.out.idempotency_key.clone_from(&prev.idempotency_key);
                 }

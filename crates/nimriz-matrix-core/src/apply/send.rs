@@ -275,6 +275,18 @@ async fn settle_created(client: &Client, row: &Outgoing, link: Link) -> RowResul
     let doubt = match contract::link_inconsistency(&link, &row.expect(), false) {
         Some(why) => why,
         None if link.url_id.is_none() => "the answer carries no url_id".to_string(),
+        // A replay of an earlier create (same key, another destination then) describes a
+        // link that may since have been changed: not proof of this one.
+        None if link
+            .long_url
+            .as_deref()
+            .is_some_and(|u| !same_destination(Some(u), &row.link.long_url)) =>
+        {
+            format!(
+                "the answer names another destination ({})",
+                link.long_url.as_deref().unwrap_or_default()
+            )
+        }
         None => return settled(LinkStatus::Created, link, row, None),
     };
     client.note(format!(

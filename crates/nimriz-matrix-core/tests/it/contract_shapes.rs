@@ -398,6 +398,15 @@ fn cases() -> Vec<Case> {
         case("lie/find-names-no-slug", failed("does not say which slug"))
             .single(409, conflict_error("slug_taken"))
             .find(200, json!({"link": {"url_id": U2, "long_url": DEST}})),
+        // A "created" that names another destination (an idempotent replay of an earlier
+        // create whose link has changed since) is looked up, not believed.
+        case("lie/created-other-destination", want(Drift, Some(U1)))
+            .bulk(
+                200,
+                json!({"results": [row_ok(json!({"long_url": "https://shop.example/edited"}))]}),
+            )
+            .single(201, with(link(), json!({"long_url": "https://shop.example/edited"})))
+            .find(200, found("https://shop.example/edited", U1)),
         case("lie/find-no-url-id", failed("carries no url_id"))
             .single(409, conflict_error("slug_taken"))
             .find(200, json!({"link": without(link(), &["url_id"])})),

@@ -250,6 +250,22 @@ fn the_renderings_carry_counts_version_and_a_safe_markdown_body() {
     assert_eq!(json["summary"]["update"], 1);
     assert_eq!(json["summary"]["has_changes"], true);
     assert_eq!(json["changes"][0]["action"], "update");
+    // The committed schema accepts what is written (and is strict: unknown fields fail).
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../schema/plan.schema.json")).unwrap();
+    assert!(jsonschema::meta::is_valid(&schema));
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errs: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errs.is_empty(), "{errs:?}");
+    let verbose = PlanView {
+        verbose: true,
+        ..view.clone()
+    };
+    let all: serde_json::Value = serde_json::from_str(&render_json(&verbose)).unwrap();
+    assert!(v.is_valid(&all));
+    let mut odd = json.clone();
+    odd["summary"]["surprise"] = serde_json::json!(1);
+    assert!(!v.is_valid(&odd), "strict");
     let md = render_markdown(&view);
     assert!(md.starts_with(MARKDOWN_MARKER), "{md}");
     assert!(
