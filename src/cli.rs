@@ -218,7 +218,7 @@ pub struct RetireArgs {
     /// Point the links at this https URL (they keep working, and their clicks).
     #[arg(long, value_name = "URL")]
     pub fallback: Option<String>,
-    /// Make the links expire at this time (RFC 3339, e.g. 2027-01-31T23:59:59Z).
+    /// Make the links expire at this time (RFC 3339, e.g. 2099-01-31T23:59:59Z).
     #[arg(long, value_name = "TIME")]
     pub expire_at: Option<String>,
     /// Delete the links on Nimriz (only links this tool created; never adopted ones).

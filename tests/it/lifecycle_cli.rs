@@ -500,3 +500,51 @@ fn import_adopts_matching_links_and_retire_never_deletes_them() {
         "fallback"
     );
 }
+
+fn check_golden(name: &str, actual: &str) {
+    let path = test_support::repo().join("tests/golden/plan").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(actual, expected, "{name} differs from its golden file");
+}
+
+/// Every plan format, for one change of each kind a spec edit makes (update, cannot-update,
+/// create, orphan), against golden files (`UPDATE_GOLDEN=1 cargo test lifecycle` rewrites
+/// them). Values that differ per run (url_ids, hashes, version) are masked in the JSON.
+#[test]
+fn every_plan_format_matches_its_golden_file() {
+    let (s, _sandbox, base) = built();
+    let edited = spec("https://acme.example/summer", "spring-{variant}", "").replace(
+        r#"values = ["v1", "v2", "v3"]"#,
+        r#"values = ["v1", "v2", "v4"]"#,
+    ) + "\n[[override]]\nmatch = { variant = \"v2\" }\nredirect = 301\n";
+    s.write("spec.toml", edited);
+    let human = run(&s, &base, &["plan", "spec.toml"]);
+    check_golden("changes.txt", &human.succeeds());
+    let md = run(&s, &base, &["plan", "spec.toml", "--format", "markdown"]);
+    check_golden("changes.md", &md.succeeds());
+    let json = run(&s, &base, &["plan", "spec.toml", "--format", "json"]);
+    let mut doc: Value = serde_json::from_str(&json.succeeds()).unwrap();
+    doc["tool_version"] = json!("(version)");
+    doc["hashes"]["spec_sha256"] = json!("(sha256)");
+    doc["hashes"]["manifest_sha256"] = json!("(sha256)");
+    for c in doc["changes"].as_array_mut().unwrap() {
+        if c["url_id"].is_string() {
+            c["url_id"] = json!("(url_id)");
+        }
+    }
+    check_golden(
+        "changes.json",
+        &(serde_json::to_string_pretty(&doc).unwrap() + "\n"),
+    );
+    // Nothing pending after a fresh build: the "no changes" forms.
+    let (s, _sandbox2, base) = built();
+    check_golden(
+        "none.md",
+        &run(&s, &base, &["plan", "spec.toml", "--format", "markdown"]).succeeds(),
+    );
+}

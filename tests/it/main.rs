@@ -1,6 +1,7 @@
 //! The `nimriz-matrix` binary, run as a user runs it (these need `CARGO_BIN_EXE_nimriz-matrix`).
 //! One test binary per crate (see ARCHITECTURE.md); each module is one area.
 
+mod action;
 mod e2e_build;
 mod handoff;
 mod layout;

@@ -66,7 +66,7 @@ impl RetireHow {
                 Ok(_) => Ok(()),
                 Err(e) => Err(Error::Usage(format!(
                     "--expire-at {t:?} is not an RFC 3339 time with a zone ({e}), e.g. \
-                     --expire-at 2027-01-31T23:59:59Z"
+                     --expire-at 2099-01-31T23:59:59Z"
                 ))),
             },
             RetireHow::Delete => Ok(()),
