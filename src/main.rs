@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
+    signals::surface_file_size_limits();
     // `--color` is read before clap parses, so clap's own help and errors follow it too.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let color = output::color::enabled(
@@ -133,7 +134,11 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
                 signals::interrupted(),
             ))?;
             output::print_build_report(&report, &printer);
-            Ok(report.exit_code())
+            // Stopped by a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+            Ok(match report.exit_code() {
+                exit::INTERRUPTED => signals::stop_code().unwrap_or(exit::INTERRUPTED),
+                code => code,
+            })
         }
         Command::Plan(args) => {
             if args.refresh {

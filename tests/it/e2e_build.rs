@@ -1012,3 +1012,66 @@ fn every_response_shape_settles_409_403_422_conflicts() {
         ]);
     }
 }
+
+/// `kill -SIG pid` (the real thing, as a CI runner or a closed terminal sends it).
+fn send_signal(proc: &Guard, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), proc.0.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+/// SIGTERM and SIGHUP stop a build like Ctrl-C: nothing new is sent, in-flight batches
+/// finish, the manifest is written complete and compacted, and the exit code is 128 + the
+/// signal (143, 129). A second signal exits at once, leaving a record the next run
+/// finishes from. No duplicate through any of it.
+#[test]
+fn sigterm_and_sighup_stop_a_build_cleanly_and_a_second_signal_exits_at_once() {
+    let sb = SandboxProc::start(&["--latency-ms", "40"]);
+    let mut ws = Workspace::new();
+    let flags = ["--batch-size", "2", "--concurrency", "2"];
+    for (sig, code) in [("TERM", 143), ("HUP", 129)] {
+        let started = Instant::now();
+        let before = ws.done();
+        let (mut proc, log) = ws.spawn_build(sb.addr, 1, &flags);
+        assert!(
+            wait_for(Duration::from_secs(20), || ws.done() >= before + 10
+                || !proc.running()),
+            "no progress"
+        );
+        assert!(proc.running(), "the build finished before the signal");
+        send_signal(&proc, sig);
+        let run = finish(proc.wait(), &log, started);
+        assert_code(&run, code);
+        assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+        let m = ws.manifest();
+        let last = m.runs.last().unwrap();
+        assert_eq!(last.outcome.as_deref(), Some("interrupted"), "{:?}", m.runs);
+        assert!(last.finished_at.is_some());
+        let journal = ws.dir.path().join("matrix.example.manifest.json.journal");
+        assert_eq!(
+            std::fs::metadata(&journal).map_or(0, |j| j.len()),
+            0,
+            "the journal is compacted into the manifest"
+        );
+        let done = ws.done();
+        assert!(done > before && done < PLANNED, "{sig}: {done} done");
+    }
+    // Two signals: the second exits at once (still 143), the record stays readable.
+    let started = Instant::now();
+    let before = ws.done();
+    let (mut proc, log) = ws.spawn_build(sb.addr, 1, &flags);
+    assert!(wait_for(Duration::from_secs(20), || ws.done() > before
+        || !proc.running()));
+    assert!(proc.running(), "the build finished before the signals");
+    send_signal(&proc, "TERM");
+    std::thread::sleep(Duration::from_millis(5));
+    send_signal(&proc, "TERM");
+    let run = finish(proc.wait(), &log, started);
+    assert_code(&run, 143);
+    manifest::load(&ws.manifest_path()).expect("manifest + journal readable after a second signal");
+    ws.build_until_done(sb.addr, 1, &flags, 2);
+    assert_all_done_once(&ws, &sb, false);
+}

@@ -31,7 +31,7 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 /// Why in-flight requests stop retrying after Ctrl-C (the client's brake carries it).
-const INTERRUPTED: &str = "interrupted by the user (Ctrl-C)";
+const INTERRUPTED: &str = "interrupted (Ctrl-C, SIGTERM or SIGHUP)";
 
 /// Compact the journal into the manifest after this many batches (long runs).
 const CHECKPOINT_EVERY_BATCHES: u32 = 50;
