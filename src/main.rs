@@ -86,6 +86,7 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             // Spec problems come before key or flag problems: they are found offline.
             let plan = plan::load(&args.spec, args.max_links, &printer)?;
             let build = settings::build(&args)?;
+            settings::refuse_manifest_over_inputs(&build, &plan, &args.spec)?;
             let report = runtime()?.block_on(apply::run_build(
                 plan,
                 &build,
@@ -97,6 +98,7 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
         }
         Command::Export(args) => {
             let job = settings::export(&args)?;
+            settings::refuse_export_over_inputs(&args)?;
             let table = match &job.table {
                 Some(settings::ExportTable::Text(s)) => manifest::export_command(s, &printer)?,
                 Some(settings::ExportTable::Xlsx(s)) => nimriz_handoff::xlsx_command(s, &printer)?,

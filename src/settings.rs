@@ -3,9 +3,12 @@
 
 use crate::cli;
 use nimriz_matrix_core::apply::{BuildSettings, ShortenSettings};
+use nimriz_matrix_core::guard::{Protected, refuse_protected, spec_files};
 use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
+use nimriz_matrix_core::plan::Plan;
 use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
 use nimriz_matrix_core::{Error, Result};
+use std::path::Path;
 
 pub fn validate(a: &cli::ValidateArgs) -> ValidateSettings {
     ValidateSettings {
@@ -25,18 +28,42 @@ pub fn dry_run(a: &cli::BuildArgs) -> DryRunSettings {
             cli::PlanFormat::Jsonl => PlanFormat::Jsonl,
         },
         output: a.output.clone(),
+        protected: manifest_files(&manifest_path(a)),
     }
+}
+
+/// `--manifest`, or `<spec stem>.manifest.json` beside the spec.
+fn manifest_path(a: &cli::BuildArgs) -> std::path::PathBuf {
+    a.manifest
+        .clone()
+        .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(&a.spec))
+}
+
+/// A manifest and the files that go with it: no output may replace them.
+pub fn manifest_files(m: &std::path::Path) -> Vec<Protected> {
+    use nimriz_matrix_core::manifest::{journal_path, lock_path};
+    vec![
+        Protected::new(m, "the manifest"),
+        Protected::new(journal_path(m), "the manifest's journal"),
+        Protected::new(lock_path(m), "the manifest's lock file"),
+    ]
+}
+
+/// A build's manifest (and its journal and lock) must not be the spec or one of its inputs:
+/// `build spec.toml --manifest spec.toml` would replace the spec with the record.
+pub fn refuse_manifest_over_inputs(build: &BuildSettings, plan: &Plan, spec: &Path) -> Result<()> {
+    let protected = spec_files(spec, &plan.source.inputs);
+    for own in manifest_files(&build.manifest_path) {
+        refuse_protected("--manifest", &own.path, &protected)?;
+    }
+    Ok(())
 }
 
 /// `--api-base` > `NIMRIZ_API_BASE` > default; the key from `--api-key-file` or
 /// `NIMRIZ_API_KEY`; batch and concurrency limits checked.
 pub fn build(a: &cli::BuildArgs) -> Result<BuildSettings> {
     let api = nimriz::ApiConfig::resolve(a.api.api_base.as_deref(), a.api.api_key_file.as_deref())?;
-    let manifest_path = a
-        .manifest
-        .clone()
-        .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(&a.spec));
-    BuildSettings::checked(api, manifest_path, a.batch_size, a.concurrency)
+    BuildSettings::checked(api, manifest_path(a), a.batch_size, a.concurrency)
 }
 
 /// What `export` writes: a table (CSV/JSON to a file or stdout, or an xlsx file) and/or QR
@@ -49,6 +76,25 @@ pub struct ExportJob {
 pub enum ExportTable {
     Text(ExportSettings),
     Xlsx(nimriz_handoff::XlsxSettings),
+}
+
+/// `export -o FILE` must not replace the spec the manifest was built from, or its input
+/// files (the manifest's own files are checked by the export itself). The spec path was
+/// recorded as given to `build`: taken from here and, as the default manifest sits beside
+/// its spec, from the manifest's folder.
+pub fn refuse_export_over_inputs(a: &cli::ExportArgs) -> Result<()> {
+    let Some(out) = a.output.as_deref() else {
+        return Ok(());
+    };
+    let Ok(m) = nimriz_matrix_core::manifest::load(&a.manifest) else {
+        return Ok(()); // the export itself reports an unreadable manifest
+    };
+    let recorded = Path::new(&m.source.spec_path);
+    let mut protected = spec_files(recorded, &m.source.inputs);
+    if let (Some(name), Some(dir)) = (recorded.file_name(), a.manifest.parent()) {
+        protected.extend(spec_files(&dir.join(name), &m.source.inputs));
+    }
+    refuse_protected("--output", out, &protected)
 }
 
 pub fn export(a: &cli::ExportArgs) -> Result<ExportJob> {

@@ -3,6 +3,7 @@
 
 mod e2e_build;
 mod handoff;
+mod hostile;
 mod layout;
 mod listen_attack;
 mod listen_crash;

@@ -96,6 +96,9 @@ pub struct DryRunSettings {
     pub format: PlanFormat,
     /// `None` or `-`: stdout.
     pub output: Option<std::path::PathBuf>,
+    /// Records `output` must not replace (the manifest a build would use, its journal and
+    /// lock); the spec and its input files are added once the spec is loaded.
+    pub protected: Vec<crate::guard::Protected>,
 }
 
 pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Result<u8> {
@@ -120,6 +123,11 @@ const SPOOL_BYTES: usize = 8 << 20;
 
 pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<u8> {
     let (spec, _) = load_spec(&args.spec, args.max_links)?;
+    if let Some(out) = &args.output {
+        let mut protected = crate::guard::spec_files(&args.spec, &spec.inputs);
+        protected.extend(args.protected.iter().cloned());
+        crate::guard::refuse_protected("--output", out, &protected)?;
+    }
     // Output is staged until the whole plan is known to be valid, so bad input never leaves
     // half a plan behind: a temp file beside `--output` (renamed into place at the end), or
     // a spool that spills to disk for stdout.
