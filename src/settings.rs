@@ -7,6 +7,7 @@ use nimriz_matrix_core::guard::{Protected, refuse_protected, spec_files};
 use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
 use nimriz_matrix_core::plan::Plan;
 use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
+use nimriz_matrix_core::spec::InputPolicy;
 use nimriz_matrix_core::{Error, Result};
 use std::path::Path;
 
@@ -14,6 +15,15 @@ pub fn validate(a: &cli::ValidateArgs) -> ValidateSettings {
     ValidateSettings {
         spec: a.spec.clone(),
         max_links: a.max_links,
+        inputs: inputs(&a.inputs),
+    }
+}
+
+/// `--allow-outside-inputs` (or `NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS=1`), `--max-input-bytes`.
+pub fn inputs(a: &cli::InputArgs) -> InputPolicy {
+    InputPolicy {
+        allow_outside: a.allow_outside_inputs,
+        max_bytes: a.max_input_bytes,
     }
 }
 
@@ -21,6 +31,7 @@ pub fn dry_run(a: &cli::BuildArgs) -> DryRunSettings {
     DryRunSettings {
         spec: a.spec.clone(),
         max_links: a.max_links,
+        inputs: inputs(&a.inputs),
         format: match a.format {
             cli::PlanFormat::Table => PlanFormat::Table,
             cli::PlanFormat::Csv => PlanFormat::Csv,

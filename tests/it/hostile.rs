@@ -199,3 +199,148 @@ fn export_output_refuses_the_spec_and_inputs_the_manifest_records() {
     s.run(&["export", "spec.manifest.json", "-o", "links.csv"])
         .succeeds();
 }
+
+/// A spec in `project/` whose brand dimension is `from = FROM`.
+fn spec_from(s: &Scratch, from: &str) {
+    std::fs::create_dir_all(s.path("project")).unwrap();
+    std::fs::write(
+        s.path("project/spec.toml"),
+        SPEC.replace("from = \"brands.csv\"", &format!("from = {from:?}")),
+    )
+    .unwrap();
+}
+
+const SECRET: &str = "key,site\nSECRET-TOKEN-4242,acme.example\n";
+
+fn validate_in(s: &Scratch, extra: &[&str], env: Option<&str>) -> common::Run {
+    let mut cmd = common::command();
+    cmd.current_dir(s.dir.path())
+        .args(["validate", "project/spec.toml"])
+        .args(extra)
+        .env_remove("NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS");
+    if let Some(v) = env {
+        cmd.env("NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS", v);
+    }
+    common::Run(cmd.output().unwrap())
+}
+
+#[test]
+fn from_outside_the_spec_folder_is_refused_unread_unless_the_runner_allows_it() {
+    let s = Scratch::new();
+    s.write("secret.csv", SECRET);
+    for from in ["../secret.csv", &s.path("secret.csv").display().to_string()] {
+        spec_from(&s, from);
+        let err = validate_in(&s, &[], None).fails_with(
+            2,
+            &[
+                "is outside the spec's folder",
+                "so it was not read",
+                "--allow-outside-inputs",
+            ],
+        );
+        assert!(!err.contains("SECRET-TOKEN"), "{err}");
+        // An explicit "no" in the environment is no.
+        let err = validate_in(&s, &[], Some("0")).fails_with(2, &["is outside"]);
+        assert!(!err.contains("SECRET-TOKEN"), "{err}");
+        // The person running the command opts in: flag or environment.
+        validate_in(&s, &["--allow-outside-inputs"], None).succeeds();
+        validate_in(&s, &[], Some("1")).succeeds();
+    }
+    // A system file: refused, and nothing of it is quoted.
+    spec_from(&s, "/etc/passwd");
+    let err = validate_in(&s, &[], None).fails_with(2, &["is outside the spec's folder"]);
+    assert!(!err.contains("root:"), "{err}");
+    // A missing file outside is "outside" too (whether it exists is not probed).
+    spec_from(&s, "../../nope/missing.csv");
+    validate_in(&s, &[], None).fails_with(2, &["is outside the spec's folder"]);
+    // Inside, below the spec's folder, is fine.
+    std::fs::create_dir_all(s.path("project/data")).unwrap();
+    s.write("project/data/brands.csv", BRANDS);
+    spec_from(&s, "data/brands.csv");
+    validate_in(&s, &[], None).succeeds();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_inside_pointing_outside_is_outside() {
+    let s = Scratch::new();
+    s.write("secret.csv", SECRET);
+    spec_from(&s, "brands.csv");
+    std::os::unix::fs::symlink(s.path("secret.csv"), s.path("project/brands.csv")).unwrap();
+    let err = validate_in(&s, &[], None).fails_with(2, &["is outside the spec's folder"]);
+    assert!(!err.contains("SECRET-TOKEN"), "{err}");
+    validate_in(&s, &["--allow-outside-inputs"], None).succeeds();
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo {path:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_devices_and_folders_are_refused_up_front() {
+    let s = Scratch::new();
+    spec_from(&s, "brands.csv");
+    mkfifo(&s.path("project/brands.csv"));
+    let started = std::time::Instant::now();
+    validate_in(&s, &[], None).fails_with(
+        2,
+        &["CSV file `brands.csv` is not a regular file (it is a FIFO (named pipe))"],
+    );
+    // A FIFO as the spec itself (a CSV row spec, and a TOML spec).
+    mkfifo(&s.path("rows.csv"));
+    s.run(&["validate", "rows.csv"])
+        .fails_with(2, &["spec file `rows.csv` is not a regular file"]);
+    mkfifo(&s.path("fifo.toml"));
+    s.run(&["build", "fifo.toml", "--dry-run"])
+        .fails_with(2, &["spec file `fifo.toml` is not a regular file"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A device, even when outside inputs are allowed.
+    spec_from(&s, "/dev/zero");
+    validate_in(&s, &["--allow-outside-inputs"], None)
+        .fails_with(2, &["is not a regular file (it is a device)"]);
+    // A folder.
+    std::fs::create_dir(s.path("project/data")).unwrap();
+    spec_from(&s, "data");
+    validate_in(&s, &[], None).fails_with(2, &["is not a regular file (it is a folder)"]);
+}
+
+#[test]
+fn max_input_bytes_caps_the_spec_and_its_inputs() {
+    let s = Scratch::new();
+    spec_from(&s, "brands.csv");
+    s.write("project/brands.csv", BRANDS);
+    validate_in(&s, &[], None).succeeds();
+    let spec_len = SPEC.len();
+    // The spec is over the limit.
+    validate_in(&s, &["--max-input-bytes", "100"], None).fails_with(
+        2,
+        &[
+            "spec file `project/spec.toml` is larger than the input limit",
+            "limit 100",
+            "--max-input-bytes",
+        ],
+    );
+    // The spec fits, the CSV does not.
+    s.write(
+        "project/brands.csv",
+        format!("{BRANDS}{}", "x,y\n".repeat(200)),
+    );
+    let limit = (spec_len + 10).to_string();
+    validate_in(&s, &["--max-input-bytes", &limit], None)
+        .fails_with(2, &["CSV file `brands.csv` is larger than the input limit"]);
+    s.run(&[
+        "build",
+        "project/spec.toml",
+        "--dry-run",
+        "--max-input-bytes",
+        "0",
+    ])
+    .fails_with(2, &["--max-input-bytes"]);
+}
