@@ -344,3 +344,110 @@ fn max_input_bytes_caps_the_spec_and_its_inputs() {
     ])
     .fails_with(2, &["--max-input-bytes"]);
 }
+
+/// `validate` a spec in a fresh folder (with `brands.csv` = `brands`); returns stderr.
+fn invalid(spec: &str, brands: &str, needles: &[&str]) -> String {
+    let s = Scratch::new();
+    s.write("spec.toml", spec);
+    s.write("brands.csv", brands);
+    let err = s.run(&["validate", "spec.toml"]).fails_with(2, needles);
+    // A dry run writes nothing either.
+    s.run(&["build", "spec.toml", "--dry-run", "-o", "plan.txt"])
+        .fails_with(2, needles);
+    assert!(!s.path("plan.txt").exists());
+    err
+}
+
+#[test]
+fn a_newline_or_bidi_character_in_a_destination_is_refused_not_dropped() {
+    let spec = SPEC.replace(
+        "destination = \"https://{brand.site}/landing\"",
+        "destination = \"https://{brand.site}/p\\nX-Injected: 1\"",
+    );
+    let err = invalid(
+        &spec,
+        BRANDS,
+        &[
+            "destination `https://acme.example/p\\nX-Injected: 1` contains a control character (U+000A)",
+            "brand=acme",
+        ],
+    );
+    assert!(!err.contains("pX-Injected"), "{err}");
+    // The same through a quoted CSV cell.
+    invalid(
+        SPEC,
+        "key,site\nacme,\"acme.example/p\nX-Injected: 1\"\n",
+        &["contains a control character (U+000A)", "brand=acme"],
+    );
+    let spec = SPEC.replace("/landing\"", "/\\u202Eexe.fdp\"");
+    invalid(
+        &spec,
+        BRANDS,
+        &[
+            "contains a bidi control character (U+202E)",
+            "\\u{202E}exe.fdp",
+        ],
+    );
+}
+
+#[test]
+fn empty_hosts_userinfo_and_disguised_loops_are_refused() {
+    for (destination, needle) in [
+        ("https:///landing", "has no host"),
+        (
+            "https://user:pass@{brand.site}/",
+            "carries a user name or password",
+        ),
+        ("https://LINKS.Example.Test./other", "(a redirect loop)"),
+        ("https://NIM.LU./x", "(a redirect loop)"),
+    ] {
+        let spec = SPEC
+            .replace("https://{brand.site}/landing", destination)
+            .replace("go.acme.example", "links.example.test");
+        let err = invalid(&spec, BRANDS, &[needle]);
+        assert!(!err.contains("https://landing/"), "{err}");
+    }
+}
+
+#[test]
+fn control_and_bidi_characters_in_utm_values_are_named_as_such() {
+    for (value, needle) in [
+        (
+            "Spring\\nSale",
+            "utm_campaign `Spring\\nSale` contains a control character (U+000A)",
+        ),
+        (
+            "spring\\u0000",
+            "utm_campaign `spring\\0` contains a control character (U+0000)",
+        ),
+        ("spring\\n", "contains a control character (U+000A)"),
+        (
+            "spring\\u2067",
+            "contains a bidi control character (U+2067)",
+        ),
+    ] {
+        let spec = SPEC.replace(
+            "campaign = \"{campaign.name}\"",
+            &format!("campaign = \"{value}\""),
+        );
+        let err = invalid(&spec, BRANDS, &[needle]);
+        assert!(!err.contains("not lowercase"), "{err}");
+        assert!(!err.contains("contains a space"), "{err}");
+    }
+}
+
+#[test]
+fn the_same_utm_parameter_twice_is_an_error() {
+    let spec = SPEC.replace(
+        "campaign = \"{campaign.name}\"",
+        "campaign = \"{campaign.name}\"\nutm_campaign = \"other\"",
+    );
+    invalid(
+        &spec,
+        BRANDS,
+        &[
+            "UTM parameter `utm_campaign` is given twice: as `campaign` and as `utm_campaign`",
+            "spec.toml:13",
+        ],
+    );
+}
