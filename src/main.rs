@@ -114,11 +114,14 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Shorten(args) => {
             runtime()?.block_on(apply::shorten_command(&settings::shorten(&args), &shared))
         }
-        Command::Sandbox(args) => runtime()?.block_on(nimriz_sandbox::serve_command(
-            settings::sandbox(&args),
-            &printer,
-            signals::stop_requested(),
-        )),
+        Command::Sandbox(args) => {
+            settings::refuse_state_over_specs(&args)?;
+            runtime()?.block_on(nimriz_sandbox::serve_command(
+                settings::sandbox(&args),
+                &printer,
+                signals::stop_requested(),
+            ))
+        }
         Command::Listen(args) => nimriz_listen::listen_command(
             settings::listen(args),
             &shared,

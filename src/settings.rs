@@ -194,6 +194,22 @@ pub fn shorten(a: &cli::ShortenArgs) -> ShortenSettings {
     }
 }
 
+/// `sandbox --state PATH` is rewritten after every change: it must not be one of the `--spec`
+/// files, or the manifest (journal, lock) a build of one would keep beside it.
+pub fn refuse_state_over_specs(a: &cli::SandboxArgs) -> Result<()> {
+    let Some(state) = &a.state else {
+        return Ok(());
+    };
+    let mut protected = Vec::new();
+    for spec in &a.spec {
+        protected.extend(spec_files(spec, &[]));
+        protected.extend(manifest_files(&nimriz_matrix_core::manifest::default_path(
+            spec,
+        )));
+    }
+    refuse_protected("--state", state, &protected)
+}
+
 pub fn sandbox(a: &cli::SandboxArgs) -> nimriz_sandbox::SandboxOptions {
     nimriz_sandbox::SandboxOptions {
         addr: a.addr.clone(),

@@ -451,3 +451,42 @@ fn the_same_utm_parameter_twice_is_an_error() {
         ],
     );
 }
+
+#[test]
+fn sandbox_state_refuses_a_spec_and_its_manifest() {
+    let s = project();
+    let before = snapshot(s.dir.path());
+    for (target, what) in [
+        ("spec.toml", "is the spec"),
+        ("spec.manifest.json", "is the manifest"),
+    ] {
+        let args = [
+            "sandbox",
+            "--addr",
+            "127.0.0.1:0",
+            "--spec",
+            "spec.toml",
+            "--state",
+            target,
+        ];
+        s.run(&args)
+            .fails_with(2, &[&format!("--state {target} {what}")]);
+        assert_eq!(snapshot(s.dir.path()), before, "--state {target}");
+    }
+}
+
+#[test]
+fn a_refused_dry_run_leaves_no_staging_file() {
+    let s = project();
+    s.write("spec.toml", SPEC.replace("/landing", "/p\\nq"));
+    let before = snapshot(s.dir.path());
+    s.run(&["build", "spec.toml", "--dry-run", "-o", "plan.csv"])
+        .fails_with(2, &["contains a control character"]);
+    assert_eq!(snapshot(s.dir.path()), before);
+    // Hidden files too (tempfile's `.tmpXXXX`).
+    let names: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
