@@ -40,9 +40,9 @@ pub(super) enum InputError {
     Io(std::io::Error),
     /// A FIFO, device, socket or folder ("a FIFO (named pipe)" ...).
     NotRegular(&'static str),
-    /// Its size (or what was read before giving up), over the limit.
+    /// Over the limit: its size when the metadata tells (`None`: found while reading).
     TooBig {
-        size: u64,
+        size: Option<u64>,
         limit: u64,
     },
     /// Outside the spec's folder: (the folder, what the path resolves to).
@@ -65,7 +65,10 @@ impl InputError {
                 "name a regular file: pipes, devices and folders are refused (reading a pipe or a device could wait or grow forever)".into(),
             ),
             InputError::TooBig { size, limit } => (
-                format!("{what} is larger than the input limit ({size} bytes, limit {limit})"),
+                match size {
+                    Some(size) => format!("{what} is larger than the input limit ({size} bytes, limit {limit})"),
+                    None => format!("{what} is larger than the input limit (more than {limit} bytes read, limit {limit})"),
+                },
                 "split the file, or raise the limit with --max-input-bytes BYTES".into(),
             ),
             InputError::Outside { root, resolved } => (
@@ -143,7 +146,7 @@ pub(super) fn read(path: &Path, policy: &InputPolicy) -> Result<Vec<u8>, InputEr
     let limit = policy.max_bytes;
     if meta.len() > limit {
         return Err(InputError::TooBig {
-            size: meta.len(),
+            size: Some(meta.len()),
             limit,
         });
     }
@@ -152,9 +155,8 @@ pub(super) fn read(path: &Path, policy: &InputPolicy) -> Result<Vec<u8>, InputEr
     regular(&file.metadata()?)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    let read = bytes.len() as u64;
-    if read > limit {
-        return Err(InputError::TooBig { size: read, limit });
+    if bytes.len() as u64 > limit {
+        return Err(InputError::TooBig { size: None, limit });
     }
     Ok(bytes)
 }
@@ -247,7 +249,7 @@ mod tests {
         assert!(matches!(
             read(&f, &small),
             Err(InputError::TooBig {
-                size: 100,
+                size: Some(100),
                 limit: 99
             })
         ));
@@ -256,6 +258,26 @@ mod tests {
             ..InputPolicy::default()
         };
         assert_eq!(read(&f, &exact).unwrap().len(), 100);
+    }
+
+    /// `/proc` files are regular but report size 0: the cap holds while reading.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn size_limit_while_reading_a_file_that_reports_no_size() {
+        let p = Path::new("/proc/self/status");
+        assert_eq!(std::fs::metadata(p).unwrap().len(), 0);
+        let small = InputPolicy {
+            max_bytes: 10,
+            ..InputPolicy::default()
+        };
+        assert!(matches!(
+            read(p, &small),
+            Err(InputError::TooBig {
+                size: None,
+                limit: 10
+            })
+        ));
+        assert!(read(p, &InputPolicy::default()).unwrap().len() > 10);
     }
 
     #[cfg(unix)]
