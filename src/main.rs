@@ -85,7 +85,7 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Build(args) => {
             // Spec problems come before key or flag problems: they are found offline.
             let inputs = settings::inputs(&args.inputs);
-            let plan = plan::load(&args.spec, args.max_links, &inputs, &printer)?;
+            let plan = plan::load_with(&args.spec, args.max_links, &inputs, &printer)?;
             let build = settings::build(&args)?;
             settings::refuse_manifest_over_inputs(&build, &plan, &args.spec)?;
             let report = runtime()?.block_on(apply::run_build(

@@ -399,9 +399,8 @@ fn assert_code(run: &Finished, code: i32) {
 /// host) → destination. Computed in-process from the same spec, so a link the build
 /// forgot or invented shows up.
 fn planned() -> BTreeMap<String, String> {
-    let plan =
-        nimriz_matrix_core::plan::load(&repo_file(SPEC), 1_000_000, &Default::default(), &Silent)
-            .expect("the example plans");
+    let plan = nimriz_matrix_core::plan::load(&repo_file(SPEC), 1_000_000, &Silent)
+        .expect("the example plans");
     let planned: BTreeMap<String, String> = plan
         .links
         .iter()
@@ -530,9 +529,7 @@ fn full_build_then_rerun_creates_nothing() {
     assert!(first.stderr.contains("196 created"), "{}", first.stderr);
     assert_all_done_once(&ws, &sb, false);
     // The manifest keeps each link's UTMs as planned (readers never re-parse URLs).
-    let plan =
-        nimriz_matrix_core::plan::load(&repo_file(SPEC), 1_000_000, &Default::default(), &Silent)
-            .unwrap();
+    let plan = nimriz_matrix_core::plan::load(&repo_file(SPEC), 1_000_000, &Silent).unwrap();
     let manifest = ws.manifest();
     for l in &plan.links {
         let rec = manifest

@@ -363,7 +363,7 @@ const SPEC_MAX_LINKS: u64 = 1_000_000;
 /// diagnostics, so the sandbox never starts for a spec that cannot build.
 pub fn spec_hosts(path: &std::path::Path) -> Result<std::collections::BTreeSet<String>> {
     use nimriz_matrix_core::plan::{load_spec, walk};
-    let (spec, _) = load_spec(path, SPEC_MAX_LINKS, &Default::default())?;
+    let (spec, _) = load_spec(path, SPEC_MAX_LINKS)?;
     let mut hosts = std::collections::BTreeSet::new();
     // Walk rather than collect the plan: a big matrix stays flat in memory.
     let result = walk::walk(&spec, |link| {

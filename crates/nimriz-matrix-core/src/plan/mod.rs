@@ -17,8 +17,13 @@ use crate::{Error, Result, exit};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
-/// Parse and check a spec, including the size guard; `inputs` limits what it may read.
-pub fn load_spec(
+/// Parse and check a spec, including the size guard, with the default input limits.
+pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value)> {
+    load_spec_with(path, max_links, &InputPolicy::default())
+}
+
+/// `load_spec`; `inputs` (the runner's flags) limits what the spec may read.
+pub fn load_spec_with(
     path: &Path,
     max_links: u64,
     inputs: &InputPolicy,
@@ -59,13 +64,18 @@ fn source_of(spec: &Spec, resolved: serde_json::Value) -> PlanSource {
 }
 
 /// Load, expand and validate a spec into an in-memory plan (what `build` sends).
-pub fn load(
+pub fn load(path: &Path, max_links: u64, printer: &dyn Reporter) -> Result<Plan> {
+    load_with(path, max_links, &InputPolicy::default(), printer)
+}
+
+/// `load`; `inputs` (the runner's flags) limits what the spec may read.
+pub fn load_with(
     path: &Path,
     max_links: u64,
     inputs: &InputPolicy,
     printer: &dyn Reporter,
 ) -> Result<Plan> {
-    let (spec, resolved) = load_spec(path, max_links, inputs)?;
+    let (spec, resolved) = load_spec_with(path, max_links, inputs)?;
     let mut links = Vec::new();
     let result = walk::walk_prepared(
         &spec,
@@ -114,7 +124,7 @@ pub struct DryRunSettings {
 }
 
 pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Result<u8> {
-    let (spec, _) = load_spec(&args.spec, args.max_links, &args.inputs)?;
+    let (spec, _) = load_spec_with(&args.spec, args.max_links, &args.inputs)?;
     let result = walk::walk(&spec, |_| Ok(()))
         .map_err(|walk::SinkError::Io(e)| Error::io("check", &args.spec, e))?;
     if let Some(r) = result.report() {
@@ -134,7 +144,7 @@ pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Resu
 const SPOOL_BYTES: usize = 8 << 20;
 
 pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<u8> {
-    let (spec, _) = load_spec(&args.spec, args.max_links, &args.inputs)?;
+    let (spec, _) = load_spec_with(&args.spec, args.max_links, &args.inputs)?;
     if let Some(out) = &args.output {
         let mut protected = crate::guard::spec_files(&args.spec, &spec.inputs);
         protected.extend(args.protected.iter().cloned());
