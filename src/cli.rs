@@ -79,6 +79,26 @@ pub struct ValidateArgs {
     /// Refuse a matrix that expands to more links than this.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_links: u64,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+/// What a spec may make the command read. Flags (or the environment) of the person running
+/// the command, never spec fields: a spec from a pull request must not widen them.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// Read `from` files outside the spec's folder (by default such a path is an error and
+    /// the file is not opened). Only for specs you trust.
+    #[arg(
+        long,
+        env = "NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub allow_outside_inputs: bool,
+    /// Refuse a spec or input file larger than this (256 MiB by default).
+    #[arg(long, default_value_t = nimriz_matrix_core::spec::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_input_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,6 +128,8 @@ pub struct BuildArgs {
     /// Manifest path (default: `<spec stem>.manifest.json` beside the spec).
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     #[command(flatten)]
     pub api: ApiArgs,
     /// Rows per bulk create request.
@@ -166,6 +188,8 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_links: u64,
     #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
     pub api: ApiArgs,
 }
 
@@ -190,6 +214,8 @@ pub struct RefreshArgs {
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_links: u64,
     #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
     pub api: ApiArgs,
 }
 
@@ -203,6 +229,8 @@ pub struct ImportArgs {
     /// Refuse a matrix that expands to more links than this.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_links: u64,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -236,6 +264,8 @@ pub struct RetireArgs {
     /// Refuse a matrix that expands to more links than this.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_links: u64,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     #[command(flatten)]
     pub api: ApiArgs,
 }

@@ -104,7 +104,8 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
                 .unwrap_or_else(|| manifest::default_path(&args.spec));
             if manifest.exists() {
                 let quiet = nimriz_matrix_core::report::Silent;
-                let c = lifecycle::compare(&args.spec, &manifest, args.max_links, &quiet)?;
+                let inputs = settings::inputs(&args.inputs);
+                let c = lifecycle::compare(&args.spec, &manifest, args.max_links, &inputs, &quiet)?;
                 printer.info(&format!(
                     "against {}: {} (details: nimriz-matrix plan {})",
                     manifest.display(),
@@ -120,8 +121,10 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
                 Some(p) => Some((p.clone(), lifecycle::SavedPlan::read(p)?)),
                 None => None,
             };
-            let plan = plan::load(&args.spec, args.max_links, &printer)?;
+            let inputs = settings::inputs(&args.inputs);
+            let plan = plan::load_with(&args.spec, args.max_links, &inputs, &printer)?;
             let mut build = settings::build(&args)?;
+            settings::refuse_manifest_over_inputs(&build, &plan, &args.spec)?;
             if let Some((path, saved)) = &saved {
                 let now = lifecycle::hashes_now(&plan.source, &build.manifest_path)?;
                 lifecycle::check_fresh(saved, path, &now)?;
@@ -172,6 +175,7 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
         }
         Command::Export(args) => {
             let job = settings::export(&args)?;
+            settings::refuse_export_over_inputs(&args)?;
             let table = match &job.table {
                 Some(settings::ExportTable::Text(s)) => manifest::export_command(s, &printer)?,
                 Some(settings::ExportTable::Xlsx(s)) => nimriz_handoff::xlsx_command(s, &printer)?,
@@ -186,11 +190,14 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Shorten(args) => {
             runtime()?.block_on(apply::shorten_command(&settings::shorten(&args), &shared))
         }
-        Command::Sandbox(args) => runtime()?.block_on(nimriz_sandbox::serve_command(
-            settings::sandbox(&args),
-            &printer,
-            signals::stop_requested(),
-        )),
+        Command::Sandbox(args) => {
+            settings::refuse_state_over_specs(&args)?;
+            runtime()?.block_on(nimriz_sandbox::serve_command(
+                settings::sandbox(&args),
+                &printer,
+                signals::stop_requested(),
+            ))
+        }
         Command::Listen(args) => nimriz_listen::listen_command(
             settings::listen(args),
             &shared,

@@ -5,15 +5,28 @@ use crate::cli;
 use nimriz_matrix_core::apply::{
     BuildSettings, LiveSettings, MAX_CONCURRENCY, RetireHow, RetireSettings, ShortenSettings,
 };
+use nimriz_matrix_core::guard::{Protected, refuse_protected, spec_files};
 use nimriz_matrix_core::lifecycle::{PlanOutput, PlanSettings};
 use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
+use nimriz_matrix_core::plan::Plan;
 use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
+use nimriz_matrix_core::spec::InputPolicy;
 use nimriz_matrix_core::{Error, Result};
+use std::path::Path;
 
 pub fn validate(a: &cli::ValidateArgs) -> ValidateSettings {
     ValidateSettings {
         spec: a.spec.clone(),
         max_links: a.max_links,
+        inputs: inputs(&a.inputs),
+    }
+}
+
+/// `--allow-outside-inputs` (or `NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS=1`), `--max-input-bytes`.
+pub fn inputs(a: &cli::InputArgs) -> InputPolicy {
+    InputPolicy {
+        allow_outside: a.allow_outside_inputs,
+        max_bytes: a.max_input_bytes,
     }
 }
 
@@ -21,6 +34,7 @@ pub fn dry_run(a: &cli::BuildArgs) -> DryRunSettings {
     DryRunSettings {
         spec: a.spec.clone(),
         max_links: a.max_links,
+        inputs: inputs(&a.inputs),
         format: match a.format {
             cli::PlanFormat::Table => PlanFormat::Table,
             cli::PlanFormat::Csv => PlanFormat::Csv,
@@ -28,18 +42,42 @@ pub fn dry_run(a: &cli::BuildArgs) -> DryRunSettings {
             cli::PlanFormat::Jsonl => PlanFormat::Jsonl,
         },
         output: a.output.clone(),
+        protected: manifest_files(&manifest_path(a)),
     }
+}
+
+/// `--manifest`, or `<spec stem>.manifest.json` beside the spec.
+fn manifest_path(a: &cli::BuildArgs) -> std::path::PathBuf {
+    a.manifest
+        .clone()
+        .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(&a.spec))
+}
+
+/// A manifest and the files that go with it: no output may replace them.
+pub fn manifest_files(m: &std::path::Path) -> Vec<Protected> {
+    use nimriz_matrix_core::manifest::{journal_path, lock_path};
+    vec![
+        Protected::new(m, "the manifest"),
+        Protected::new(journal_path(m), "the manifest's journal"),
+        Protected::new(lock_path(m), "the manifest's lock file"),
+    ]
+}
+
+/// A build's manifest (and its journal and lock) must not be the spec or one of its inputs:
+/// `build spec.toml --manifest spec.toml` would replace the spec with the record.
+pub fn refuse_manifest_over_inputs(build: &BuildSettings, plan: &Plan, spec: &Path) -> Result<()> {
+    let protected = spec_files(spec, &plan.source.inputs);
+    for own in manifest_files(&build.manifest_path) {
+        refuse_protected("--manifest", &own.path, &protected)?;
+    }
+    Ok(())
 }
 
 /// `--api-base` > `NIMRIZ_API_BASE` > default; the key from `--api-key-file` or
 /// `NIMRIZ_API_KEY`; batch and concurrency limits checked.
 pub fn build(a: &cli::BuildArgs) -> Result<BuildSettings> {
     let api = nimriz::ApiConfig::resolve(a.api.api_base.as_deref(), a.api.api_key_file.as_deref())?;
-    let manifest_path = a
-        .manifest
-        .clone()
-        .unwrap_or_else(|| nimriz_matrix_core::manifest::default_path(&a.spec));
-    let mut s = BuildSettings::checked(api, manifest_path, a.batch_size, a.concurrency)?;
+    let mut s = BuildSettings::checked(api, manifest_path(a), a.batch_size, a.concurrency)?;
     s.update = a.update;
     s.force_drift = a.force_drift;
     Ok(s)
@@ -64,13 +102,14 @@ pub fn plan(a: &cli::PlanArgs, verbose: bool) -> PlanSettings {
         detailed_exitcode: a.detailed_exitcode,
         out: a.out.clone(),
         verbose,
+        inputs: inputs(&a.inputs),
     }
 }
 
 fn live(
     spec: &std::path::Path,
     manifest: Option<&std::path::PathBuf>,
-    api: &cli::ApiArgs,
+    (api, input_args): (&cli::ApiArgs, &cli::InputArgs),
     max_links: u64,
     concurrency: usize,
 ) -> Result<LiveSettings> {
@@ -85,26 +124,39 @@ fn live(
         manifest_path: manifest_for(spec, manifest),
         max_links,
         concurrency,
+        inputs: inputs(input_args),
     })
 }
 
 /// `plan --refresh`: refresh's settings from plan's flags.
 pub fn plan_refresh(a: &cli::PlanArgs) -> Result<LiveSettings> {
-    live(&a.spec, a.manifest.as_ref(), &a.api, a.max_links, 4)
+    live(
+        &a.spec,
+        a.manifest.as_ref(),
+        (&a.api, &a.inputs),
+        a.max_links,
+        4,
+    )
 }
 
 pub fn refresh(a: &cli::RefreshArgs) -> Result<LiveSettings> {
     live(
         &a.spec,
         a.manifest.as_ref(),
-        &a.api,
+        (&a.api, &a.inputs),
         a.max_links,
         a.concurrency,
     )
 }
 
 pub fn import(a: &cli::ImportArgs) -> Result<LiveSettings> {
-    live(&a.spec, a.manifest.as_ref(), &a.api, a.max_links, 4)
+    live(
+        &a.spec,
+        a.manifest.as_ref(),
+        (&a.api, &a.inputs),
+        a.max_links,
+        4,
+    )
 }
 
 pub fn retire(a: &cli::RetireArgs) -> Result<RetireSettings> {
@@ -118,7 +170,7 @@ pub fn retire(a: &cli::RetireArgs) -> Result<RetireSettings> {
         live: live(
             &a.spec,
             a.manifest.as_ref(),
-            &a.api,
+            (&a.api, &a.inputs),
             a.max_links,
             a.concurrency,
         )?,
@@ -138,6 +190,25 @@ pub struct ExportJob {
 pub enum ExportTable {
     Text(ExportSettings),
     Xlsx(nimriz_handoff::XlsxSettings),
+}
+
+/// `export -o FILE` must not replace the spec the manifest was built from, or its input
+/// files (the manifest's own files are checked by the export itself). The spec path was
+/// recorded as given to `build`: taken from here and, as the default manifest sits beside
+/// its spec, from the manifest's folder.
+pub fn refuse_export_over_inputs(a: &cli::ExportArgs) -> Result<()> {
+    let Some(out) = a.output.as_deref() else {
+        return Ok(());
+    };
+    let Ok(m) = nimriz_matrix_core::manifest::load(&a.manifest) else {
+        return Ok(()); // the export itself reports an unreadable manifest
+    };
+    let recorded = Path::new(&m.source.spec_path);
+    let mut protected = spec_files(recorded, &m.source.inputs);
+    if let (Some(name), Some(dir)) = (recorded.file_name(), a.manifest.parent()) {
+        protected.extend(spec_files(&dir.join(name), &m.source.inputs));
+    }
+    refuse_protected("--output", out, &protected)
 }
 
 pub fn export(a: &cli::ExportArgs) -> Result<ExportJob> {
@@ -224,6 +295,22 @@ pub fn shorten(a: &cli::ShortenArgs) -> ShortenSettings {
         api_base: a.api.api_base.clone(),
         api_key_file: a.api.api_key_file.clone(),
     }
+}
+
+/// `sandbox --state PATH` is rewritten after every change: it must not be one of the `--spec`
+/// files, or the manifest (journal, lock) a build of one would keep beside it.
+pub fn refuse_state_over_specs(a: &cli::SandboxArgs) -> Result<()> {
+    let Some(state) = &a.state else {
+        return Ok(());
+    };
+    let mut protected = Vec::new();
+    for spec in &a.spec {
+        protected.extend(spec_files(spec, &[]));
+        protected.extend(manifest_files(&nimriz_matrix_core::manifest::default_path(
+            spec,
+        )));
+    }
+    refuse_protected("--state", state, &protected)
 }
 
 pub fn sandbox(a: &cli::SandboxArgs) -> nimriz_sandbox::SandboxOptions {

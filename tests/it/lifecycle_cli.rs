@@ -352,6 +352,21 @@ fn a_saved_plan_is_applied_only_while_nothing_it_compared_has_changed() {
     );
     assert_eq!(dry.succeeds().lines().count(), 3);
     assert!(dry.stderr().contains("1 to update"), "{}", dry.stderr());
+    // A saved plan never replaces what it was made from.
+    let spec_bytes = std::fs::read(s.path("spec.toml")).unwrap();
+    let manifest_bytes = std::fs::read(s.path("spec.manifest.json")).unwrap();
+    for target in [
+        "spec.toml",
+        "spec.manifest.json",
+        "./spec.manifest.json.journal",
+    ] {
+        run(&s, &base, &["plan", "spec.toml", "--out", target]).fails_with(2, &["--out"]);
+    }
+    assert_eq!(std::fs::read(s.path("spec.toml")).unwrap(), spec_bytes);
+    assert_eq!(
+        std::fs::read(s.path("spec.manifest.json")).unwrap(),
+        manifest_bytes
+    );
     let p = run(&s, &base, &["plan", "spec.toml", "--out", "plan.json"]);
     p.succeeds();
     let saved = std::fs::read(s.path("plan.json")).unwrap();

@@ -4,6 +4,7 @@
 mod action;
 mod e2e_build;
 mod handoff;
+mod hostile;
 mod layout;
 mod lifecycle_cli;
 mod listen_attack;

@@ -427,6 +427,30 @@ async fn offline_mistakes_exit_2_before_any_request() {
             ],
             vec!["already has utm_source=news", "leave out --utm-source"],
         ),
+        // Nothing silently rewritten (issue 12).
+        (
+            vec!["https://user:pass@shop.example/", id[0], id[1]],
+            vec!["carries a user name or password"],
+        ),
+        (vec!["https:///landing", id[0], id[1]], vec!["has no host"]),
+        (
+            vec!["https://shop.example/p\nX-Injected: 1", id[0], id[1]],
+            vec!["contains a control character (U+000A)"],
+        ),
+        (
+            vec!["https://RIZ.TO./abc", id[0], id[1]],
+            vec!["redirect loop"],
+        ),
+        (
+            vec![
+                "https://shop.example/",
+                id[0],
+                id[1],
+                "--utm-campaign",
+                "Spring\nSale",
+            ],
+            vec!["utm_campaign `Spring\\nSale` contains a control character (U+000A)"],
+        ),
     ];
     for (extra, expected) in cases {
         let r = run(args(&server, &extra), Some(KEY)).await;

@@ -7,7 +7,8 @@
 //!
 //! At the bottom, used by every stage: `model` (the shared domain types: `Cell`,
 //! `DomainRef`, `PlannedLink`, input-file identity), `diag` (`SourceFile`, `Problem`,
-//! `Report`), `error` (the one error type and the exit-code table) and `report` (the
+//! `Report`), `error` (the one error type and the exit-code table), `guard` (outputs never
+//! replace the spec, its inputs or a manifest's files) and `report` (the
 //! trait through which library code tells a person what it does; the binary prints).
 //!
 //! No module here parses flags or prints on its own: the `nimriz-matrix` binary resolves
@@ -15,6 +16,7 @@
 
 pub mod diag;
 pub mod error;
+pub mod guard;
 pub mod model;
 pub mod report;
 

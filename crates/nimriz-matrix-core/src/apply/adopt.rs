@@ -16,7 +16,7 @@ const SHOW_UNMATCHED: usize = 20;
 
 /// `nimriz-matrix import SPEC`.
 pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Result<u8> {
-    let plan = crate::plan::load(&s.spec, s.max_links, printer.as_ref())?;
+    let plan = crate::plan::load_with(&s.spec, s.max_links, &s.inputs, printer.as_ref())?;
     let (client, mut store) = session::open(&s.api, &s.manifest_path, &plan, printer).await?;
     let found = async {
         let (links, domains) = super::build::resolve_domains(&client, plan.links).await?;

@@ -86,7 +86,7 @@ pub async fn refresh_command(
 
 /// Read every live record back and record what differs.
 pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<RefreshReport> {
-    let plan = crate::plan::load(&s.spec, s.max_links, printer.as_ref())?;
+    let plan = crate::plan::load_with(&s.spec, s.max_links, &s.inputs, printer.as_ref())?;
     let (client, mut store) = session::open(&s.api, &s.manifest_path, &plan, printer).await?;
     let targets: Vec<LinkRecord> = store.links().filter(|r| is_live(r)).cloned().collect();
     let mut report = RefreshReport::default();

@@ -104,7 +104,12 @@ pub async fn retire_command(
     confirm: Confirm<'_>,
 ) -> Result<u8> {
     s.how.check()?;
-    let plan = crate::plan::load(&s.live.spec, s.live.max_links, printer.as_ref())?;
+    let plan = crate::plan::load_with(
+        &s.live.spec,
+        s.live.max_links,
+        &s.live.inputs,
+        printer.as_ref(),
+    )?;
     // Choose offline from the record, ask, and only then go online.
     let record = match std::fs::metadata(&s.live.manifest_path) {
         Ok(_) => crate::manifest::load(&s.live.manifest_path)?,

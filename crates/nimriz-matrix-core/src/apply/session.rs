@@ -17,6 +17,8 @@ pub struct LiveSettings {
     pub max_links: u64,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// What the spec may make the command read (the runner's flags).
+    pub inputs: crate::spec::InputPolicy,
 }
 
 /// A client, and the manifest (locked) once the key is known to belong to its workspace.

@@ -239,7 +239,18 @@ impl<'s> Expander<'s> {
             let Some(t) = pick(&|l| l.utm[i].as_ref()) else {
                 continue;
             };
-            let mut value = t.render(dims, values).trim().to_string();
+            let rendered = t.render(dims, values);
+            // Before trimming (which would delete a trailing newline) and before the other
+            // rules (a newline is a "control character", not "not lowercase").
+            if let Some((c, rule)) = rules::forbidden_char(&rendered) {
+                let what = format!("{} `{}`", UTM_PARAMS[i], rules::escaped(&rendered));
+                let v = rules::forbidden_violation(&what, c, rule);
+                fail(&t.location, v.message, v.help);
+                // Set, though refused: not also "required ... is missing".
+                utm_map.insert(UTM_PARAMS[i].to_string(), String::new());
+                continue;
+            }
+            let mut value = rendered.trim().to_string();
             if value.is_empty() {
                 continue;
             }

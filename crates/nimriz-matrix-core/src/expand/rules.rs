@@ -9,10 +9,63 @@ pub struct RuleViolation {
     pub help: String,
 }
 
+/// The first character no destination or UTM value may hold, with the rule it breaks:
+/// control characters (C0 incl. newline, tab and NUL; DEL; C1) — a URL parser silently
+/// drops or re-encodes them, and a newline can inject a header — and the bidi overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069), which make text display in another order than
+/// it is read.
+pub fn forbidden_char(s: &str) -> Option<(char, &'static str)> {
+    s.chars().find_map(|c| {
+        if c.is_control() {
+            Some((c, "control character"))
+        } else if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            Some((c, "bidi control character"))
+        } else {
+            None
+        }
+    })
+}
+
+/// `s` with every control and bidi character written as `\u{…}` (`\n`,
+/// `\t`, `\r`, `\0` for the common ones), so a message shows what is really there.
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if forbidden_char(c.encode_utf8(&mut [0; 4])).is_some() => {
+                out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `what` (e.g. "utm_source `a\nb`") holds a forbidden character: the message and the fix.
+pub fn forbidden_violation(what: &str, c: char, rule: &str) -> RuleViolation {
+    RuleViolation {
+        message: format!("{what} contains a {rule} (U+{:04X})", u32::from(c)),
+        help: if rule == "control character" {
+            "remove it: a URL cannot carry it as written and it would be silently dropped or changed (a pasted line break, a stray tab or NUL)".into()
+        } else {
+            "remove it: it makes the text display in a different order than it is read".into()
+        },
+    }
+}
+
 /// Check (and, with `lowercase = "normalize"`, rewrite) one UTM value.
 pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<RuleViolation> {
     let mut out = Vec::new();
     let param = format!("utm_{field}");
+    // First, and alone: a newline is a "control character", not "not lowercase".
+    if let Some((c, rule)) = forbidden_char(value) {
+        let what = format!("{param} `{}`", escaped(value));
+        return vec![forbidden_violation(&what, c, rule)];
+    }
     match rules.lowercase {
         Lowercase::Normalize if value.chars().any(char::is_uppercase) => {
             *value = value.to_lowercase();
@@ -131,6 +184,38 @@ mod tests {
         );
         assert_eq!(ga4_channel_group("newsletter", "email", "x"), Some("Email"));
         assert_eq!(ga4_channel_group("acme", "newsletter", "x"), None);
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_named_before_other_rules() {
+        let rules = Rules::default();
+        for (value, rule, code) in [
+            ("Spring\nX-Injected: 1", "control character", "U+000A"),
+            ("spring\0", "control character", "U+0000"),
+            ("a\tb", "control character", "U+0009"),
+            ("spring\u{202E}gnp", "bidi control character", "U+202E"),
+            ("\u{2066}spring", "bidi control character", "U+2066"),
+        ] {
+            let mut v = value.to_string();
+            let errs = check_utm_value(&rules, "campaign", &mut v);
+            assert_eq!(errs.len(), 1, "{value:?}");
+            assert!(
+                errs[0]
+                    .message
+                    .contains(&format!("contains a {rule} ({code})")),
+                "{}",
+                errs[0].message
+            );
+            assert!(
+                !errs[0].message.contains("lowercase"),
+                "{}",
+                errs[0].message
+            );
+            assert!(!errs[0].message.contains(['\n', '\0', '\u{202E}']));
+            assert_eq!(v, value, "the value is not rewritten");
+        }
+        assert!(forbidden_char("café-été_2026").is_none());
+        assert_eq!(escaped("a\nb\u{202E}"), "a\\nb\\u{202E}");
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub enum UrlProblem {
     Scheme(String),
     Http,
     NoHost,
+    /// `https://user:pass@host/`: credentials behind a public short link.
+    Userinfo,
+    /// A control or bidi control character (the char, the rule's name).
+    Forbidden(char, &'static str),
     Loop(String),
     /// The destination already has this `utm_*` and the spec sets it too.
     Conflict {
@@ -40,6 +44,18 @@ impl UrlProblem {
                 format!("destination `{destination}` has no host"),
                 "write a full URL such as https://www.example.com/page".into(),
             ),
+            UrlProblem::Userinfo => (
+                format!("destination `{destination}` carries a user name or password (`…@host`)"),
+                "remove the `user:password@` part: the short link is public, so anyone could read them".into(),
+            ),
+            UrlProblem::Forbidden(c, rule) => {
+                let v = super::rules::forbidden_violation(
+                    &format!("destination `{}`", super::rules::escaped(destination)),
+                    *c,
+                    rule,
+                );
+                (v.message, v.help)
+            }
             UrlProblem::Loop(h) => (
                 format!("destination `{destination}` points at the short domain `{h}` (a redirect loop)"),
                 "point the link at the landing page, not at another short link".into(),
@@ -78,20 +94,29 @@ pub fn build_destination(
     allow_http: bool,
     short_host: Option<&str>,
 ) -> Result<String, UrlProblem> {
-    let mut url = Url::parse(destination.trim()).map_err(|e| UrlProblem::Invalid(e.to_string()))?;
+    // Before parsing: the parser would silently drop a newline or tab, and strip others.
+    if let Some((c, rule)) = super::rules::forbidden_char(destination) {
+        return Err(UrlProblem::Forbidden(c, rule));
+    }
+    let written = destination.trim();
+    check_authority(written)?;
+    let mut url = Url::parse(written).map_err(|e| UrlProblem::Invalid(e.to_string()))?;
     match url.scheme() {
         "https" => {}
         "http" if allow_http => {}
         "http" => return Err(UrlProblem::Http),
         other => return Err(UrlProblem::Scheme(other.to_string())),
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlProblem::Userinfo);
+    }
+    // The parser lowercases and IDNA-maps the host; a trailing dot names the same host.
     let host = url
         .host_str()
         .ok_or(UrlProblem::NoHost)?
         .to_ascii_lowercase();
-    if NIMRIZ_SHORT_DOMAINS.contains(&host.as_str())
-        || short_host.is_some_and(|s| s.eq_ignore_ascii_case(&host))
-    {
+    let bare = host.trim_end_matches('.');
+    if NIMRIZ_SHORT_DOMAINS.contains(&bare) || short_host.is_some_and(|s| same_host(s, bare)) {
         return Err(UrlProblem::Loop(host));
     }
     let mut skip_from_spec: Vec<&str> = Vec::new();
@@ -146,6 +171,43 @@ pub fn build_destination(
     }
     url.set_query(if query.is_empty() { None } else { Some(&query) });
     Ok(url.into())
+}
+
+/// For http(s), what the parser would "repair" instead of refuse: `https:///landing` (no
+/// host: the parser takes `landing` from the path), `https:/x` or `https:\\x` (not `//`),
+/// and an `@` in the authority (userinfo, even empty).
+fn check_authority(written: &str) -> Result<(), UrlProblem> {
+    let Some((scheme, rest)) = written.split_once(':') else {
+        return Ok(());
+    };
+    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+        return Ok(());
+    }
+    let Some(after) = rest.strip_prefix("//") else {
+        return Err(UrlProblem::Invalid(format!(
+            "`{scheme}:` must be followed by `//` and the host"
+        )));
+    };
+    let end = after.find(['/', '\\', '?', '#']).unwrap_or(after.len());
+    let authority = &after[..end];
+    if authority.is_empty() {
+        return Err(UrlProblem::NoHost);
+    }
+    if authority.contains('@') {
+        return Err(UrlProblem::Userinfo);
+    }
+    Ok(())
+}
+
+/// `short` (as the spec names it) and `host` (as the URL parser normalised it, without a
+/// trailing dot) are the same host: case, trailing dot and IDNA aside.
+fn same_host(short: &str, host: &str) -> bool {
+    let short = short.trim_end_matches('.');
+    if short.eq_ignore_ascii_case(host) {
+        return true;
+    }
+    !short.is_ascii()
+        && url::Host::parse(short).is_ok_and(|h| h.to_string().trim_end_matches('.') == host)
 }
 
 #[cfg(test)]
@@ -241,5 +303,77 @@ mod tests {
             build_destination("not a url", &[], UtmConflict::Error, false, None),
             Err(UrlProblem::Invalid(_))
         ));
+    }
+
+    fn check(d: &str, short: Option<&str>) -> Result<String, UrlProblem> {
+        build_destination(d, &[], UtmConflict::Error, false, short)
+    }
+
+    #[test]
+    fn nothing_the_parser_would_silently_rewrite_is_accepted() {
+        assert_eq!(
+            check("https://acme.example/p\nX-Injected: 1", None),
+            Err(UrlProblem::Forbidden('\n', "control character"))
+        );
+        assert_eq!(
+            check("https://acme.example/p\tq", None),
+            Err(UrlProblem::Forbidden('\t', "control character"))
+        );
+        assert_eq!(
+            check("https://acme.example/\0", None),
+            Err(UrlProblem::Forbidden('\0', "control character"))
+        );
+        assert_eq!(
+            check("https://acme.example/\u{202E}fdp.exe", None),
+            Err(UrlProblem::Forbidden('\u{202E}', "bidi control character"))
+        );
+        assert_eq!(check("https:///landing", None), Err(UrlProblem::NoHost));
+        assert_eq!(check("https://?x=1", None), Err(UrlProblem::NoHost));
+        assert!(matches!(
+            check("https:/landing", None),
+            Err(UrlProblem::Invalid(_))
+        ));
+        assert!(matches!(
+            check("https:\\\\landing", None),
+            Err(UrlProblem::Invalid(_))
+        ));
+        for d in [
+            "https://user:pass@acme.example/",
+            "https://user@acme.example/",
+            "https://@acme.example/",
+            "HTTPS://u:p@acme.example",
+        ] {
+            assert_eq!(check(d, None), Err(UrlProblem::Userinfo), "{d}");
+        }
+        // An @ in the path or query is not userinfo.
+        check("https://acme.example/team@acme?to=a@b.example", None).unwrap();
+        let (msg, _) =
+            UrlProblem::Forbidden('\n', "control character").describe("https://a.example/p\nq");
+        assert!(
+            msg.contains("`https://a.example/p\\nq` contains a control character (U+000A)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_loop_check_normalises_the_host() {
+        for (d, short) in [
+            (
+                "https://LINKS.Example.Test./other",
+                Some("links.example.test"),
+            ),
+            ("https://links.example.test../x", Some("links.example.test")),
+            ("https://go.acme.example/x", Some("GO.ACME.EXAMPLE.")),
+            ("https://XN--GRN-IOA.example/x", Some("grün.example")),
+            ("https://GRÜN.example/x", Some("grün.example")),
+            ("https://NIM.LU./abc", None),
+        ] {
+            assert!(
+                matches!(check(d, short), Err(UrlProblem::Loop(_))),
+                "{d} vs {short:?}: {:?}",
+                check(d, short)
+            );
+        }
+        check("https://acme.example/x", Some("go.acme.example")).unwrap();
     }
 }

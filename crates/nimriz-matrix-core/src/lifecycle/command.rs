@@ -27,6 +27,8 @@ pub struct PlanSettings {
     pub out: Option<PathBuf>,
     /// List unchanged links too.
     pub verbose: bool,
+    /// What the spec may make the command read (the runner's flags).
+    pub inputs: crate::spec::InputPolicy,
 }
 
 /// The spec compared with its record: what a build would do.
@@ -41,9 +43,10 @@ pub fn compare(
     spec: &Path,
     manifest: &Path,
     max_links: u64,
+    inputs: &crate::spec::InputPolicy,
     printer: &dyn Reporter,
 ) -> Result<Compared> {
-    let plan = crate::plan::load(spec, max_links, printer)?;
+    let plan = crate::plan::load_with(spec, max_links, inputs, printer)?;
     // Hash before reading, so a record written in between makes the saved plan stale.
     let hashes = hashes_now(&plan.source, manifest)?;
     let record = match std::fs::metadata(manifest) {
@@ -61,7 +64,7 @@ pub fn compare(
 
 /// `nimriz-matrix plan`: the comparison on stdout in the chosen format.
 pub fn plan_command(s: &PlanSettings, printer: &dyn Reporter) -> Result<u8> {
-    let c = compare(&s.spec, &s.manifest, s.max_links, printer)?;
+    let c = compare(&s.spec, &s.manifest, s.max_links, &s.inputs, printer)?;
     let spec = s.spec.display().to_string();
     let manifest = s.manifest.display().to_string();
     let view = PlanView {
@@ -77,6 +80,22 @@ pub fn plan_command(s: &PlanSettings, printer: &dyn Reporter) -> Result<u8> {
         ));
     }
     if let Some(out) = &s.out {
+        // The saved plan must not replace what it was made from.
+        let mut protected = crate::guard::spec_files(&s.spec, &c.hashes.inputs);
+        for (p, what) in [
+            (s.manifest.clone(), "the manifest"),
+            (
+                crate::manifest::journal_path(&s.manifest),
+                "the manifest's journal",
+            ),
+            (
+                crate::manifest::lock_path(&s.manifest),
+                "the manifest's lock file",
+            ),
+        ] {
+            protected.push(crate::guard::Protected::new(p, what));
+        }
+        crate::guard::refuse_protected("--out", out, &protected)?;
         let json = render_json(&view);
         crate::manifest::write_atomic(out, |w| w.write_all(json.as_bytes()))?;
         printer.info(&format!(

@@ -12,14 +12,23 @@ pub use render::PlanFormat;
 
 use crate::diag::{Problem, Report};
 use crate::report::Reporter;
-use crate::spec::Spec;
+use crate::spec::{InputPolicy, Spec};
 use crate::{Error, Result, exit};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
-/// Parse and check a spec, including the size guard.
+/// Parse and check a spec, including the size guard, with the default input limits.
 pub fn load_spec(path: &Path, max_links: u64) -> Result<(Spec, serde_json::Value)> {
-    let (spec, resolved) = crate::spec::load(path)?;
+    load_spec_with(path, max_links, &InputPolicy::default())
+}
+
+/// `load_spec`; `inputs` (the runner's flags) limits what the spec may read.
+pub fn load_spec_with(
+    path: &Path,
+    max_links: u64,
+    inputs: &InputPolicy,
+) -> Result<(Spec, serde_json::Value)> {
+    let (spec, resolved) = crate::spec::load_with(path, inputs)?;
     let combos = spec.combinations();
     if combos > u128::from(max_links) {
         let sizes = spec
@@ -56,7 +65,17 @@ fn source_of(spec: &Spec, resolved: serde_json::Value) -> PlanSource {
 
 /// Load, expand and validate a spec into an in-memory plan (what `build` sends).
 pub fn load(path: &Path, max_links: u64, printer: &dyn Reporter) -> Result<Plan> {
-    let (spec, resolved) = load_spec(path, max_links)?;
+    load_with(path, max_links, &InputPolicy::default(), printer)
+}
+
+/// `load`; `inputs` (the runner's flags) limits what the spec may read.
+pub fn load_with(
+    path: &Path,
+    max_links: u64,
+    inputs: &InputPolicy,
+    printer: &dyn Reporter,
+) -> Result<Plan> {
+    let (spec, resolved) = load_spec_with(path, max_links, inputs)?;
     let mut links = Vec::new();
     let result = walk::walk_prepared(
         &spec,
@@ -87,6 +106,8 @@ pub struct ValidateSettings {
     pub spec: std::path::PathBuf,
     /// Refuse a matrix that expands to more links than this.
     pub max_links: u64,
+    /// What the spec may read (`--allow-outside-inputs`, `--max-input-bytes`).
+    pub inputs: InputPolicy,
 }
 
 /// `build --dry-run`'s settings.
@@ -94,13 +115,17 @@ pub struct ValidateSettings {
 pub struct DryRunSettings {
     pub spec: std::path::PathBuf,
     pub max_links: u64,
+    pub inputs: InputPolicy,
     pub format: PlanFormat,
     /// `None` or `-`: stdout.
     pub output: Option<std::path::PathBuf>,
+    /// Records `output` must not replace (the manifest a build would use, its journal and
+    /// lock); the spec and its input files are added once the spec is loaded.
+    pub protected: Vec<crate::guard::Protected>,
 }
 
 pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Result<u8> {
-    let (spec, _) = load_spec(&args.spec, args.max_links)?;
+    let (spec, _) = load_spec_with(&args.spec, args.max_links, &args.inputs)?;
     let result = walk::walk(&spec, |_| Ok(()))
         .map_err(|walk::SinkError::Io(e)| Error::io("check", &args.spec, e))?;
     if let Some(r) = result.report() {
@@ -120,7 +145,12 @@ pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Resu
 const SPOOL_BYTES: usize = 8 << 20;
 
 pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<u8> {
-    let (spec, _) = load_spec(&args.spec, args.max_links)?;
+    let (spec, _) = load_spec_with(&args.spec, args.max_links, &args.inputs)?;
+    if let Some(out) = &args.output {
+        let mut protected = crate::guard::spec_files(&args.spec, &spec.inputs);
+        protected.extend(args.protected.iter().cloned());
+        crate::guard::refuse_protected("--output", out, &protected)?;
+    }
     // Output is staged until the whole plan is known to be valid, so bad input never leaves
     // half a plan behind: a temp file beside `--output` (renamed into place at the end), or
     // a spool that spills to disk for stdout.

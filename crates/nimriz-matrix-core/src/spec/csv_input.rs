@@ -1,5 +1,6 @@
 //! CSV files the spec loads: dimension values (`from = "brands.csv"`) and row-per-link input.
 
+use super::input::{self, InputError, InputPolicy};
 use crate::diag::Problem;
 use crate::diag::{Location, SourceFile};
 use crate::model::InputFile;
@@ -16,13 +17,21 @@ pub struct CsvTable {
 
 /// Read and check a CSV: UTF-8 without BOM, a header row of unique non-empty names,
 /// every row as wide as the header. Fields are trimmed (spreadsheets leave stray spaces).
-pub fn read_csv(path: &Path, display: &str, referenced_at: &Location) -> Result<CsvTable, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        referenced_at.problem(
-            format!("cannot read CSV file `{display}`: {}", io_reason(&e)),
-            Some("the path is relative to the spec file's folder; check the name".into()),
-        )
-    })?;
+pub fn read_csv(
+    path: &Path,
+    display: &str,
+    referenced_at: &Location,
+    policy: &InputPolicy,
+    confine_to: Option<&Path>,
+) -> Result<CsvTable, Problem> {
+    let refused = |e: InputError| {
+        let (msg, help) = e.describe(&format!("CSV file `{display}`"));
+        referenced_at.problem(msg, Some(help))
+    };
+    if let Some(dir) = confine_to {
+        input::confine(dir, path, policy).map_err(refused)?;
+    }
+    let bytes = input::read(path, policy).map_err(refused)?;
     let input = InputFile {
         path: display.to_string(),
         sha256: hex::encode(Sha256::digest(&bytes)),

@@ -210,7 +210,13 @@ impl Compiler<'_> {
     ) -> Option<Dimension> {
         let loc = self.loc(from);
         let file = from.get_ref();
-        let table = match csv_input::read_csv(&self.dir.join(file), file, &loc) {
+        let table = match csv_input::read_csv(
+            &self.dir.join(file),
+            file,
+            &loc,
+            &self.policy,
+            Some(self.dir),
+        ) {
             Ok(t) => t,
             Err(p) => {
                 self.problems.push(p);
@@ -271,14 +277,17 @@ impl Compiler<'_> {
         path: &Path,
         display: &str,
         referenced_at: &Location,
+        confine: bool,
     ) -> Option<(Vec<Dimension>, Cells)> {
-        let table = match csv_input::read_csv(path, display, referenced_at) {
-            Ok(t) => t,
-            Err(p) => {
-                self.problems.push(p);
-                return None;
-            }
-        };
+        let confine_to = confine.then_some(self.dir);
+        let table =
+            match csv_input::read_csv(path, display, referenced_at, &self.policy, confine_to) {
+                Ok(t) => t,
+                Err(p) => {
+                    self.problems.push(p);
+                    return None;
+                }
+            };
         self.inputs.push(table.input.clone());
         let is_field = |h: &str| {
             ROW_FIELDS.contains(&h)

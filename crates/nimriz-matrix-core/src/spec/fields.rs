@@ -180,10 +180,31 @@ impl Compiler<'_> {
         campaign: &BTreeMap<String, String>,
     ) -> [Option<Template>; 9] {
         let mut out: [Option<Template>; 9] = Default::default();
-        for (k, v) in u.get_ref() {
+        // `campaign` and `utm_campaign` are one parameter: given both, neither silently wins.
+        // In the order written, so the second one is reported.
+        let mut entries: Vec<_> = u.get_ref().iter().collect();
+        entries.sort_by_key(|(_, v)| v.span().start);
+        let mut seen: [Option<&str>; 9] = Default::default();
+        for (k, v) in entries {
             let key = k.strip_prefix("utm_").unwrap_or(k);
             match UTM_FIELDS.iter().position(|f| *f == key) {
-                Some(i) => out[i] = self.template(v, dims, campaign),
+                Some(i) if seen[i].is_some() => {
+                    let first = seen[i].unwrap_or_default();
+                    let loc = self.loc(v);
+                    self.problem(
+                        &loc,
+                        format!(
+                            "UTM parameter `utm_{key}` is given twice: as `{first}` and as `{k}`"
+                        ),
+                        Some(format!(
+                            "`{key}` and `utm_{key}` name the same parameter: keep one of them"
+                        )),
+                    );
+                }
+                Some(i) => {
+                    seen[i] = Some(k.as_str());
+                    out[i] = self.template(v, dims, campaign);
+                }
                 None => {
                     let loc = self.loc(v);
                     self.problem(

@@ -2,6 +2,7 @@
 
 use super::csv_input::io_reason;
 use super::fields::{LinkFieldRefs, templates_json, toml_to_json};
+use super::input::InputPolicy;
 use super::model::*;
 use super::raw::*;
 use super::template::Template;
@@ -13,15 +14,28 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
 
+/// `load_with` the default limits (no file outside the spec's folder, 256 MiB per file).
 pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), Report> {
+    load_with(path, &InputPolicy::default())
+}
+
+/// Read and compile the spec at `path`; `policy` limits what it can make us read.
+pub fn load_with(path: &Path, policy: &InputPolicy) -> Result<(Spec, serde_json::Value), Report> {
     let display = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = super::input::read(path, policy).map_err(|e| {
+        let (message, help) = match e {
+            super::input::InputError::Io(e) => (
+                format!("cannot read spec file `{display}`: {}", io_reason(&e)),
+                "check the path; run `nimriz-matrix validate <spec.toml>`".to_string(),
+            ),
+            other => other.describe(&format!("spec file `{display}`")),
+        };
         report(vec![Problem {
             file: display.clone(),
             line: 0,
             column: 0,
-            message: format!("cannot read spec file `{display}`: {}", io_reason(&e)),
-            help: Some("check the path; run `nimriz-matrix validate <spec.toml>`".into()),
+            message,
+            help: Some(help),
             snippet: None,
         }])
     })?;
@@ -37,6 +51,7 @@ pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), Report> {
             sha256,
             SourceFile::new(&display, String::new()),
         );
+        c.policy = *policy;
         let spec = c.rows_only(path);
         return c.finish(spec);
     }
@@ -79,6 +94,7 @@ pub fn load(path: &Path) -> Result<(Spec, serde_json::Value), Report> {
         }
     };
     let mut c = Compiler::new(dir, display, sha256, source);
+    c.policy = *policy;
     let spec = c.compile(raw);
     if shape.problems.is_empty() {
         return c.finish(spec);
@@ -137,6 +153,8 @@ pub(super) struct Compiler<'a> {
     /// Warnings found while compiling (not problems: the spec still builds).
     pub(super) notes: Vec<String>,
     pub(super) resolved: serde_json::Map<String, serde_json::Value>,
+    /// What the spec may make us read (set by the runner, never by the spec).
+    pub(super) policy: InputPolicy,
 }
 
 impl<'a> Compiler<'a> {
@@ -151,6 +169,7 @@ impl<'a> Compiler<'a> {
             failed_dims: Vec::new(),
             notes: Vec::new(),
             resolved: serde_json::Map::new(),
+            policy: InputPolicy::default(),
         }
     }
 
@@ -185,7 +204,7 @@ impl<'a> Compiler<'a> {
                 let file = rows.get_ref().from.get_ref().clone();
                 self.resolved
                     .insert("rows".into(), serde_json::json!({ "from": file }));
-                self.rows_csv(&self.dir.join(&file), &file, &loc)?
+                self.rows_csv(&self.dir.join(&file), &file, &loc, true)?
             }
             (Some(rows), false) => {
                 let loc = self.loc(rows);
@@ -428,7 +447,7 @@ impl<'a> Compiler<'a> {
     pub(super) fn rows_only(&mut self, path: &Path) -> Option<Spec> {
         let whole = self.source.whole();
         let display = self.display.clone();
-        let (dimensions, cells) = self.rows_csv(path, &display, &whole)?;
+        let (dimensions, cells) = self.rows_csv(path, &display, &whole, false)?;
         // The spec file *is* the CSV: record it once, as the spec.
         self.inputs.clear();
         let campaign = BTreeMap::new();

@@ -4,11 +4,13 @@
 mod csv_input;
 mod dimensions;
 mod fields;
+mod input;
 mod load;
 pub mod model;
 mod raw;
 mod shape;
 pub mod template;
 
-pub use load::load;
+pub use input::{DEFAULT_MAX_INPUT_BYTES, InputPolicy};
+pub use load::{load, load_with};
 pub use model::Spec;

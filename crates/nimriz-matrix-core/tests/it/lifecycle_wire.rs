@@ -335,6 +335,7 @@ async fn refresh_records_outside_edits_and_deletes_read_in_another_shape() {
         manifest_path: dir.path().join("spec.manifest.json"),
         max_links: 1000,
         concurrency: 2,
+        inputs: Default::default(),
     };
     let report = run_refresh(&live, &shared()).await.unwrap();
     assert_eq!(
@@ -393,6 +394,7 @@ async fn import_reads_every_page_and_adopts_only_planned_slugs() {
         manifest_path: dir.path().join("spec.manifest.json"),
         max_links: 1000,
         concurrency: 2,
+        inputs: Default::default(),
     };
     let code = import_command(&live, &shared()).await.unwrap();
     assert_eq!(code, 0);
