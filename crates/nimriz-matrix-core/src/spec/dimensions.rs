@@ -92,7 +92,7 @@ impl Compiler<'_> {
                         .as_ref()
                         .map_or("key", |k| k.get_ref().as_str())
                         .to_string();
-                    self.csv_values(&name, f, &key_col, name_loc.clone())
+                    self.csv_values(&name, f, &key_col, d.encoding.as_ref(), name_loc.clone())
                 }
             };
             let Some(dim) = dim else {
@@ -206,16 +206,21 @@ impl Compiler<'_> {
         name: &str,
         from: &Spanned<String>,
         key_col: &str,
+        encoding: Option<&Spanned<String>>,
         location: Location,
     ) -> Option<Dimension> {
         let loc = self.loc(from);
         let file = from.get_ref();
+        let encoding = self.encoding_field(encoding)?;
+        let table_name = format!("the [[dimension]] `{name}`");
         let table = match csv_input::read_csv(
             &self.dir.join(file),
             file,
             &loc,
             &self.policy,
             Some(self.dir),
+            encoding,
+            csv_input::EncodingSetting::Field(&table_name),
         ) {
             Ok(t) => t,
             Err(p) => {
@@ -271,6 +276,29 @@ impl Compiler<'_> {
         })
     }
 
+    /// The encoding an `encoding = "…"` field names, or the runner's `--encoding` without
+    /// one; `None` (after a problem) for an unknown label.
+    pub(super) fn encoding_field(
+        &mut self,
+        field: Option<&Spanned<String>>,
+    ) -> Option<Option<&'static csv_input::Encoding>> {
+        let Some(f) = field else {
+            return Some(self.policy.encoding);
+        };
+        match csv_input::encoding_for_label(f.get_ref()) {
+            Ok(e) => Some(Some(e)),
+            Err(msg) => {
+                let loc = self.loc(f);
+                self.problem(
+                    &loc,
+                    msg,
+                    Some("name the encoding the CSV was saved in; without `encoding` a CSV is read as UTF-8 (a byte-order mark, UTF-8 or UTF-16, is always followed)".to_string()),
+                );
+                None
+            }
+        }
+    }
+
     /// Row-per-link CSV: key columns become dimensions (values = distinct keys).
     pub(super) fn rows_csv(
         &mut self,
@@ -278,16 +306,25 @@ impl Compiler<'_> {
         display: &str,
         referenced_at: &Location,
         confine: bool,
+        encoding: Option<&'static csv_input::Encoding>,
+        set_with: csv_input::EncodingSetting<'_>,
     ) -> Option<(Vec<Dimension>, Cells)> {
         let confine_to = confine.then_some(self.dir);
-        let table =
-            match csv_input::read_csv(path, display, referenced_at, &self.policy, confine_to) {
-                Ok(t) => t,
-                Err(p) => {
-                    self.problems.push(p);
-                    return None;
-                }
-            };
+        let table = match csv_input::read_csv(
+            path,
+            display,
+            referenced_at,
+            &self.policy,
+            confine_to,
+            encoding,
+            set_with,
+        ) {
+            Ok(t) => t,
+            Err(p) => {
+                self.problems.push(p);
+                return None;
+            }
+        };
         self.inputs.push(table.input.clone());
         let is_field = |h: &str| {
             ROW_FIELDS.contains(&h)
