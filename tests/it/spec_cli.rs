@@ -408,6 +408,34 @@ fn csv_row_spec_takes_its_encoding_from_the_flag() {
 }
 
 #[test]
+fn unterminated_quote_is_reported_where_it_opens_without_follow_on_errors() {
+    let s = Scratch::new();
+    s.write(
+        "b.csv",
+        "key,site\nacme,\"acme.example\nglobex,globex.example\ninitech,initech.example\n",
+    );
+    s.write(
+        "s.toml",
+        format!("{BRAND_SPEC}[[override]]\nmatch = {{ brand = \"acme\" }}\nslug = \"x-{{brand}}\"\n[[exclude]]\nbrand = \"globex\"\n").replace("-{brand.name}", ""),
+    );
+    let err = s
+        .run(&["validate", "s.toml"])
+        .fails_with(2, &["unterminated quote", "b.csv:2:6"]);
+    assert!(!err.contains("ragged"), "{err}");
+    assert!(
+        !err.contains("unknown dimension"),
+        "no follow-on errors:\n{err}"
+    );
+    // As a row spec too.
+    s.write(
+        "links.csv",
+        "brand,domain,destination\n\"acme,go.x.example,https://acme.example/\n",
+    );
+    s.run(&["validate", "links.csv"])
+        .fails_with(2, &["unterminated quote", "links.csv:2:1"]);
+}
+
+#[test]
 fn ragged_csv_row_names_its_line() {
     let s = Scratch::new();
     s.write("b.csv", "key,site\nacme,acme.example\nglobex\n");

@@ -79,6 +79,14 @@ pub fn read_csv(
     let text = decode(bytes, encoding, &whole, set_with)?;
     let source = SourceFile::new(display, text);
     let delimiter = sniff_delimiter(&source.text);
+    // csv would read an unclosed quote to the end of the file and report whatever follows
+    // (a "ragged row" far below, or nothing at all): find it first, where it opens.
+    if let Some(at) = unterminated_quote(&source.text, delimiter) {
+        return Err(source.locate(&(at..at + 1)).problem(
+            "CSV field opens a quote that is never closed (unterminated quote)",
+            Some("close the quote; inside a quoted field write a quote as `\"\"`, and a field that does not start with `\"` needs no quoting".into()),
+        ));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -259,6 +267,35 @@ fn strict(encoding: &'static Encoding, bytes: &[u8]) -> Result<String, Malformed
     }
 }
 
+/// The byte offset of a quote that opens a field and is never closed, following csv's own
+/// rules: a quote opens a quoted field only as its first byte; inside, `""` is a quote and
+/// a lone `"` closes it.
+fn unterminated_quote(text: &str, delimiter: u8) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut field_start = true;
+    let mut open: Option<usize> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if open.is_some() {
+            if c == b'"' {
+                if b.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    open = None;
+                }
+            }
+        } else if c == b'"' && field_start {
+            open = Some(i);
+            field_start = false;
+        } else {
+            field_start = c == b'\n' || c == b'\r' || c == delimiter;
+        }
+        i += 1;
+    }
+    open
+}
+
 /// The line a record starts on. csv's own line counter, and its byte offset on CRLF files
 /// (which points at the `\n` ending the previous line), are one short: skip line ends.
 fn line_of(source: &SourceFile, pos: &csv::Position) -> usize {
@@ -424,5 +461,18 @@ mod tests {
         );
         // The "replacement" encoding would turn the whole file into one U+FFFD.
         assert!(encoding_for_label("iso-2022-kr").is_err());
+    }
+
+    #[test]
+    fn unterminated_quotes_are_found_where_they_open() {
+        assert_eq!(unterminated_quote("a,b\n\"x,y\"\n", b','), None);
+        assert_eq!(unterminated_quote("a,b\n\"x \"\"q\"\" y\",z\n", b','), None);
+        // A quote inside an unquoted field is a plain character.
+        assert_eq!(unterminated_quote("a,b\nsay \"hi,z\n", b','), None);
+        // A quoted field may span lines; one left open runs to the end.
+        let t = "a,b\n\"multi\nline\",1\nx,\"open\ny,2\nz,3\n";
+        assert_eq!(unterminated_quote(t, b','), t.find("\"open"));
+        assert_eq!(unterminated_quote("a;b\nx;\"open\n", b';'), Some(6));
+        assert_eq!(unterminated_quote("a,b\n\"x\"\"\n", b','), Some(4));
     }
 }
