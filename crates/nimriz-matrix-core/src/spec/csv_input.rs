@@ -8,12 +8,14 @@ pub use encoding_rs::Encoding;
 use encoding_rs::{DecoderResult, UTF_8};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::sync::Arc;
 
 pub struct CsvTable {
     pub source: SourceFile,
     pub headers: Vec<String>,
-    /// (1-based line, fields) per record.
-    pub records: Vec<(usize, Vec<String>)>,
+    /// (1-based line, fields) per record: csv's record, one buffer per row (a `Vec<String>`
+    /// per row costs twice the file's size again on a large CSV).
+    pub records: Vec<(usize, csv::StringRecord)>,
     pub input: InputFile,
 }
 
@@ -71,7 +73,7 @@ pub fn read_csv(
         sha256: hex::encode(Sha256::digest(&bytes)),
     };
     let whole = Location {
-        file: display.to_string(),
+        file: display.into(),
         line: 1,
         column: 1,
         snippet: None,
@@ -125,7 +127,7 @@ pub fn read_csv(
         if rec.iter().all(str::is_empty) {
             continue;
         }
-        records.push((line, rec.iter().map(str::to_string).collect()));
+        records.push((line, rec));
     }
     Ok(CsvTable {
         source,
@@ -199,10 +201,10 @@ fn decode(
     let loc = Location {
         line,
         column,
-        snippet: Some(format!(
+        snippet: Some(Arc::from(format!(
             "{}\u{FFFD}",
             text[line_start..].trim_end_matches('\r')
-        )),
+        ))),
         ..whole.clone()
     };
     let offset = at + bom;

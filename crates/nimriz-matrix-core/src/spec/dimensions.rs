@@ -248,7 +248,7 @@ impl Compiler<'_> {
         let mut values = Vec::new();
         for (line, fields) in &table.records {
             let row_loc = table.source.locate_line(*line);
-            let key = fields[ki].clone();
+            let key = fields[ki].to_string();
             if key.is_empty() {
                 self.problems.push(row_loc.problem(
                     format!("row of `{file}` has an empty `{key_col}`"),
@@ -260,7 +260,7 @@ impl Compiler<'_> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != ki)
-                .map(|(_, f)| Some(f.clone()))
+                .map(|(_, f)| Some(f.to_string()))
                 .collect();
             values.push(DimValue {
                 key,
@@ -408,9 +408,9 @@ impl Compiler<'_> {
                     continue;
                 }
                 let next = dims[d].values.len();
-                let vi = *index[d].entry(key.clone()).or_insert_with(|| {
+                let vi = *index[d].entry(key.to_string()).or_insert_with(|| {
                     dims[d].values.push(DimValue {
-                        key: key.clone(),
+                        key: key.to_string(),
                         attrs: Vec::new(),
                         location: loc.clone(),
                     });
@@ -434,7 +434,7 @@ impl Compiler<'_> {
                 if v.is_empty() {
                     continue;
                 }
-                let lit = Template::literal(v.clone(), loc.clone());
+                let lit = Template::literal(v, loc.clone());
                 match h.as_str() {
                     "destination" => fields_t.destination = Some(lit),
                     "slug" => fields_t.slug = Some(lit),
