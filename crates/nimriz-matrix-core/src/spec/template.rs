@@ -34,10 +34,11 @@ pub struct TemplateError {
 impl Template {
     /// A fixed string (CSV row values, flags): no placeholders are interpreted.
     pub fn literal(text: impl Into<String>, location: Location) -> Self {
-        let text = text.into();
+        // No segments: `text` is the rendering (one copy, no list: a 950k-row CSV makes
+        // ten of these per row).
         Template {
-            segments: vec![Segment::Literal(text.clone())],
-            text,
+            segments: Vec::new(),
+            text: text.into(),
             location,
         }
     }
@@ -115,6 +116,11 @@ impl Template {
 
     /// Append the rendering for `cell` (one value index per dimension) to `out`.
     pub fn render_into(&self, dims: &[Dimension], cell: &[usize], out: &mut String) {
+        if self.segments.is_empty() {
+            // A literal (or the empty template, whose text is empty too).
+            out.push_str(&self.text);
+            return;
+        }
         for seg in &self.segments {
             match seg {
                 Segment::Literal(s) => out.push_str(s),
