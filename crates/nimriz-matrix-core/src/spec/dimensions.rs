@@ -310,7 +310,7 @@ impl Compiler<'_> {
         set_with: csv_input::EncodingSetting<'_>,
     ) -> Option<(Vec<Dimension>, Cells)> {
         let confine_to = confine.then_some(self.dir);
-        let table = match csv_input::read_csv(
+        let mut table = match csv_input::read_csv(
             path,
             display,
             referenced_at,
@@ -393,7 +393,9 @@ impl Compiler<'_> {
             ));
             return None;
         }
-        for (line, fields) in &table.records {
+        // Each record is freed once its row is built: a large CSV is not held twice.
+        for (line, fields) in std::mem::take(&mut table.records) {
+            let line = &line;
             let loc = table.source.locate_line(*line);
             let mut cell = Vec::with_capacity(dims.len());
             let mut ok = true;
