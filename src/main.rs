@@ -105,13 +105,18 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             if manifest.exists() {
                 let quiet = nimriz_matrix_core::report::Silent;
                 let inputs = settings::inputs(&args.inputs);
-                let c = lifecycle::compare(&args.spec, &manifest, args.max_links, &inputs, &quiet)?;
-                printer.info(&format!(
-                    "against {}: {} (details: nimriz-matrix plan {})",
-                    manifest.display(),
-                    lifecycle::summary(&c.classified.counts),
-                    args.spec.display()
-                ));
+                // An extra: a manifest it cannot read is said, the dry-run still succeeds.
+                match lifecycle::compare(&args.spec, &manifest, args.max_links, &inputs, &quiet) {
+                    Ok(c) => printer.info(&format!(
+                        "against {}: {} (details: nimriz-matrix plan {})",
+                        manifest.display(),
+                        lifecycle::summary(&c.classified.counts),
+                        args.spec.display()
+                    )),
+                    Err(e) => {
+                        printer.warn(&format!("not compared with {}: {e}", manifest.display()))
+                    }
+                }
             }
             Ok(code)
         }

@@ -194,6 +194,7 @@ where
         batches_done: 0,
         checkpoint_due: false,
         create_requests: 0,
+        resends: 0,
     };
     let mut interrupt = std::pin::pin!(interrupt);
     run.drive(interrupt.as_mut()).await;
@@ -201,6 +202,7 @@ where
         mut stop,
         settled,
         create_requests,
+        resends,
         queue,
         ..
     } = run;
@@ -292,6 +294,7 @@ where
         problems,
         create_requests,
         retries: client.retries(),
+        resends,
         not_applied: split.pending,
         spec_path: plan.source.spec_path.clone(),
         cannot_update: split.cannot_update,
@@ -623,6 +626,8 @@ struct Run<'a> {
     /// Compact the journal at the next chance (every `CHECKPOINT_EVERY_BATCHES` batches).
     checkpoint_due: bool,
     create_requests: u64,
+    /// Rows sent again for lack of a usable result (summed over rows).
+    resends: u64,
 }
 
 impl Run<'_> {
@@ -819,14 +824,15 @@ impl Run<'_> {
                         RowResult::Failed(err) => set_failed(&mut row.rec, err),
                         RowResult::Resend(why) => {
                             row.resends += 1;
+                            self.resends += 1;
                             if row.resends > self.settings.max_resends {
                                 set_failed(
                                     &mut row.rec,
                                     RecordedError {
                                         code: Some("no_result".into()),
                                         message: format!(
-                                            "Nimriz gave no usable result for this link after \
-                                             {} tries ({why}); re-run the build to try again \
+                                            "Nimriz gave no usable result for this link in \
+                                             {} sends ({why}); re-run the build to try again \
                                              (same key and slug, so no duplicate)",
                                             row.resends
                                         ),
