@@ -563,3 +563,76 @@ fn every_plan_format_matches_its_golden_file() {
         &run(&s, &base, &["plan", "spec.toml", "--format", "markdown"]).succeeds(),
     );
 }
+
+/// The print lock: once QR codes are exported, a plan that renames a printed link or moves
+/// its cell to a new slug is refused (exit 2) unless `--break-printed`; destinations still
+/// change freely.
+#[test]
+fn printed_links_keep_their_slug_unless_the_print_run_is_declared_void() {
+    let (s, _sandbox, base) = built();
+    run(&s, &base, &["export", "spec.manifest.json", "--qr", "qr"]).succeeds();
+    assert!(record(&manifest(&s), "spring-v1")["printed_at"].is_string());
+    let ids: Vec<String> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|v| url_id(&s, &format!("spring-{v}")))
+        .collect();
+
+    // A destination change is what a short link is for: allowed.
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/summer", "spring-{variant}", ""),
+    );
+    let plan = run(&s, &base, &["plan", "spec.toml", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), 2, "{}", plan.stderr());
+    assert!(plan.stdout().contains("1 to update"));
+
+    // A rename of printed links: refused by plan and by build, nothing sent.
+    let moved = ["v1", "v2", "v3"]
+        .iter()
+        .map(|v| format!("[[moved]]\nfrom = \"spring-{v}\"\nto = \"spring27-{v}\"\n"))
+        .collect::<String>();
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/spring", "spring27-{variant}", &moved),
+    );
+    run(&s, &base, &["plan", "spec.toml"]).fails_with(2, &["printed", "--break-printed"]);
+    run(&s, &base, &["build", "spec.toml", "--update"])
+        .fails_with(2, &["3 printed link(s) would change slug or domain"]);
+    let m = manifest(&s);
+    assert_eq!(
+        record(&m, "spring-v1")["url_id"],
+        ids[0].as_str(),
+        "nothing renamed"
+    );
+    // A new slug without [[moved]] would orphan the printed links: refused too.
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/spring", "spring27-{variant}", ""),
+    );
+    run(&s, &base, &["build", "spec.toml"]).fails_with(2, &["printed"]);
+    assert_eq!(inserts(&base), 3, "nothing created");
+
+    // Declared void: the rename goes ahead.
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/spring", "spring27-{variant}", &moved),
+    );
+    let plan = run(
+        &s,
+        &base,
+        &[
+            "plan",
+            "spec.toml",
+            "--break-printed",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(plan.code(), 2, "{}", plan.stderr());
+    run(
+        &s,
+        &base,
+        &["build", "spec.toml", "--update", "--break-printed"],
+    )
+    .succeeds();
+    assert_eq!(url_id(&s, "spring27-v1"), ids[0]);
+}
