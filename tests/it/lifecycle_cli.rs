@@ -636,3 +636,85 @@ fn printed_links_keep_their_slug_unless_the_print_run_is_declared_void() {
     .succeeds();
     assert_eq!(url_id(&s, "spring27-v1"), ids[0]);
 }
+
+/// Round trip: the CSV `export` writes is a row spec that plans as all `unchanged` against
+/// the manifest it came from (hosts in the CSV, domain ids in the record); a destination
+/// edited in the spreadsheet plans as an update and applies in place.
+#[test]
+fn an_exported_csv_round_trips_to_an_unchanged_plan_and_edits_become_updates() {
+    let (s, _sandbox, base) = built();
+    let id = url_id(&s, "spring-v1");
+    run(
+        &s,
+        &base,
+        &[
+            "export",
+            "spec.manifest.json",
+            "-o",
+            "links.csv",
+            "--bom",
+            "never",
+        ],
+    )
+    .succeeds();
+    let plan = run(
+        &s,
+        &base,
+        &[
+            "plan",
+            "links.csv",
+            "--manifest",
+            "spec.manifest.json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(plan.code(), 0, "{}\n{}", plan.stdout(), plan.stderr());
+    assert!(plan.stdout().contains("3 unchanged"), "{}", plan.stdout());
+
+    let csv = std::fs::read_to_string(s.path("links.csv")).unwrap();
+    let edited: String = csv
+        .lines()
+        .map(|l| {
+            if l.starts_with("v1,") {
+                l.replacen(
+                    "https://acme.example/spring?",
+                    "https://acme.example/moved?",
+                    1,
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(edited, csv.trim_end());
+    s.write("links.csv", edited + "\n");
+    let plan = run(
+        &s,
+        &base,
+        &[
+            "plan",
+            "links.csv",
+            "--manifest",
+            "spec.manifest.json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(plan.code(), 2, "{}", plan.stderr());
+    assert!(plan.stdout().contains("1 to update"), "{}", plan.stdout());
+    run(
+        &s,
+        &base,
+        &[
+            "build",
+            "links.csv",
+            "--manifest",
+            "spec.manifest.json",
+            "--update",
+        ],
+    )
+    .succeeds();
+    assert!(live_destination(&base, &id).starts_with("https://acme.example/moved?"));
+    assert_eq!(url_id(&s, "spring-v1"), id);
+    assert_eq!(inserts(&base), 3);
+}
