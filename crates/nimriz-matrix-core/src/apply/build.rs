@@ -1,10 +1,11 @@
 //! The build: resolve domains, open the manifest, send what is not done in batches with
 //! bounded concurrency, settle every row, record everything, stop cleanly.
 //!
-//! Order of writes for each batch: rows are journaled as `pending` (attempts + 1) BEFORE
-//! the request leaves, and their results AFTER it returns. A crash in between leaves them
-//! pending; the next run resends them with the same idempotency keys and slugs, and the
-//! replay or the slug-conflict lookup settles them without a duplicate.
+//! Order of writes for each batch: rows are journaled as `pending` (attempts + 1) right
+//! after their request leaves (the fsync overlaps the request), and their results after it
+//! returns. A crash before either leaves them pending or unrecorded; the next run resends
+//! them with the same idempotency keys and slugs, and the replay or the slug-conflict lookup
+//! settles them without a duplicate.
 //!
 //! Journal appends are grouped (each one is an fsync, and the loop that launches batches
 //! waits for it): the results of every batch that has come back go out in the same append
@@ -737,17 +738,15 @@ impl Run<'_> {
         // Results first: a resent row's new pending line must come after its old result.
         let mut records = std::mem::take(&mut self.unjournaled);
         records.extend(batches.iter().flatten().map(|r| r.rec.clone()));
-        if let Err(e) = self.store.record(&records) {
-            // Not journaled, so not sent: they stay pending for the next run.
-            for rows in batches.into_iter().rev() {
-                self.requeue_front(rows);
-            }
-            self.stop_with(Stop::Fatal(e));
-            return;
-        }
+        // Send first, then journal (the fsync overlaps the requests instead of delaying
+        // them). Safe because a row's idempotency key and slug are fixed by its content: a
+        // crash before this append makes the next run send it again with the same key, and
+        // the replay or the conflict lookup settles it — a resend, never a duplicate; and a
+        // result is only ever counted done once it is journaled.
         for rows in batches {
             self.spawn_batch(in_flight, rows);
         }
+        self.record(&records);
     }
 
     /// Journal the results absorbed since the last append, on their own.
