@@ -31,9 +31,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-/// `PRAGMA user_version` of the current layout. 0 = the first layout (un-namespaced event
-/// ids, leases outside `next_at_ms`): migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+/// `PRAGMA user_version` of the current layout, migrated to on open: 0 = the first layout
+/// (un-namespaced event ids, leases outside `next_at_ms`); 2 = namespaced ids, but click ids
+/// that were numbers may still be in their old form (`12345.0`); 3 = every id canonical.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Worker changes committed together at most (bounds how long an ack can wait behind them).
 const MAX_OPS_PER_COMMIT: usize = 128;
@@ -172,7 +173,7 @@ pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
                 |r| r.get(0),
             )?;
             tx.execute_batch(SCHEMA)?;
-            if existed {
+            if existed && version < 2 {
                 let has_sending: bool = tx.query_row(
                     "SELECT EXISTS (SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'sending_at_ms')",
                     [],
@@ -182,6 +183,9 @@ pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
                     tx.execute_batch("ALTER TABLE jobs ADD COLUMN sending_at_ms INTEGER;")?;
                 }
                 tx.execute_batch(MIGRATE_0_TO_2)?;
+            }
+            if existed {
+                canonicalize_click_ids(&tx)?;
             }
             tx.execute_batch(INDEXES)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -196,6 +200,56 @@ pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
         }
     })?;
     Ok(conn)
+}
+
+/// Version 2 → 3: a click id an earlier version stored from a JSON number in its old form
+/// (`click:12345.0`, `click:1.2345e4`) is rewritten to the canonical one (`click:12345`,
+/// see `server::canonical_id`), in events, jobs and dead letters, so a redelivery after
+/// the upgrade still answers `duplicate`. The id is recomputed from the stored body, so a
+/// string id (`"12345.0"`) is left as it is. Only keys with `.`, `e` or `E` can be in the
+/// old form, so the other rows are not read. When the canonical key is already taken (the
+/// old version stored `12345` and `12345.0` as two events) the row keeps its key. Returns
+/// how many events were rewritten.
+fn canonicalize_click_ids(tx: &Connection) -> rusqlite::Result<usize> {
+    let candidates: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare(
+            "SELECT seq, event_id, body FROM events
+             WHERE source = 'click' AND event_id GLOB 'click:*[.eE]*'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rewritten = 0;
+    for (seq, old, body) in candidates {
+        let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(&body) else {
+            continue;
+        };
+        let new = event_key("click", &super::server::click_event_id(&event, &body));
+        if new == old {
+            continue;
+        }
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)",
+            [&new],
+            |r| r.get(0),
+        )?;
+        if taken {
+            continue;
+        }
+        tx.execute(
+            "UPDATE events SET event_id = ?2 WHERE seq = ?1",
+            params![seq, new],
+        )?;
+        tx.execute(
+            "UPDATE jobs SET event_id = ?2 WHERE event_id = ?1",
+            params![old, new],
+        )?;
+        tx.execute(
+            "UPDATE dead_letters SET event_id = ?2 WHERE event_id = ?1",
+            params![old, new],
+        )?;
+        rewritten += 1;
+    }
+    Ok(rewritten)
 }
 
 /// [`open_with`] for the commands (`log`, `replay`): they may wait a while for the lock.
@@ -1420,6 +1474,67 @@ mod tests {
         // Opening again does not migrate twice.
         drop(Queue::open(&path).expect("again"));
         assert_eq!(log_entries(&path, 0, Some("clk_1")).expect("log").len(), 2);
+    }
+
+    #[test]
+    fn legacy_numeric_click_ids_become_canonical_on_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v2.db");
+        {
+            // A version-2 store holding click ids an earlier version kept in a number's old
+            // form, next to a string id that only looks like one and an id already taken.
+            let c = open(&path).expect("create");
+            c.execute_batch(
+                r#"INSERT INTO events (event_id, source, received_at_ms, headers, body, routed) VALUES
+                     ('click:12345.0', 'click', 1, '{}', CAST('{"id": 12345.0}' AS BLOB), 1),
+                     ('click:1.5e3', 'click', 1, '{}', CAST('{"event_id": 1.5e3}' AS BLOB), 1),
+                     ('click:7.25', 'click', 1, '{}', CAST('{"id": "7.25"}' AS BLOB), 1),
+                     ('click:7', 'click', 1, '{}', CAST('{"id": 7}' AS BLOB), 1),
+                     ('click:7.0', 'click', 1, '{}', CAST('{"id": 7.0}' AS BLOB), 1);
+                   INSERT INTO jobs (event_id, action, target, state) VALUES ('click:12345.0', 'r/a', 't', 'dead');
+                   INSERT INTO dead_letters (job_id, event_id, action, reason, dead_at_ms)
+                     VALUES (1, 'click:12345.0', 'r/a', 'gone', 1);
+                   PRAGMA user_version = 2;"#,
+            )
+            .expect("legacy rows");
+        }
+        let mut conn = open(&path).expect("upgraded");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        let keys: Vec<String> = conn
+            .prepare("SELECT event_id FROM events ORDER BY seq")
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("keys");
+        assert_eq!(
+            keys,
+            [
+                "click:12345",
+                "click:1500",
+                "click:7.25",
+                "click:7",
+                "click:7.0"
+            ],
+            "numbers canonical; a string id kept; a taken key left alone"
+        );
+        let job_key: String = conn
+            .query_row("SELECT event_id FROM jobs", [], |r| r.get(0))
+            .expect("job");
+        let dead_key: String = conn
+            .query_row("SELECT event_id FROM dead_letters", [], |r| r.get(0))
+            .expect("dead letter");
+        assert_eq!(
+            (job_key.as_str(), dead_key.as_str()),
+            ("click:12345", "click:12345")
+        );
+        // A redelivery after the upgrade is a duplicate.
+        let outcomes = commit_events(&mut conn, &[&event("12345", 2)]).expect("insert");
+        assert_eq!(outcomes, [Ingest::Duplicate]);
+        assert_eq!(replay(&path, Some("12345"), None).expect("replay"), 1);
     }
 
     #[test]
