@@ -479,6 +479,25 @@ fn replay_of_an_unknown_action_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope/typo"), "{err}");
+    // With --config, the configured actions are known too: one without a delivery yet
+    // re-queues nothing (exit 0); a typo is refused naming them.
+    let config = write_config(dir.path(), "");
+    let replay = |action: &str| {
+        assert_cmd::Command::from_std(test_support::command())
+            .args(["listen", "replay", "--action", action, "--config"])
+            .arg(&config)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("run")
+    };
+    let out = replay("all/crm");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("re-queued 0"), "{err}");
+    let out = replay("all/crn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("known actions: all/crm"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1089,18 +1089,37 @@ pub fn known_actions(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// Re-queue dead jobs (all, or one event's, or one action's). Returns how many. An action
 /// the store has never had a job for is refused (exit 2): it is a typo, not "nothing to do".
 pub fn replay(path: &Path, event_id: Option<&str>, action: Option<&str>) -> Result<usize> {
+    replay_with(path, event_id, action, &[])
+}
+
+/// [`replay`], where the `configured` actions (`rule/action`, from the listen config) are
+/// known too: one without a delivery yet re-queues nothing instead of being refused.
+pub fn replay_with(
+    path: &Path,
+    event_id: Option<&str>,
+    action: Option<&str>,
+    configured: &[String],
+) -> Result<usize> {
     let mut conn = open(path)?;
     if let Some(a) = action {
-        let known = known_actions(&conn).map_err(|e| db_err(path, "read the actions in", e))?;
+        let mut known = known_actions(&conn).map_err(|e| db_err(path, "read the actions in", e))?;
+        known.extend(configured.iter().cloned());
+        known.sort();
+        known.dedup();
         if !known.iter().any(|k| k == a) {
             let list = if known.is_empty() {
                 "none yet".to_string()
             } else {
                 known.join(", ")
             };
+            let place = if configured.is_empty() {
+                format!("{}", path.display())
+            } else {
+                format!("the config or {}", path.display())
+            };
             return Err(Error::Usage(format!(
-                "no action `{a}` in {}; actions with deliveries there: {list} (write it as rule/action)",
-                path.display()
+                "no action `{a}` in {place}; known actions: {list} (write it as rule/action, \
+                 as `listen log` shows it)"
             )));
         }
     }
@@ -1578,7 +1597,17 @@ mod tests {
         assert_eq!(ids, ["dead", "new"]);
         assert!(matches!(
             replay(&path, None, Some("r/typo")),
-            Err(Error::Usage(m)) if m.contains("r/a")
+            Err(Error::Usage(m)) if m.contains("r/a") && m.contains("r/typo")
+        ));
+        // A configured action without a delivery yet is known: nothing to re-queue.
+        let configured = ["r/new".to_string()];
+        assert_eq!(
+            replay_with(&path, None, Some("r/new"), &configured).expect("known"),
+            0
+        );
+        assert!(matches!(
+            replay_with(&path, None, Some("r/typo"), &configured),
+            Err(Error::Usage(m)) if m.contains("r/a, r/new") && m.contains("the config")
         ));
         assert_eq!(replay(&path, None, None).expect("replay"), 1);
         let job = claim1(&mut q, "w", &[t("t", 0)]).expect("replayed");
