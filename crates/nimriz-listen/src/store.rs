@@ -20,7 +20,10 @@
 //! takes acknowledgements first: everything waiting from the HTTP side is committed in one
 //! transaction (group commit: one fsync for many requests) before any worker change, and the
 //! worker's changes (claims, outcomes, routing) are themselves grouped, a bounded number per
-//! transaction, so an acknowledgement waits behind at most one small worker commit.
+//! transaction, so an acknowledgement waits behind at most one small worker commit. When
+//! another process holds the write lock, a worker transaction gives up after
+//! [`WORKER_BUSY_TIMEOUT`] (the worker tries again later); only acknowledgements wait for it,
+//! up to the ack timeout.
 
 use nimriz_matrix_core::{Error, Result};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -38,6 +41,12 @@ pub const SCHEMA_VERSION: i64 = 3;
 
 /// Worker changes committed together at most (bounds how long an ack can wait behind them).
 const MAX_OPS_PER_COMMIT: usize = 128;
+
+/// How long a worker transaction waits for a write lock held by another process (`listen
+/// replay`, a second `listen` on the same file) before it is refused and tried again later.
+/// Short, so acknowledgements queued behind it get their turn: only an acknowledgement may
+/// wait up to the ack timeout.
+pub const WORKER_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -453,6 +462,8 @@ impl Writer {
             stats: stats.clone(),
             health: health.clone(),
             stored,
+            ack_timeout,
+            busy: ack_timeout,
         };
         let handle = std::thread::Builder::new()
             .name("listen-writer".into())
@@ -564,9 +575,19 @@ struct WriterThread {
     stats: Arc<WriterStats>,
     health: Arc<Health>,
     stored: Arc<Notify>,
+    ack_timeout: Duration,
+    /// The busy timeout the connection has now (acks and worker changes differ).
+    busy: Duration,
 }
 
 impl WriterThread {
+    /// Wait at most `d` for another process's write lock from now on.
+    fn set_busy(&mut self, d: Duration) {
+        if self.busy != d && self.conn.busy_timeout(d).is_ok() {
+            self.busy = d;
+        }
+    }
+
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut acks: Vec<(NewEvent, Reply)> = Vec::new();
         let mut ops: std::collections::VecDeque<Op> = std::collections::VecDeque::new();
@@ -654,6 +675,7 @@ impl WriterThread {
             }
             return;
         }
+        self.set_busy(self.ack_timeout);
         let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
         let result = commit_events(&mut self.conn, &events)
             .map_err(|e| self.failed(&e))
@@ -681,6 +703,7 @@ impl WriterThread {
 
     fn commit_ops(&mut self, batch: Vec<Op>) {
         let n = batch.len() as u64;
+        self.set_busy(WORKER_BUSY_TIMEOUT.min(self.ack_timeout));
         let begun = self
             .conn
             .execute_batch("BEGIN IMMEDIATE")
@@ -1554,6 +1577,46 @@ mod tests {
         let outcomes = commit_events(&mut conn, &[&event("12345", 2)]).expect("insert");
         assert_eq!(outcomes, [Ingest::Duplicate]);
         assert_eq!(replay(&path, Some("12345"), None).expect("replay"), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_change_does_not_wait_out_the_ack_timeout_on_a_foreign_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        // A long ack timeout: a worker change that waited for it would outlive the bound.
+        let (writer, thread) = Writer::start(
+            &path,
+            crate::DEFAULT_WRITE_BATCH,
+            Arc::new(Notify::new()),
+            Duration::from_secs(60),
+        )
+        .expect("writer");
+        let other = Connection::open(&path).expect("open");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        let op = writer.run(|c| c.execute("DELETE FROM targets", []));
+        let refused = tokio::time::timeout(Duration::from_secs(20), op)
+            .await
+            .expect("refused long before the ack timeout");
+        assert!(refused.is_err(), "locked: {refused:?}");
+        other.execute_batch("ROLLBACK").expect("release");
+        let stored = tokio::time::timeout(Duration::from_secs(20), writer.ingest(event("x", 1)))
+            .await
+            .expect("bounded");
+        assert_eq!(stored, Ok(Ingest::Stored));
+        assert!(
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                writer.run(|c| c.execute("DELETE FROM targets", []))
+            )
+            .await
+            .expect("bounded")
+            .is_ok(),
+            "worker changes go through again once the lock is free"
+        );
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 
     #[test]
