@@ -1168,6 +1168,18 @@ pub fn replay_with(
     run(&mut conn).map_err(|e| db_err(path, "re-queue dead letters in", e))
 }
 
+/// The log of every event: a walk of the table in `seq` order (no sort, so rows stream).
+pub const LOG_ALL_SELECT: &str =
+    "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
+     FROM events WHERE received_at_ms >= ?1 AND ?2 IS NULL ORDER BY seq";
+
+/// The log of one event id (both namespaces): two lookups in the `event_id` index, not a
+/// walk of the table (tested by `EXPLAIN QUERY PLAN`).
+pub const LOG_ONE_SELECT: &str =
+    "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
+     FROM events WHERE event_id IN ('webhook:' || ?2, 'click:' || ?2) AND received_at_ms >= ?1
+     ORDER BY seq";
+
 /// Stream the stored events received at or after `since_ms` (optionally one event id, in
 /// either namespace), oldest first, each as a JSON object with its raw payload and the
 /// outcome of every action, to `each` (which returns `false` to stop). One row at a time:
@@ -1180,12 +1192,11 @@ pub fn for_each_log_entry(
 ) -> Result<()> {
     let conn = open(path)?;
     let mut run = || -> rusqlite::Result<()> {
-        let mut events = conn.prepare(
-            "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
-             FROM events WHERE received_at_ms >= ?1
-               AND (?2 IS NULL OR event_id IN ('webhook:' || ?2, 'click:' || ?2))
-             ORDER BY seq",
-        )?;
+        let mut events = conn.prepare(if event_id.is_some() {
+            LOG_ONE_SELECT
+        } else {
+            LOG_ALL_SELECT
+        })?;
         let mut jobs = conn.prepare(
             "SELECT action, state, attempts, last_status, last_error, delivered_at_ms, sending_at_ms
              FROM jobs WHERE event_id = ?1 ORDER BY id",
@@ -1632,6 +1643,26 @@ mod tests {
         })
         .expect("log");
         assert_eq!(seen, ["e00", "e01", "e02"]);
+        let conn = open(&dir.path().join("q.db")).expect("open");
+        let plan = |sql: &str, id: Option<&str>| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain")
+                .query_map(params![0, id], |r| r.get::<_, String>(3))
+                .expect("plan")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("rows")
+                .join(" | ")
+        };
+        let one = plan(LOG_ONE_SELECT, Some("e01"));
+        assert!(one.contains("INDEX") && !one.contains("SCAN"), "{one}");
+        let all = plan(LOG_ALL_SELECT, None);
+        assert!(
+            !all.contains("TEMP B-TREE"),
+            "streams without a sort: {all}"
+        );
+        let found = log_entries(&dir.path().join("q.db"), 0, Some("e01")).expect("log");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["event_id"], "e01");
     }
 
     #[test]
