@@ -901,23 +901,35 @@ pub fn queued_targets(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
-/// Dead-letter every queued job of `target` (no configured action posts there any more).
+/// Dead-letter up to `limit` queued jobs of `target` (no configured action posts there any
+/// more); returns how many. Bounded, so one call never holds the writer for long: call it
+/// again until it returns less than `limit`.
 pub fn dead_letter_target(
     conn: &Connection,
     target: &str,
     reason: &str,
     now: i64,
+    limit: usize,
 ) -> rusqlite::Result<usize> {
-    conn.execute(
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE state = 'queued' AND target = ?1 ORDER BY id LIMIT ?2",
+        )?
+        .query_map(params![target, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut record = conn.prepare_cached(
         "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
-         SELECT id, event_id, action, ?2, NULL, ?3 FROM jobs WHERE state = 'queued' AND target = ?1",
-        params![target, reason, now],
+         SELECT id, event_id, action, ?2, NULL, ?3 FROM jobs WHERE id = ?1",
     )?;
-    conn.execute(
+    let mut kill = conn.prepare_cached(
         "UPDATE jobs SET state = 'dead', last_error = ?2, lease_owner = NULL, lease_until_ms = NULL
-         WHERE state = 'queued' AND target = ?1",
-        params![target, reason],
-    )
+         WHERE id = ?1",
+    )?;
+    for id in &ids {
+        record.execute(params![id, reason, now])?;
+        kill.execute(params![id, reason])?;
+    }
+    Ok(ids.len())
 }
 
 /// The stored payload of an event: (source, body).
@@ -1628,6 +1640,34 @@ mod tests {
         );
         drop(writer);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    #[test]
+    fn jobs_of_a_removed_target_are_dead_lettered_in_bounded_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<String> = (0..5).map(|i| format!("e{i}")).collect();
+        let events: Vec<(&str, i64)> = ids.iter().map(|i| (i.as_str(), 1)).collect();
+        let mut q = setup(dir.path(), &events, &[("r/gone", "old"), ("r/kept", "new")]);
+        let steps: Vec<usize> = (0..4)
+            .map(|_| {
+                q.write("dead-letter", |c| {
+                    dead_letter_target(c, "old", "removed", now_ms(), 2)
+                })
+                .expect("step")
+            })
+            .collect();
+        assert_eq!(steps, [2, 2, 1, 0]);
+        let dead: i64 = q
+            .conn
+            .query_row(
+                "SELECT count(*) FROM dead_letters WHERE reason = 'removed'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(dead, 5);
+        let kept = q.claim("w", 60_000, &[t("new", 0)], 10).expect("claim");
+        assert_eq!(kept.len(), 5, "the other target's jobs stay queued");
     }
 
     #[test]
