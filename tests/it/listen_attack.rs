@@ -223,6 +223,12 @@ async fn a_click_cannot_suppress_a_webhook_and_numeric_ids_are_canonical() {
             st("stored", "12345.5")
         ]
     );
+    // A webhook with a numeric id, its header written as the body wrote it: one event.
+    let numeric = r#"{"id": 777.0, "type": "link.created", "data": {}}"#;
+    let (s, v) = post_webhook(&c, &url, WEBHOOK_SECRET, now_secs(), Some("777.0"), numeric).await;
+    assert_eq!((s, v["event_id"].as_str()), (200, Some("777")), "{v}");
+    let (s, v) = post_webhook(&c, &url, WEBHOOK_SECRET, now_secs(), Some("778"), numeric).await;
+    assert_eq!(s, 400, "a header naming another id: {v}");
     l.shutdown().await;
     let log =
         store::log_entries(&dir.path().join("events.db"), 0, Some("evt_takedown")).expect("log");
