@@ -22,8 +22,8 @@
 //! worker's changes (claims, outcomes, routing) are themselves grouped, a bounded number per
 //! transaction, so an acknowledgement waits behind at most one small worker commit. When
 //! another process holds the write lock, a worker transaction gives up after
-//! [`WORKER_BUSY_TIMEOUT`] (the worker tries again later); only acknowledgements wait for it,
-//! up to the ack timeout.
+//! [`WORKER_BUSY_TIMEOUT`] (the worker tries again later); only acknowledgements and
+//! `/healthz`'s test write (which stands for them) wait for it, up to the ack timeout.
 
 use nimriz_matrix_core::{Error, Result};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -415,6 +415,9 @@ where
 enum Msg {
     Ack(NewEvent, Reply),
     Op(Op),
+    /// `/healthz`'s test write: after acknowledgements, before worker changes, and allowed
+    /// to wait for a foreign lock as long as an acknowledgement may (it tests exactly that).
+    Probe(Op),
 }
 
 /// Group-commit statistics (for the benchmark and `--verbose`).
@@ -514,10 +517,18 @@ impl Writer {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> std::result::Result<T, String> {
+        self.send_op(f, Msg::Op).await
+    }
+
+    async fn send_op<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        msg: fn(Op) -> Msg,
+    ) -> std::result::Result<T, String> {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(OpImpl { f, tx });
         self.tx
-            .send(Msg::Op(op))
+            .send(msg(op))
             .await
             .map_err(|_| "the writer has stopped".to_string())?;
         rx.await
@@ -529,16 +540,19 @@ impl Writer {
         if let Some(f) = self.health.fatal() {
             return Err(f);
         }
-        let probe = self.run(|conn| {
-            conn.execute(
-                "INSERT INTO health (id, at_ms) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
-                [now_ms()],
-            )?;
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        });
+        let probe = self.send_op(
+            |conn| {
+                conn.execute(
+                    "INSERT INTO health (id, at_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                    [now_ms()],
+                )?;
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            },
+            Msg::Probe,
+        );
         match tokio::time::timeout(self.ack_timeout, probe).await {
             Err(_) => Err(format!(
                 "a test write did not commit within {} ms",
@@ -590,22 +604,23 @@ impl WriterThread {
 
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut acks: Vec<(NewEvent, Reply)> = Vec::new();
+        let mut probes: Vec<Op> = Vec::new();
         let mut ops: std::collections::VecDeque<Op> = std::collections::VecDeque::new();
         let mut open = true;
         loop {
-            if acks.is_empty() && ops.is_empty() {
+            if acks.is_empty() && probes.is_empty() && ops.is_empty() {
                 if !open {
                     return;
                 }
                 match rx.blocking_recv() {
-                    Some(m) => self.sort(m, &mut acks, &mut ops),
+                    Some(m) => sort(m, &mut acks, &mut probes, &mut ops),
                     None => return,
                 }
             }
             // Take everything waiting, so acknowledgements that arrived meanwhile go first.
             loop {
                 match rx.try_recv() {
-                    Ok(m) => self.sort(m, &mut acks, &mut ops),
+                    Ok(m) => sort(m, &mut acks, &mut probes, &mut ops),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         open = false;
@@ -623,21 +638,14 @@ impl WriterThread {
                 }
                 continue;
             }
+            if !probes.is_empty() {
+                let batch = std::mem::take(&mut probes);
+                self.commit_ops(batch, self.ack_timeout);
+                continue;
+            }
             let n = ops.len().min(MAX_OPS_PER_COMMIT);
             let batch: Vec<Op> = ops.drain(..n).collect();
-            self.commit_ops(batch);
-        }
-    }
-
-    fn sort(
-        &self,
-        m: Msg,
-        acks: &mut Vec<(NewEvent, Reply)>,
-        ops: &mut std::collections::VecDeque<Op>,
-    ) {
-        match m {
-            Msg::Ack(e, r) => acks.push((e, r)),
-            Msg::Op(op) => ops.push_back(op),
+            self.commit_ops(batch, WORKER_BUSY_TIMEOUT.min(self.ack_timeout));
         }
     }
 
@@ -701,9 +709,10 @@ impl WriterThread {
         }
     }
 
-    fn commit_ops(&mut self, batch: Vec<Op>) {
+    /// Run `batch` in one transaction, waiting at most `busy` for another process's lock.
+    fn commit_ops(&mut self, batch: Vec<Op>, busy: Duration) {
         let n = batch.len() as u64;
-        self.set_busy(WORKER_BUSY_TIMEOUT.min(self.ack_timeout));
+        self.set_busy(busy);
         let begun = self
             .conn
             .execute_batch("BEGIN IMMEDIATE")
@@ -731,6 +740,19 @@ impl WriterThread {
         for d in done {
             d(commit.clone());
         }
+    }
+}
+
+fn sort(
+    m: Msg,
+    acks: &mut Vec<(NewEvent, Reply)>,
+    probes: &mut Vec<Op>,
+    ops: &mut std::collections::VecDeque<Op>,
+) {
+    match m {
+        Msg::Ack(e, r) => acks.push((e, r)),
+        Msg::Probe(op) => probes.push(op),
+        Msg::Op(op) => ops.push_back(op),
     }
 }
 
@@ -1623,7 +1645,17 @@ mod tests {
             .await
             .expect("refused long before the ack timeout");
         assert!(refused.is_err(), "locked: {refused:?}");
-        other.execute_batch("ROLLBACK").expect("release");
+        // `/healthz`'s test write waits like an acknowledgement: released after 300 ms (longer
+        // than a worker change waits), it commits.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("ROLLBACK").expect("release");
+        });
+        let probed = tokio::time::timeout(Duration::from_secs(20), writer.probe())
+            .await
+            .expect("bounded");
+        assert_eq!(probed, Ok(()));
+        release.join().expect("released");
         let stored = tokio::time::timeout(Duration::from_secs(20), writer.ingest(event("x", 1)))
             .await
             .expect("bounded");
