@@ -99,6 +99,15 @@ pub struct InputArgs {
     /// Refuse a spec or input file larger than this (256 MiB by default).
     #[arg(long, default_value_t = nimriz_matrix_core::spec::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_input_bytes: u64,
+    /// Encoding of a CSV given as the spec, and of the CSV files a spec names without an
+    /// `encoding` field: a WHATWG label (windows-1252, latin1, utf-16le, shift_jis, ...).
+    /// UTF-8 by default; a byte-order mark (UTF-8 or UTF-16) always wins.
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
+    pub encoding: Option<&'static nimriz_matrix_core::spec::Encoding>,
+}
+
+fn parse_encoding(label: &str) -> Result<&'static nimriz_matrix_core::spec::Encoding, String> {
+    nimriz_matrix_core::spec::encoding_for_label(label)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

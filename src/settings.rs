@@ -22,11 +22,13 @@ pub fn validate(a: &cli::ValidateArgs) -> ValidateSettings {
     }
 }
 
-/// `--allow-outside-inputs` (or `NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS=1`), `--max-input-bytes`.
+/// `--allow-outside-inputs` (or `NIMRIZ_MATRIX_ALLOW_OUTSIDE_INPUTS=1`), `--max-input-bytes`,
+/// `--encoding`.
 pub fn inputs(a: &cli::InputArgs) -> InputPolicy {
     InputPolicy {
         allow_outside: a.allow_outside_inputs,
         max_bytes: a.max_input_bytes,
+        encoding: a.encoding,
     }
 }
 

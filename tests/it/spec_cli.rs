@@ -251,18 +251,188 @@ fn missing_csv_file_points_at_the_from_line() {
         .fails_with(2, &["cannot read CSV file `brands.csv`", "s.toml:6:8"]);
 }
 
+const BRAND_SPEC: &str = "[link]\ndomain = \"go.x.example\"\ndestination = \"https://{brand.site}/\"\nslug = \"{brand}-{brand.name}\"\n[[dimension]]\nname = \"brand\"\nfrom = \"b.csv\"\n";
+
+fn utf16(s: &str, le: bool) -> Vec<u8> {
+    let mut out = if le {
+        vec![0xFF, 0xFE]
+    } else {
+        vec![0xFE, 0xFF]
+    };
+    for u in s.encode_utf16() {
+        out.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
+    }
+    out
+}
+
 #[test]
-fn csv_with_bom_is_refused_with_the_fix() {
+fn csv_with_a_utf8_bom_is_read_as_excel_writes_it() {
     let s = Scratch::new();
-    s.write("b.csv", b"\xEF\xBB\xBFkey,site\nacme,acme.example\n");
-    s.write("s.toml", "[link]\ndomain = \"go.x.example\"\ndestination = \"https://{brand.site}/\"\n[[dimension]]\nname = \"brand\"\nfrom = \"b.csv\"\n");
-    let err = s
-        .run(&["validate", "s.toml"])
-        .fails_with(2, &["byte-order mark", "b.csv:1:1", "without a BOM"]);
+    // Excel's "CSV UTF-8": a BOM, then the header.
+    s.write(
+        "b.csv",
+        b"\xEF\xBB\xBFkey,site,name\nacme,acme.example,Caf\xC3\xA9\n",
+    );
+    s.write("s.toml", BRAND_SPEC);
+    let out = s
+        .run(&["build", "s.toml", "--dry-run", "--format", "csv"])
+        .succeeds();
+    assert!(out.contains("acme-cafe"), "{out}");
+    // A TOML spec saved with a BOM (Notepad) is read too.
+    let mut toml = b"\xEF\xBB\xBF".to_vec();
+    toml.extend(BRAND_SPEC.as_bytes());
+    s.write("bom.toml", toml);
+    s.run(&["validate", "bom.toml"]).succeeds();
+    // And a CSV row spec with one.
+    s.write(
+        "links.csv",
+        b"\xEF\xBB\xBFbrand,domain,destination\nacme,go.x.example,https://acme.example/\n",
+    );
+    let out = s
+        .run(&["build", "links.csv", "--dry-run", "--format", "csv"])
+        .succeeds();
+    assert!(out.contains("https://acme.example/"), "{out}");
+}
+
+#[test]
+fn utf16_csv_with_a_bom_is_decoded_with_its_tabs() {
+    let s = Scratch::new();
+    s.write("s.toml", BRAND_SPEC);
+    // Excel's "Unicode Text": UTF-16LE with a BOM, tab-separated, CRLF.
+    for le in [true, false] {
+        s.write(
+            "b.csv",
+            utf16("key\tsite\tname\r\nacme\tacme.example\tCafé Münch\r\n", le),
+        );
+        let out = s
+            .run(&["build", "s.toml", "--dry-run", "--format", "csv"])
+            .succeeds();
+        assert!(out.contains("acme-cafe-munch"), "{out}");
+    }
+    s.write(
+        "links.csv",
+        utf16(
+            "brand\tdomain\tdestination\r\nacme\tgo.x.example\thttps://acme.example/x\r\n",
+            true,
+        ),
+    );
+    let out = s
+        .run(&["build", "links.csv", "--dry-run", "--format", "csv"])
+        .succeeds();
+    assert!(out.contains("https://acme.example/x"), "{out}");
+}
+
+#[test]
+fn windows_1252_csv_is_an_error_with_the_fix_until_the_encoding_is_named() {
+    let s = Scratch::new();
+    // Excel's legacy "CSV" on Windows: é is 0xE9.
+    let csv = b"key,site,name\nglobex,globex.example,Globex\nacme,acme.example,Caf\xE9\n";
+    s.write("b.csv", csv);
+    s.write("s.toml", BRAND_SPEC);
+    let err = s.run(&["validate", "s.toml"]).fails_with(
+        2,
+        &[
+            "b.csv:3:22",
+            "not valid UTF-8: byte 0xE9 at offset 64",
+            "add encoding = \"windows-1252\" to the [[dimension]] `brand`",
+        ],
+    );
     assert!(
         !err.contains("unknown placeholder"),
         "no cascade errors:\n{err}"
     );
+    s.write(
+        "s.toml",
+        BRAND_SPEC.replace(
+            "from = \"b.csv\"",
+            "from = \"b.csv\"\nencoding = \"windows-1252\"",
+        ),
+    );
+    let out = s
+        .run(&["build", "s.toml", "--dry-run", "--format", "csv"])
+        .succeeds();
+    assert!(out.contains("acme-cafe"), "{out}");
+    // An unknown label points at the field.
+    s.write(
+        "s.toml",
+        BRAND_SPEC.replace("from = \"b.csv\"", "from = \"b.csv\"\nencoding = \"ansi\""),
+    );
+    let err = s.run(&["validate", "s.toml"]).fails_with(
+        2,
+        &["s.toml:8:12", "unknown encoding `ansi`", "windows-1252"],
+    );
+    assert!(
+        !err.contains("unknown placeholder"),
+        "no cascade errors:\n{err}"
+    );
+}
+
+#[test]
+fn csv_row_spec_takes_its_encoding_from_the_flag() {
+    let s = Scratch::new();
+    s.write(
+        "links.csv",
+        b"brand,domain,destination,utm_content\nacme,go.x.example,https://acme.example/,caf\xE9\n",
+    );
+    s.run(&["validate", "links.csv"]).fails_with(
+        2,
+        &[
+            "links.csv:2:44",
+            "byte 0xE9",
+            "run with --encoding windows-1252",
+        ],
+    );
+    let out = s
+        .run(&[
+            "build",
+            "links.csv",
+            "--dry-run",
+            "--format",
+            "csv",
+            "--encoding",
+            "windows-1252",
+        ])
+        .succeeds();
+    assert!(out.contains("utm_content=caf%C3%A9"), "{out}");
+    s.run(&["validate", "links.csv", "--encoding", "ansi"])
+        .fails_with(2, &["unknown encoding `ansi`", "windows-1252"]);
+    // [rows] in a TOML spec has the field.
+    s.write("s.toml", "[rows]\nfrom = \"links.csv\"\n");
+    s.run(&["validate", "s.toml"])
+        .fails_with(2, &["add encoding = \"windows-1252\" to [rows]"]);
+    s.write(
+        "s.toml",
+        "[rows]\nfrom = \"links.csv\"\nencoding = \"windows-1252\"\n",
+    );
+    s.run(&["validate", "s.toml"]).succeeds();
+}
+
+#[test]
+fn unterminated_quote_is_reported_where_it_opens_without_follow_on_errors() {
+    let s = Scratch::new();
+    s.write(
+        "b.csv",
+        "key,site\nacme,\"acme.example\nglobex,globex.example\ninitech,initech.example\n",
+    );
+    s.write(
+        "s.toml",
+        format!("{BRAND_SPEC}[[override]]\nmatch = {{ brand = \"acme\" }}\nslug = \"x-{{brand}}\"\n[[exclude]]\nbrand = \"globex\"\n").replace("-{brand.name}", ""),
+    );
+    let err = s
+        .run(&["validate", "s.toml"])
+        .fails_with(2, &["unterminated quote", "b.csv:2:6"]);
+    assert!(!err.contains("ragged"), "{err}");
+    assert!(
+        !err.contains("unknown dimension"),
+        "no follow-on errors:\n{err}"
+    );
+    // As a row spec too.
+    s.write(
+        "links.csv",
+        "brand,domain,destination\n\"acme,go.x.example,https://acme.example/\n",
+    );
+    s.run(&["validate", "links.csv"])
+        .fails_with(2, &["unterminated quote", "links.csv:2:1"]);
 }
 
 #[test]

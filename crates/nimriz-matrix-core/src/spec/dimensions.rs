@@ -109,7 +109,7 @@ impl Compiler<'_> {
                         .as_ref()
                         .map_or("key", |k| k.get_ref().as_str())
                         .to_string();
-                    self.csv_values(&name, f, &key_col, name_loc.clone())
+                    self.csv_values(&name, f, &key_col, d.encoding.as_ref(), name_loc.clone())
                 }
             };
             let Some(dim) = dim else {
@@ -223,16 +223,21 @@ impl Compiler<'_> {
         name: &str,
         from: &Spanned<String>,
         key_col: &str,
+        encoding: Option<&Spanned<String>>,
         location: Location,
     ) -> Option<Dimension> {
         let loc = self.loc(from);
         let file = from.get_ref();
+        let encoding = self.encoding_field(encoding)?;
+        let table_name = format!("the [[dimension]] `{name}`");
         let table = match csv_input::read_csv(
             &self.dir.join(file),
             file,
             &loc,
             &self.policy,
             Some(self.dir),
+            encoding,
+            csv_input::EncodingSetting::Field(&table_name),
         ) {
             Ok(t) => t,
             Err(p) => {
@@ -260,7 +265,7 @@ impl Compiler<'_> {
         let mut values = Vec::new();
         for (line, fields) in &table.records {
             let row_loc = table.source.locate_line(*line);
-            let key = fields[ki].clone();
+            let key = fields[ki].to_string();
             if key.is_empty() {
                 self.problems.push(row_loc.problem(
                     format!("row of `{file}` has an empty `{key_col}`"),
@@ -272,7 +277,7 @@ impl Compiler<'_> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != ki)
-                .map(|(_, f)| Some(f.clone()))
+                .map(|(_, f)| Some(f.to_string()))
                 .collect();
             values.push(DimValue {
                 key,
@@ -288,6 +293,29 @@ impl Compiler<'_> {
         })
     }
 
+    /// The encoding an `encoding = "…"` field names, or the runner's `--encoding` without
+    /// one; `None` (after a problem) for an unknown label.
+    pub(super) fn encoding_field(
+        &mut self,
+        field: Option<&Spanned<String>>,
+    ) -> Option<Option<&'static csv_input::Encoding>> {
+        let Some(f) = field else {
+            return Some(self.policy.encoding);
+        };
+        match csv_input::encoding_for_label(f.get_ref()) {
+            Ok(e) => Some(Some(e)),
+            Err(msg) => {
+                let loc = self.loc(f);
+                self.problem(
+                    &loc,
+                    msg,
+                    Some("name the encoding the CSV was saved in; without `encoding` a CSV is read as UTF-8 (a byte-order mark, UTF-8 or UTF-16, is always followed)".to_string()),
+                );
+                None
+            }
+        }
+    }
+
     /// Row-per-link CSV: key columns become dimensions (values = distinct keys).
     pub(super) fn rows_csv(
         &mut self,
@@ -295,16 +323,25 @@ impl Compiler<'_> {
         display: &str,
         referenced_at: &Location,
         confine: bool,
+        encoding: Option<&'static csv_input::Encoding>,
+        set_with: csv_input::EncodingSetting<'_>,
     ) -> Option<(Vec<Dimension>, Cells)> {
         let confine_to = confine.then_some(self.dir);
-        let table =
-            match csv_input::read_csv(path, display, referenced_at, &self.policy, confine_to) {
-                Ok(t) => t,
-                Err(p) => {
-                    self.problems.push(p);
-                    return None;
-                }
-            };
+        let table = match csv_input::read_csv(
+            path,
+            display,
+            referenced_at,
+            &self.policy,
+            confine_to,
+            encoding,
+            set_with,
+        ) {
+            Ok(t) => t,
+            Err(p) => {
+                self.problems.push(p);
+                return None;
+            }
+        };
         self.inputs.push(table.input.clone());
         let is_field = |h: &str| {
             ROW_FIELDS.contains(&h)
@@ -390,9 +427,9 @@ impl Compiler<'_> {
                     continue;
                 }
                 let next = dims[d].values.len();
-                let vi = *index[d].entry(key.clone()).or_insert_with(|| {
+                let vi = *index[d].entry(key.to_string()).or_insert_with(|| {
                     dims[d].values.push(DimValue {
-                        key: key.clone(),
+                        key: key.to_string(),
                         attrs: Vec::new(),
                         location: loc.clone(),
                     });
@@ -416,7 +453,7 @@ impl Compiler<'_> {
                 if v.is_empty() {
                     continue;
                 }
-                let lit = Template::literal(v.clone(), loc.clone());
+                let lit = Template::literal(v, loc.clone());
                 match h.as_str() {
                     "destination" => fields_t.destination = Some(lit),
                     "slug" => fields_t.slug = Some(lit),

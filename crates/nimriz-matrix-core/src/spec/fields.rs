@@ -344,6 +344,11 @@ impl Compiler<'_> {
         for (dim_name, v) in m {
             let loc = self.loc(v);
             let Some(d) = dims.iter().position(|d| &d.name == dim_name) else {
+                // A dimension that failed to load (its CSV, say) was reported already.
+                if self.failed_dims.contains(dim_name) {
+                    ok = false;
+                    continue;
+                }
                 let hint = closest(dim_name, dims.iter().map(|d| d.name.as_str())).map_or_else(
                     || {
                         format!(

@@ -23,6 +23,9 @@ pub struct InputPolicy {
     pub allow_outside: bool,
     /// Refuse the spec or an input file larger than this many bytes.
     pub max_bytes: u64,
+    /// `--encoding`: the encoding of a CSV given as the spec, and of the CSV files a spec
+    /// names without an `encoding` field (`None`: UTF-8). A BOM always wins.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl Default for InputPolicy {
@@ -30,6 +33,7 @@ impl Default for InputPolicy {
         InputPolicy {
             allow_outside: false,
             max_bytes: DEFAULT_MAX_INPUT_BYTES,
+            encoding: None,
         }
     }
 }

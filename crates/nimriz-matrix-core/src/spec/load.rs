@@ -55,6 +55,11 @@ pub fn load_with(path: &Path, policy: &InputPolicy) -> Result<(Spec, serde_json:
         let spec = c.rows_only(path);
         return c.finish(spec);
     }
+    // Editors on Windows (Notepad) may start a UTF-8 file with a byte-order mark: skip it.
+    let mut bytes = bytes;
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     let text = String::from_utf8(bytes).map_err(|_| {
         report(vec![Problem {
             file: display.clone(),
@@ -204,7 +209,15 @@ impl<'a> Compiler<'a> {
                 let file = rows.get_ref().from.get_ref().clone();
                 self.resolved
                     .insert("rows".into(), serde_json::json!({ "from": file }));
-                self.rows_csv(&self.dir.join(&file), &file, &loc, true)?
+                let encoding = self.encoding_field(rows.get_ref().encoding.as_ref())?;
+                self.rows_csv(
+                    &self.dir.join(&file),
+                    &file,
+                    &loc,
+                    true,
+                    encoding,
+                    super::csv_input::EncodingSetting::Field("[rows]"),
+                )?
             }
             (Some(rows), false) => {
                 let loc = self.loc(rows);
@@ -447,7 +460,14 @@ impl<'a> Compiler<'a> {
     pub(super) fn rows_only(&mut self, path: &Path) -> Option<Spec> {
         let whole = self.source.whole();
         let display = self.display.clone();
-        let (dimensions, cells) = self.rows_csv(path, &display, &whole, false)?;
+        let (dimensions, cells) = self.rows_csv(
+            path,
+            &display,
+            &whole,
+            false,
+            self.policy.encoding,
+            super::csv_input::EncodingSetting::Flag,
+        )?;
         // The spec file *is* the CSV: record it once, as the spec.
         self.inputs.clear();
         let campaign = BTreeMap::new();

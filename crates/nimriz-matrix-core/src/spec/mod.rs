@@ -11,6 +11,8 @@ mod raw;
 mod shape;
 pub mod template;
 
+pub use csv_input::encoding_for_label;
+pub use encoding_rs::Encoding;
 pub use input::{DEFAULT_MAX_INPUT_BYTES, InputPolicy};
 pub use load::{load, load_with};
 pub use model::Spec;

@@ -97,10 +97,14 @@ pub struct RawDimension {
     pub from: Option<Spanned<String>>,
     /// Column of the CSV that holds the key (default "key").
     pub key_column: Option<Spanned<String>>,
+    /// Encoding of the `from` CSV, a WHATWG label (default UTF-8; a BOM always wins).
+    pub encoding: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRows {
     pub from: Spanned<String>,
+    /// Encoding of the CSV, a WHATWG label (default UTF-8; a BOM always wins).
+    pub encoding: Option<Spanned<String>>,
 }
