@@ -158,6 +158,10 @@ pub struct BuildArgs {
     /// manifest changed since (implies --update when the plan has updates).
     #[arg(long, value_name = "PLAN.json", conflicts_with = "dry_run")]
     pub plan: Option<PathBuf>,
+    /// Allow changing the slug or domain of links whose QR codes were exported for print
+    /// (the printed codes then break); refused by default.
+    #[arg(long)]
+    pub break_printed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -190,6 +194,9 @@ pub struct PlanArgs {
     /// Also save the plan (JSON) for `build --plan FILE`.
     #[arg(long, value_name = "PLAN.json")]
     pub out: Option<PathBuf>,
+    /// Allow a plan that changes the slug or domain of links whose QR codes were printed.
+    #[arg(long)]
+    pub break_printed: bool,
     /// Run `refresh` first (needs the API key), so the plan sees outside edits.
     #[arg(long)]
     pub refresh: bool,

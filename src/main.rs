@@ -105,13 +105,18 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             if manifest.exists() {
                 let quiet = nimriz_matrix_core::report::Silent;
                 let inputs = settings::inputs(&args.inputs);
-                let c = lifecycle::compare(&args.spec, &manifest, args.max_links, &inputs, &quiet)?;
-                printer.info(&format!(
-                    "against {}: {} (details: nimriz-matrix plan {})",
-                    manifest.display(),
-                    lifecycle::summary(&c.classified.counts),
-                    args.spec.display()
-                ));
+                // An extra: a manifest it cannot read is said, the dry-run still succeeds.
+                match lifecycle::compare(&args.spec, &manifest, args.max_links, &inputs, &quiet) {
+                    Ok(c) => printer.info(&format!(
+                        "against {}: {} (details: nimriz-matrix plan {})",
+                        manifest.display(),
+                        lifecycle::summary(&c.classified.counts),
+                        args.spec.display()
+                    )),
+                    Err(e) => {
+                        printer.warn(&format!("not compared with {}: {e}", manifest.display()))
+                    }
+                }
             }
             Ok(code)
         }
@@ -125,6 +130,7 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             let plan = plan::load_with(&args.spec, args.max_links, &inputs, &printer)?;
             let mut build = settings::build(&args)?;
             settings::refuse_manifest_over_inputs(&build, &plan, &args.spec)?;
+            lifecycle::check_printed_for_build(&plan, &build.manifest_path, args.break_printed)?;
             if let Some((path, saved)) = &saved {
                 let now = lifecycle::hashes_now(&plan.source, &build.manifest_path)?;
                 lifecycle::check_fresh(saved, path, &now)?;

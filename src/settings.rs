@@ -105,6 +105,7 @@ pub fn plan(a: &cli::PlanArgs, verbose: bool) -> PlanSettings {
         out: a.out.clone(),
         verbose,
         inputs: inputs(&a.inputs),
+        break_printed: a.break_printed,
     }
 }
 

@@ -1075,3 +1075,37 @@ fn sigterm_and_sighup_stop_a_build_cleanly_and_a_second_signal_exits_at_once() {
     ws.build_until_done(sb.addr, 1, &flags, 2);
     assert_all_done_once(&ws, &sb, false);
 }
+
+/// A file-size limit (`ulimit -f`) is an I/O error naming the file (exit 4), not a silent
+/// death by SIGXFSZ; what was recorded stays, and the next run finishes without duplicates.
+#[test]
+fn a_file_size_limit_is_an_io_error_and_the_next_run_finishes() {
+    let sb = SandboxProc::start(&[]);
+    let ws = Workspace::new();
+    // 60 KiB: the journal or the manifest hits it part-way through the 196 links.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 60 && exec '{}' build {SPEC} --batch-size 5 --concurrency 1",
+            cargo_bin!("nimriz-matrix").display()
+        ))
+        .current_dir(ws.dir.path())
+        .env_remove("NIMRIZ_API_BASE")
+        .env("NIMRIZ_API_BASE", format!("http://{}", sb.addr))
+        .env("NIMRIZ_API_KEY", KEY)
+        .env("NIMRIZ_MATRIX_RETRY_BASE_MS", "1")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), None, "killed by a signal: {err}");
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("File too large") && err.contains("matrix.example.manifest.json"),
+        "{err}"
+    );
+    let mut ws = ws;
+    ws.build_until_done(sb.addr, 1, &[], 2);
+    assert_all_done_once(&ws, &sb, false);
+}

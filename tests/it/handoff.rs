@@ -268,6 +268,37 @@ fn qr_codes_and_print_sheets_decode_to_every_scan_url_and_lock_the_links() {
     );
     let small = resvg::tiny_skia::Pixmap::load_png(&named).unwrap();
     assert_eq!(small.width(), 512);
+
+    // The example's CSV export round-trips: as a row spec it plans all 196 as unchanged.
+    let csv = run(
+        dir.path(),
+        &[
+            "export",
+            "matrix.example.manifest.json",
+            "-o",
+            // The default for a file: a UTF-8 BOM (Excel needs it); the row spec skips it.
+            "links.csv",
+        ],
+    );
+    assert_eq!(csv.status.code(), Some(0));
+    let plan = run(
+        dir.path(),
+        &[
+            "plan",
+            "links.csv",
+            "--manifest",
+            "matrix.example.manifest.json",
+            "--detailed-exitcode",
+        ],
+    );
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(out.contains("196 unchanged"), "{out}");
 }
 
 #[test]

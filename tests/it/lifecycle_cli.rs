@@ -563,3 +563,158 @@ fn every_plan_format_matches_its_golden_file() {
         &run(&s, &base, &["plan", "spec.toml", "--format", "markdown"]).succeeds(),
     );
 }
+
+/// The print lock: once QR codes are exported, a plan that renames a printed link or moves
+/// its cell to a new slug is refused (exit 2) unless `--break-printed`; destinations still
+/// change freely.
+#[test]
+fn printed_links_keep_their_slug_unless_the_print_run_is_declared_void() {
+    let (s, _sandbox, base) = built();
+    run(&s, &base, &["export", "spec.manifest.json", "--qr", "qr"]).succeeds();
+    assert!(record(&manifest(&s), "spring-v1")["printed_at"].is_string());
+    let ids: Vec<String> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|v| url_id(&s, &format!("spring-{v}")))
+        .collect();
+
+    // A destination change is what a short link is for: allowed.
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/summer", "spring-{variant}", ""),
+    );
+    let plan = run(&s, &base, &["plan", "spec.toml", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), 2, "{}", plan.stderr());
+    assert!(plan.stdout().contains("1 to update"));
+
+    // A rename of printed links: refused by plan and by build, nothing sent.
+    let moved = ["v1", "v2", "v3"]
+        .iter()
+        .map(|v| format!("[[moved]]\nfrom = \"spring-{v}\"\nto = \"spring27-{v}\"\n"))
+        .collect::<String>();
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/spring", "spring27-{variant}", &moved),
+    );
+    run(&s, &base, &["plan", "spec.toml"]).fails_with(2, &["printed", "--break-printed"]);
+    run(&s, &base, &["build", "spec.toml", "--update"])
+        .fails_with(2, &["3 printed link(s) would change slug or domain"]);
+    let m = manifest(&s);
+    assert_eq!(
+        record(&m, "spring-v1")["url_id"],
+        ids[0].as_str(),
+        "nothing renamed"
+    );
+    // A new slug without [[moved]] would orphan the printed links: refused too.
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/spring", "spring27-{variant}", ""),
+    );
+    run(&s, &base, &["build", "spec.toml"]).fails_with(2, &["printed"]);
+    assert_eq!(inserts(&base), 3, "nothing created");
+
+    // Declared void: the rename goes ahead.
+    s.write(
+        "spec.toml",
+        spec("https://acme.example/spring", "spring27-{variant}", &moved),
+    );
+    let plan = run(
+        &s,
+        &base,
+        &[
+            "plan",
+            "spec.toml",
+            "--break-printed",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(plan.code(), 2, "{}", plan.stderr());
+    run(
+        &s,
+        &base,
+        &["build", "spec.toml", "--update", "--break-printed"],
+    )
+    .succeeds();
+    assert_eq!(url_id(&s, "spring27-v1"), ids[0]);
+}
+
+/// Round trip: the CSV `export` writes is a row spec that plans as all `unchanged` against
+/// the manifest it came from (hosts in the CSV, domain ids in the record); a destination
+/// edited in the spreadsheet plans as an update and applies in place.
+#[test]
+fn an_exported_csv_round_trips_to_an_unchanged_plan_and_edits_become_updates() {
+    let (s, _sandbox, base) = built();
+    let id = url_id(&s, "spring-v1");
+    run(
+        &s,
+        &base,
+        &[
+            "export",
+            "spec.manifest.json",
+            "-o",
+            "links.csv",
+            "--bom",
+            "never",
+        ],
+    )
+    .succeeds();
+    let plan = run(
+        &s,
+        &base,
+        &[
+            "plan",
+            "links.csv",
+            "--manifest",
+            "spec.manifest.json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(plan.code(), 0, "{}\n{}", plan.stdout(), plan.stderr());
+    assert!(plan.stdout().contains("3 unchanged"), "{}", plan.stdout());
+
+    let csv = std::fs::read_to_string(s.path("links.csv")).unwrap();
+    let edited: String = csv
+        .lines()
+        .map(|l| {
+            if l.starts_with("v1,") {
+                l.replacen(
+                    "https://acme.example/spring?",
+                    "https://acme.example/moved?",
+                    1,
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(edited, csv.trim_end());
+    s.write("links.csv", edited + "\n");
+    let plan = run(
+        &s,
+        &base,
+        &[
+            "plan",
+            "links.csv",
+            "--manifest",
+            "spec.manifest.json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(plan.code(), 2, "{}", plan.stderr());
+    assert!(plan.stdout().contains("1 to update"), "{}", plan.stdout());
+    run(
+        &s,
+        &base,
+        &[
+            "build",
+            "links.csv",
+            "--manifest",
+            "spec.manifest.json",
+            "--update",
+        ],
+    )
+    .succeeds();
+    assert!(live_destination(&base, &id).starts_with("https://acme.example/moved?"));
+    assert_eq!(url_id(&s, "spring-v1"), id);
+    assert_eq!(inserts(&base), 3);
+}

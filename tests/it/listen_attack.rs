@@ -223,6 +223,12 @@ async fn a_click_cannot_suppress_a_webhook_and_numeric_ids_are_canonical() {
             st("stored", "12345.5")
         ]
     );
+    // A webhook with a numeric id, its header written as the body wrote it: one event.
+    let numeric = r#"{"id": 777.0, "type": "link.created", "data": {}}"#;
+    let (s, v) = post_webhook(&c, &url, WEBHOOK_SECRET, now_secs(), Some("777.0"), numeric).await;
+    assert_eq!((s, v["event_id"].as_str()), (200, Some("777")), "{v}");
+    let (s, v) = post_webhook(&c, &url, WEBHOOK_SECRET, now_secs(), Some("778"), numeric).await;
+    assert_eq!(s, 400, "a header naming another id: {v}");
     l.shutdown().await;
     let log =
         store::log_entries(&dir.path().join("events.db"), 0, Some("evt_takedown")).expect("log");
@@ -479,6 +485,25 @@ fn replay_of_an_unknown_action_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope/typo"), "{err}");
+    // With --config, the configured actions are known too: one without a delivery yet
+    // re-queues nothing (exit 0); a typo is refused naming them.
+    let config = write_config(dir.path(), "");
+    let replay = |action: &str| {
+        assert_cmd::Command::from_std(test_support::command())
+            .args(["listen", "replay", "--action", action, "--config"])
+            .arg(&config)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("run")
+    };
+    let out = replay("all/crm");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("re-queued 0"), "{err}");
+    let out = replay("all/crn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("known actions: all/crm"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,5 +576,101 @@ async fn three_hundred_idle_connections_under_a_256_fd_limit_do_not_starve_webho
         assert_eq!(s, 200, "{id}: {v}");
     }
     drop(idle);
+    drop(child);
+}
+
+/// Start the `listen` binary on `config`; returns it, its base URL and every later line of
+/// its stdout and stderr.
+fn spawn_listen(
+    config: &std::path::Path,
+    env: &std::collections::HashMap<String, String>,
+) -> (Running, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = listen_cmd(config, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("listen started");
+        if let Some(b) = line.strip_prefix("nimriz listen on ") {
+            return (child, b.to_string(), rx);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_store_stops_acknowledging_and_says_so_on_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crm = StandIn::start().await;
+    let config = write_config(dir.path(), "");
+    let (child, base, lines) = spawn_listen(&config, &env(&crm));
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = format!("{base}/nimriz/webhook");
+    let body = lifecycle_body("evt_kept", "link.created", ACME_URL_ID);
+    let (s, v) = post_webhook(&c, &url, WEBHOOK_SECRET, now_secs(), None, &body).await;
+    assert_eq!(s, 200, "{v}");
+    // Someone restores "a backup" over the live store: a valid store, another file.
+    let db = dir.path().join("events.db");
+    let other = dir.path().join("restored.db");
+    drop(store::open(&other).expect("another store"));
+    std::fs::rename(&other, &db).expect("replace");
+    let body = lifecycle_body("evt_lost", "link.created", ACME_URL_ID);
+    let ts = now_secs().to_string();
+    let resp = c
+        .post(&url)
+        .header("X-Nim-Timestamp", &ts)
+        .header(
+            "X-Nim-Signature",
+            signature(WEBHOOK_SECRET, &ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 503, "not acknowledged");
+    assert!(resp.headers().contains_key("retry-after"));
+    let resp = c
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(resp.status().as_u16(), 503);
+    let why = resp.text().await.expect("body");
+    assert!(why.contains("deleted or replaced"), "{why}");
+    // Said once on stderr, naming the store and what to do.
+    let mut said = None;
+    while said.is_none() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the error on stderr");
+        if line.starts_with("error: ") {
+            said = Some(line);
+        }
+    }
+    let said = said.expect("line");
+    assert!(
+        said.contains("events.db") && said.contains("replaced") && said.contains("restart"),
+        "{said}"
+    );
     drop(child);
 }

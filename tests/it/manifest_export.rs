@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 const HEADER: &str = "brand,channel,slug,short_url,destination,status,url_id,domain_host,\
-                      domain_id,error_code,error_message,support_reference,attempts,updated_at,tags";
+                      domain_id,error_code,error_message,support_reference,attempts,updated_at,tags,expires_at,redirect,space";
 
 fn export(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
     let mut cmd = Command::from_std(test_support::command());

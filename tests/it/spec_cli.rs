@@ -974,10 +974,18 @@ fn an_expiry_in_the_past_is_a_warning() {
     );
 }
 
-/// Ctrl-C during a long dry-run with --output leaves neither the output nor a temp file.
+/// Ctrl-C, SIGTERM or SIGHUP during a long dry-run with --output leaves neither the output
+/// nor a temp file, and exits 128 + the signal.
 #[cfg(unix)]
 #[test]
 fn interrupted_dry_run_leaves_nothing_behind() {
+    for (sig, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        interrupted_dry_run(sig, code);
+    }
+}
+
+#[cfg(unix)]
+fn interrupted_dry_run(sig: &str, code: i32) {
     let s = Scratch::new();
     let vals = |p: &str| {
         (0..100)
@@ -1007,7 +1015,7 @@ fn interrupted_dry_run_leaves_nothing_behind() {
     std::thread::sleep(std::time::Duration::from_millis(600));
     let running = child.try_wait().unwrap().is_none();
     let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([format!("-{sig}"), child.id().to_string()])
         .status();
     let start = std::time::Instant::now();
     let status = loop {
@@ -1016,7 +1024,7 @@ fn interrupted_dry_run_leaves_nothing_behind() {
         }
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
-            "did not stop on SIGINT"
+            "did not stop on SIG{sig}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -1030,7 +1038,7 @@ fn interrupted_dry_run_leaves_nothing_behind() {
         "left behind: {left:?}"
     );
     if running {
-        assert_eq!(status.code(), Some(130));
+        assert_eq!(status.code(), Some(code), "SIG{sig}");
     }
 }
 

@@ -105,6 +105,34 @@ pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
 }
 
 impl StoreOptions {
+    /// The actions (`rule/action`) the config's rules name, read without resolving secrets;
+    /// empty with `--db` (the config may not be this store's) or when it cannot be read
+    /// (`path` reports that).
+    pub fn configured_actions(&self) -> Vec<String> {
+        if self.db.is_some() {
+            return Vec::new();
+        }
+        let Some(table) = std::fs::read_to_string(&self.config)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        else {
+            return Vec::new();
+        };
+        let name = |v: &toml::Value| v.get("name").and_then(|n| n.as_str()).map(str::to_string);
+        let list =
+            |v: Option<&toml::Value>| v.and_then(|v| v.as_array()).cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for rule in list(table.get("rules")) {
+            let Some(r) = name(&rule) else { continue };
+            for action in list(rule.get("actions")) {
+                if let Some(a) = name(&action) {
+                    out.push(format!("{r}/{a}"));
+                }
+            }
+        }
+        out
+    }
+
     /// The store's path; it must exist (log and replay never create one).
     pub fn path(&self) -> Result<PathBuf> {
         if let Some(db) = &self.db {
@@ -155,7 +183,12 @@ pub fn listen_command(
     match args.command {
         Some(ListenCommand::Log(a)) => log_command(&a),
         Some(ListenCommand::Replay(a)) => {
-            let n = store::replay(&a.store.path()?, a.event_id.as_deref(), a.action.as_deref())?;
+            let n = store::replay_with(
+                &a.store.path()?,
+                a.event_id.as_deref(),
+                a.action.as_deref(),
+                &a.store.configured_actions(),
+            )?;
             printer.info(&format!(
                 "re-queued {n} dead-lettered action(s); a running `listen` delivers them"
             ));

@@ -183,6 +183,19 @@ pub fn canonical_id(v: &Value) -> Option<String> {
     }
 }
 
+/// Does the `X-Nim-Event-Id` header name this (canonical) id? Exactly, or as a number whose
+/// canonical form it is: a sender may write a numeric id `12345.0` in the header as it wrote
+/// it in the body, and that is the same event, not a rewritten header.
+fn header_names_id(header: &str, id: &str) -> bool {
+    let h = header.trim();
+    h == id
+        || serde_json::from_str::<Value>(h)
+            .ok()
+            .filter(Value::is_number)
+            .and_then(|v| canonical_id(&v))
+            .is_some_and(|c| c == id)
+}
+
 async fn webhook(State(st): Shared, headers: HeaderMap, body: Body) -> Response {
     let body = match read_body(&st, &headers, body).await {
         Ok(b) => b,
@@ -212,7 +225,7 @@ async fn webhook(State(st): Shared, headers: HeaderMap, body: Body) -> Response 
     };
     // The header is not signed: if it disagrees with the signed id, something rewrote it.
     if let Some(h) = header(&headers, "x-nim-event-id")
-        && h != id
+        && !header_names_id(h, &id)
     {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -600,6 +613,21 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn the_event_id_header_may_write_a_number_as_the_body_did() {
+        let id = canonical_id(&json!(12345.0)).expect("id");
+        assert!(header_names_id("12345", &id));
+        assert!(header_names_id("12345.0", &id));
+        assert!(header_names_id("1.2345e4", &id));
+        assert!(!header_names_id("12346", &id));
+        assert!(
+            !header_names_id("\"12345\"", &id),
+            "a JSON string is not a number"
+        );
+        assert!(header_names_id("evt_1", "evt_1"));
+        assert!(!header_names_id("evt_2", "evt_1"));
     }
 
     #[test]

@@ -20,7 +20,10 @@
 //! takes acknowledgements first: everything waiting from the HTTP side is committed in one
 //! transaction (group commit: one fsync for many requests) before any worker change, and the
 //! worker's changes (claims, outcomes, routing) are themselves grouped, a bounded number per
-//! transaction, so an acknowledgement waits behind at most one small worker commit.
+//! transaction, so an acknowledgement waits behind at most one small worker commit. When
+//! another process holds the write lock, a worker transaction gives up after
+//! [`WORKER_BUSY_TIMEOUT`] (the worker tries again later); only acknowledgements and
+//! `/healthz`'s test write (which stands for them) wait for it, up to the ack timeout.
 
 use nimriz_matrix_core::{Error, Result};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -31,12 +34,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-/// `PRAGMA user_version` of the current layout. 0 = the first layout (un-namespaced event
-/// ids, leases outside `next_at_ms`): migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+/// `PRAGMA user_version` of the current layout, migrated to on open: 0 = the first layout
+/// (un-namespaced event ids, leases outside `next_at_ms`); 2 = namespaced ids, but click ids
+/// that were numbers may still be in their old form (`12345.0`); 3 = every id canonical.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Worker changes committed together at most (bounds how long an ack can wait behind them).
 const MAX_OPS_PER_COMMIT: usize = 128;
+
+/// How long a worker transaction waits for a write lock held by another process (`listen
+/// replay`, a second `listen` on the same file) before it is refused and tried again later.
+/// Short, so acknowledgements queued behind it get their turn: only an acknowledgement may
+/// wait up to the ack timeout.
+pub const WORKER_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -172,7 +182,7 @@ pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
                 |r| r.get(0),
             )?;
             tx.execute_batch(SCHEMA)?;
-            if existed {
+            if existed && version < 2 {
                 let has_sending: bool = tx.query_row(
                     "SELECT EXISTS (SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'sending_at_ms')",
                     [],
@@ -182,6 +192,9 @@ pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
                     tx.execute_batch("ALTER TABLE jobs ADD COLUMN sending_at_ms INTEGER;")?;
                 }
                 tx.execute_batch(MIGRATE_0_TO_2)?;
+            }
+            if existed {
+                canonicalize_click_ids(&tx)?;
             }
             tx.execute_batch(INDEXES)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -196,6 +209,56 @@ pub fn open_with(path: &Path, busy: Duration) -> Result<Connection> {
         }
     })?;
     Ok(conn)
+}
+
+/// Version 2 → 3: a click id an earlier version stored from a JSON number in its old form
+/// (`click:12345.0`, `click:1.2345e4`) is rewritten to the canonical one (`click:12345`,
+/// see `server::canonical_id`), in events, jobs and dead letters, so a redelivery after
+/// the upgrade still answers `duplicate`. The id is recomputed from the stored body, so a
+/// string id (`"12345.0"`) is left as it is. Only keys with `.`, `e` or `E` can be in the
+/// old form, so the other rows are not read. When the canonical key is already taken (the
+/// old version stored `12345` and `12345.0` as two events) the row keeps its key. Returns
+/// how many events were rewritten.
+fn canonicalize_click_ids(tx: &Connection) -> rusqlite::Result<usize> {
+    let candidates: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare(
+            "SELECT seq, event_id, body FROM events
+             WHERE source = 'click' AND event_id GLOB 'click:*[.eE]*'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rewritten = 0;
+    for (seq, old, body) in candidates {
+        let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(&body) else {
+            continue;
+        };
+        let new = event_key("click", &super::server::click_event_id(&event, &body));
+        if new == old {
+            continue;
+        }
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)",
+            [&new],
+            |r| r.get(0),
+        )?;
+        if taken {
+            continue;
+        }
+        tx.execute(
+            "UPDATE events SET event_id = ?2 WHERE seq = ?1",
+            params![seq, new],
+        )?;
+        tx.execute(
+            "UPDATE jobs SET event_id = ?2 WHERE event_id = ?1",
+            params![old, new],
+        )?;
+        tx.execute(
+            "UPDATE dead_letters SET event_id = ?2 WHERE event_id = ?1",
+            params![old, new],
+        )?;
+        rewritten += 1;
+    }
+    Ok(rewritten)
 }
 
 /// [`open_with`] for the commands (`log`, `replay`): they may wait a while for the lock.
@@ -352,6 +415,9 @@ where
 enum Msg {
     Ack(NewEvent, Reply),
     Op(Op),
+    /// `/healthz`'s test write: after acknowledgements, before worker changes, and allowed
+    /// to wait for a foreign lock as long as an acknowledgement may (it tests exactly that).
+    Probe(Op),
 }
 
 /// Group-commit statistics (for the benchmark and `--verbose`).
@@ -399,6 +465,8 @@ impl Writer {
             stats: stats.clone(),
             health: health.clone(),
             stored,
+            ack_timeout,
+            busy: ack_timeout,
         };
         let handle = std::thread::Builder::new()
             .name("listen-writer".into())
@@ -449,10 +517,18 @@ impl Writer {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> std::result::Result<T, String> {
+        self.send_op(f, Msg::Op).await
+    }
+
+    async fn send_op<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        msg: fn(Op) -> Msg,
+    ) -> std::result::Result<T, String> {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(OpImpl { f, tx });
         self.tx
-            .send(Msg::Op(op))
+            .send(msg(op))
             .await
             .map_err(|_| "the writer has stopped".to_string())?;
         rx.await
@@ -464,16 +540,19 @@ impl Writer {
         if let Some(f) = self.health.fatal() {
             return Err(f);
         }
-        let probe = self.run(|conn| {
-            conn.execute(
-                "INSERT INTO health (id, at_ms) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
-                [now_ms()],
-            )?;
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        });
+        let probe = self.send_op(
+            |conn| {
+                conn.execute(
+                    "INSERT INTO health (id, at_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                    [now_ms()],
+                )?;
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            },
+            Msg::Probe,
+        );
         match tokio::time::timeout(self.ack_timeout, probe).await {
             Err(_) => Err(format!(
                 "a test write did not commit within {} ms",
@@ -510,27 +589,38 @@ struct WriterThread {
     stats: Arc<WriterStats>,
     health: Arc<Health>,
     stored: Arc<Notify>,
+    ack_timeout: Duration,
+    /// The busy timeout the connection has now (acks and worker changes differ).
+    busy: Duration,
 }
 
 impl WriterThread {
+    /// Wait at most `d` for another process's write lock from now on.
+    fn set_busy(&mut self, d: Duration) {
+        if self.busy != d && self.conn.busy_timeout(d).is_ok() {
+            self.busy = d;
+        }
+    }
+
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut acks: Vec<(NewEvent, Reply)> = Vec::new();
+        let mut probes: Vec<Op> = Vec::new();
         let mut ops: std::collections::VecDeque<Op> = std::collections::VecDeque::new();
         let mut open = true;
         loop {
-            if acks.is_empty() && ops.is_empty() {
+            if acks.is_empty() && probes.is_empty() && ops.is_empty() {
                 if !open {
                     return;
                 }
                 match rx.blocking_recv() {
-                    Some(m) => self.sort(m, &mut acks, &mut ops),
+                    Some(m) => sort(m, &mut acks, &mut probes, &mut ops),
                     None => return,
                 }
             }
             // Take everything waiting, so acknowledgements that arrived meanwhile go first.
             loop {
                 match rx.try_recv() {
-                    Ok(m) => self.sort(m, &mut acks, &mut ops),
+                    Ok(m) => sort(m, &mut acks, &mut probes, &mut ops),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         open = false;
@@ -548,21 +638,14 @@ impl WriterThread {
                 }
                 continue;
             }
+            if !probes.is_empty() {
+                let batch = std::mem::take(&mut probes);
+                self.commit_ops(batch, self.ack_timeout);
+                continue;
+            }
             let n = ops.len().min(MAX_OPS_PER_COMMIT);
             let batch: Vec<Op> = ops.drain(..n).collect();
-            self.commit_ops(batch);
-        }
-    }
-
-    fn sort(
-        &self,
-        m: Msg,
-        acks: &mut Vec<(NewEvent, Reply)>,
-        ops: &mut std::collections::VecDeque<Op>,
-    ) {
-        match m {
-            Msg::Ack(e, r) => acks.push((e, r)),
-            Msg::Op(op) => ops.push_back(op),
+            self.commit_ops(batch, WORKER_BUSY_TIMEOUT.min(self.ack_timeout));
         }
     }
 
@@ -600,6 +683,7 @@ impl WriterThread {
             }
             return;
         }
+        self.set_busy(self.ack_timeout);
         let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
         let result = commit_events(&mut self.conn, &events)
             .map_err(|e| self.failed(&e))
@@ -625,8 +709,10 @@ impl WriterThread {
         }
     }
 
-    fn commit_ops(&mut self, batch: Vec<Op>) {
+    /// Run `batch` in one transaction, waiting at most `busy` for another process's lock.
+    fn commit_ops(&mut self, batch: Vec<Op>, busy: Duration) {
         let n = batch.len() as u64;
+        self.set_busy(busy);
         let begun = self
             .conn
             .execute_batch("BEGIN IMMEDIATE")
@@ -654,6 +740,19 @@ impl WriterThread {
         for d in done {
             d(commit.clone());
         }
+    }
+}
+
+fn sort(
+    m: Msg,
+    acks: &mut Vec<(NewEvent, Reply)>,
+    probes: &mut Vec<Op>,
+    ops: &mut std::collections::VecDeque<Op>,
+) {
+    match m {
+        Msg::Ack(e, r) => acks.push((e, r)),
+        Msg::Probe(op) => probes.push(op),
+        Msg::Op(op) => ops.push_back(op),
     }
 }
 
@@ -824,23 +923,35 @@ pub fn queued_targets(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
-/// Dead-letter every queued job of `target` (no configured action posts there any more).
+/// Dead-letter up to `limit` queued jobs of `target` (no configured action posts there any
+/// more); returns how many. Bounded, so one call never holds the writer for long: call it
+/// again until it returns less than `limit`.
 pub fn dead_letter_target(
     conn: &Connection,
     target: &str,
     reason: &str,
     now: i64,
+    limit: usize,
 ) -> rusqlite::Result<usize> {
-    conn.execute(
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE state = 'queued' AND target = ?1 ORDER BY id LIMIT ?2",
+        )?
+        .query_map(params![target, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut record = conn.prepare_cached(
         "INSERT INTO dead_letters (job_id, event_id, action, reason, http_status, dead_at_ms)
-         SELECT id, event_id, action, ?2, NULL, ?3 FROM jobs WHERE state = 'queued' AND target = ?1",
-        params![target, reason, now],
+         SELECT id, event_id, action, ?2, NULL, ?3 FROM jobs WHERE id = ?1",
     )?;
-    conn.execute(
+    let mut kill = conn.prepare_cached(
         "UPDATE jobs SET state = 'dead', last_error = ?2, lease_owner = NULL, lease_until_ms = NULL
-         WHERE state = 'queued' AND target = ?1",
-        params![target, reason],
-    )
+         WHERE id = ?1",
+    )?;
+    for id in &ids {
+        record.execute(params![id, reason, now])?;
+        kill.execute(params![id, reason])?;
+    }
+    Ok(ids.len())
 }
 
 /// The stored payload of an event: (source, body).
@@ -1035,18 +1146,37 @@ pub fn known_actions(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// Re-queue dead jobs (all, or one event's, or one action's). Returns how many. An action
 /// the store has never had a job for is refused (exit 2): it is a typo, not "nothing to do".
 pub fn replay(path: &Path, event_id: Option<&str>, action: Option<&str>) -> Result<usize> {
+    replay_with(path, event_id, action, &[])
+}
+
+/// [`replay`], where the `configured` actions (`rule/action`, from the listen config) are
+/// known too: one without a delivery yet re-queues nothing instead of being refused.
+pub fn replay_with(
+    path: &Path,
+    event_id: Option<&str>,
+    action: Option<&str>,
+    configured: &[String],
+) -> Result<usize> {
     let mut conn = open(path)?;
     if let Some(a) = action {
-        let known = known_actions(&conn).map_err(|e| db_err(path, "read the actions in", e))?;
+        let mut known = known_actions(&conn).map_err(|e| db_err(path, "read the actions in", e))?;
+        known.extend(configured.iter().cloned());
+        known.sort();
+        known.dedup();
         if !known.iter().any(|k| k == a) {
             let list = if known.is_empty() {
                 "none yet".to_string()
             } else {
                 known.join(", ")
             };
+            let place = if configured.is_empty() {
+                format!("{}", path.display())
+            } else {
+                format!("the config or {}", path.display())
+            };
             return Err(Error::Usage(format!(
-                "no action `{a}` in {}; actions with deliveries there: {list} (write it as rule/action)",
-                path.display()
+                "no action `{a}` in {place}; known actions: {list} (write it as rule/action, \
+                 as `listen log` shows it)"
             )));
         }
     }
@@ -1072,6 +1202,18 @@ pub fn replay(path: &Path, event_id: Option<&str>, action: Option<&str>) -> Resu
     run(&mut conn).map_err(|e| db_err(path, "re-queue dead letters in", e))
 }
 
+/// The log of every event: a walk of the table in `seq` order (no sort, so rows stream).
+pub const LOG_ALL_SELECT: &str =
+    "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
+     FROM events WHERE received_at_ms >= ?1 AND ?2 IS NULL ORDER BY seq";
+
+/// The log of one event id (both namespaces): two lookups in the `event_id` index, not a
+/// walk of the table (tested by `EXPLAIN QUERY PLAN`).
+pub const LOG_ONE_SELECT: &str =
+    "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
+     FROM events WHERE event_id IN ('webhook:' || ?2, 'click:' || ?2) AND received_at_ms >= ?1
+     ORDER BY seq";
+
 /// Stream the stored events received at or after `since_ms` (optionally one event id, in
 /// either namespace), oldest first, each as a JSON object with its raw payload and the
 /// outcome of every action, to `each` (which returns `false` to stop). One row at a time:
@@ -1084,12 +1226,11 @@ pub fn for_each_log_entry(
 ) -> Result<()> {
     let conn = open(path)?;
     let mut run = || -> rusqlite::Result<()> {
-        let mut events = conn.prepare(
-            "SELECT event_id, source, event_type, received_at_ms, headers, body, routed
-             FROM events WHERE received_at_ms >= ?1
-               AND (?2 IS NULL OR event_id IN ('webhook:' || ?2, 'click:' || ?2))
-             ORDER BY seq",
-        )?;
+        let mut events = conn.prepare(if event_id.is_some() {
+            LOG_ONE_SELECT
+        } else {
+            LOG_ALL_SELECT
+        })?;
         let mut jobs = conn.prepare(
             "SELECT action, state, attempts, last_status, last_error, delivered_at_ms, sending_at_ms
              FROM jobs WHERE event_id = ?1 ORDER BY id",
@@ -1423,6 +1564,145 @@ mod tests {
     }
 
     #[test]
+    fn legacy_numeric_click_ids_become_canonical_on_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v2.db");
+        {
+            // A version-2 store holding click ids an earlier version kept in a number's old
+            // form, next to a string id that only looks like one and an id already taken.
+            let c = open(&path).expect("create");
+            c.execute_batch(
+                r#"INSERT INTO events (event_id, source, received_at_ms, headers, body, routed) VALUES
+                     ('click:12345.0', 'click', 1, '{}', CAST('{"id": 12345.0}' AS BLOB), 1),
+                     ('click:1.5e3', 'click', 1, '{}', CAST('{"event_id": 1.5e3}' AS BLOB), 1),
+                     ('click:7.25', 'click', 1, '{}', CAST('{"id": "7.25"}' AS BLOB), 1),
+                     ('click:7', 'click', 1, '{}', CAST('{"id": 7}' AS BLOB), 1),
+                     ('click:7.0', 'click', 1, '{}', CAST('{"id": 7.0}' AS BLOB), 1);
+                   INSERT INTO jobs (event_id, action, target, state) VALUES ('click:12345.0', 'r/a', 't', 'dead');
+                   INSERT INTO dead_letters (job_id, event_id, action, reason, dead_at_ms)
+                     VALUES (1, 'click:12345.0', 'r/a', 'gone', 1);
+                   PRAGMA user_version = 2;"#,
+            )
+            .expect("legacy rows");
+        }
+        let mut conn = open(&path).expect("upgraded");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        let keys: Vec<String> = conn
+            .prepare("SELECT event_id FROM events ORDER BY seq")
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("keys");
+        assert_eq!(
+            keys,
+            [
+                "click:12345",
+                "click:1500",
+                "click:7.25",
+                "click:7",
+                "click:7.0"
+            ],
+            "numbers canonical; a string id kept; a taken key left alone"
+        );
+        let job_key: String = conn
+            .query_row("SELECT event_id FROM jobs", [], |r| r.get(0))
+            .expect("job");
+        let dead_key: String = conn
+            .query_row("SELECT event_id FROM dead_letters", [], |r| r.get(0))
+            .expect("dead letter");
+        assert_eq!(
+            (job_key.as_str(), dead_key.as_str()),
+            ("click:12345", "click:12345")
+        );
+        // A redelivery after the upgrade is a duplicate.
+        let outcomes = commit_events(&mut conn, &[&event("12345", 2)]).expect("insert");
+        assert_eq!(outcomes, [Ingest::Duplicate]);
+        assert_eq!(replay(&path, Some("12345"), None).expect("replay"), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_change_does_not_wait_out_the_ack_timeout_on_a_foreign_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        // A long ack timeout: a worker change that waited for it would outlive the bound.
+        let (writer, thread) = Writer::start(
+            &path,
+            crate::DEFAULT_WRITE_BATCH,
+            Arc::new(Notify::new()),
+            Duration::from_secs(60),
+        )
+        .expect("writer");
+        let other = Connection::open(&path).expect("open");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        let op = writer.run(|c| c.execute("DELETE FROM targets", []));
+        let refused = tokio::time::timeout(Duration::from_secs(20), op)
+            .await
+            .expect("refused long before the ack timeout");
+        assert!(refused.is_err(), "locked: {refused:?}");
+        // `/healthz`'s test write waits like an acknowledgement: released after 300 ms (longer
+        // than a worker change waits), it commits.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("ROLLBACK").expect("release");
+        });
+        let probed = tokio::time::timeout(Duration::from_secs(20), writer.probe())
+            .await
+            .expect("bounded");
+        assert_eq!(probed, Ok(()));
+        release.join().expect("released");
+        let stored = tokio::time::timeout(Duration::from_secs(20), writer.ingest(event("x", 1)))
+            .await
+            .expect("bounded");
+        assert_eq!(stored, Ok(Ingest::Stored));
+        assert!(
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                writer.run(|c| c.execute("DELETE FROM targets", []))
+            )
+            .await
+            .expect("bounded")
+            .is_ok(),
+            "worker changes go through again once the lock is free"
+        );
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    #[test]
+    fn jobs_of_a_removed_target_are_dead_lettered_in_bounded_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<String> = (0..5).map(|i| format!("e{i}")).collect();
+        let events: Vec<(&str, i64)> = ids.iter().map(|i| (i.as_str(), 1)).collect();
+        let mut q = setup(dir.path(), &events, &[("r/gone", "old"), ("r/kept", "new")]);
+        let steps: Vec<usize> = (0..4)
+            .map(|_| {
+                q.write("dead-letter", |c| {
+                    dead_letter_target(c, "old", "removed", now_ms(), 2)
+                })
+                .expect("step")
+            })
+            .collect();
+        assert_eq!(steps, [2, 2, 1, 0]);
+        let dead: i64 = q
+            .conn
+            .query_row(
+                "SELECT count(*) FROM dead_letters WHERE reason = 'removed'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(dead, 5);
+        let kept = q.claim("w", 60_000, &[t("new", 0)], 10).expect("claim");
+        assert_eq!(kept.len(), 5, "the other target's jobs stay queued");
+    }
+
+    #[test]
     fn log_streams_and_stops_when_asked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ids: Vec<String> = (0..50).map(|i| format!("e{i:02}")).collect();
@@ -1435,6 +1715,26 @@ mod tests {
         })
         .expect("log");
         assert_eq!(seen, ["e00", "e01", "e02"]);
+        let conn = open(&dir.path().join("q.db")).expect("open");
+        let plan = |sql: &str, id: Option<&str>| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain")
+                .query_map(params![0, id], |r| r.get::<_, String>(3))
+                .expect("plan")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("rows")
+                .join(" | ")
+        };
+        let one = plan(LOG_ONE_SELECT, Some("e01"));
+        assert!(one.contains("INDEX") && !one.contains("SCAN"), "{one}");
+        let all = plan(LOG_ALL_SELECT, None);
+        assert!(
+            !all.contains("TEMP B-TREE"),
+            "streams without a sort: {all}"
+        );
+        let found = log_entries(&dir.path().join("q.db"), 0, Some("e01")).expect("log");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["event_id"], "e01");
     }
 
     #[test]
@@ -1463,7 +1763,17 @@ mod tests {
         assert_eq!(ids, ["dead", "new"]);
         assert!(matches!(
             replay(&path, None, Some("r/typo")),
-            Err(Error::Usage(m)) if m.contains("r/a")
+            Err(Error::Usage(m)) if m.contains("r/a") && m.contains("r/typo")
+        ));
+        // A configured action without a delivery yet is known: nothing to re-queue.
+        let configured = ["r/new".to_string()];
+        assert_eq!(
+            replay_with(&path, None, Some("r/new"), &configured).expect("known"),
+            0
+        );
+        assert!(matches!(
+            replay_with(&path, None, Some("r/typo"), &configured),
+            Err(Error::Usage(m)) if m.contains("r/a, r/new") && m.contains("the config")
         ));
         assert_eq!(replay(&path, None, None).expect("replay"), 1);
         let job = claim1(&mut q, "w", &[t("t", 0)]).expect("replayed");

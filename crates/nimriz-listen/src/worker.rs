@@ -160,11 +160,19 @@ impl Worker {
             if self.targets.iter().any(|(k, _)| *k == t) {
                 continue;
             }
-            let reason = "no action in the config posts to this target any more".to_string();
-            let target = t.clone();
-            let n = self
-                .write(move |c| store::dead_letter_target(c, &target, &reason, now_ms()))
-                .await?;
+            let mut n = 0;
+            loop {
+                let reason = "no action in the config posts to this target any more".to_string();
+                let target = t.clone();
+                // Small steps: acknowledgements get the writer between them.
+                let step = self
+                    .write(move |c| store::dead_letter_target(c, &target, &reason, now_ms(), 500))
+                    .await?;
+                n += step;
+                if step < 500 {
+                    break;
+                }
+            }
             self.printer.warn(&format!(
                 "{n} queued job(s) for a target no longer in the config were dead-lettered \
                  (`listen replay` re-queues them once the action is back)"

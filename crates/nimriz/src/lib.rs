@@ -341,7 +341,13 @@ struct Inner {
     /// `GET /api/v1/whoami` accepted the key during this run (a 403 without a code on a
     /// create is then about the link, not the key).
     key_confirmed: AtomicBool,
+    /// Until when a long wait was last announced (requests in flight hit the same
+    /// Retry-After together: one line for all of them).
+    announced_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// A wait at least this long is said at default verbosity (shorter ones only with `-v`).
+pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(3);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -382,8 +388,47 @@ impl Client {
                 throttle: throttle::Throttle::default(),
                 reporter: None,
                 key_confirmed: AtomicBool::new(false),
+                announced_until: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Say a long wait once, at default verbosity: what is waited for, how long, and until
+    /// when (UTC), so a run that pauses for a minute is not mistaken for a hang.
+    fn announce_wait(
+        &self,
+        wait: Duration,
+        method: &reqwest::Method,
+        url: &Url,
+        reason: &str,
+        rate_limited: bool,
+    ) {
+        let Some(p) = &self.inner.reporter else {
+            return;
+        };
+        let end = std::time::Instant::now() + wait;
+        {
+            let Ok(mut last) = self.inner.announced_until.lock() else {
+                return;
+            };
+            if last.is_some_and(|l| l + Duration::from_secs(1) >= end) {
+                return;
+            }
+            *last = Some(end);
+        }
+        let until = chrono::Utc::now()
+            + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::zero());
+        p.info(&format!(
+            "waiting {}s (until {} UTC) before retrying {method} {}: {}{reason}",
+            wait.as_secs(),
+            until.format("%H:%M:%S"),
+            url.path(),
+            if rate_limited {
+                "the API is rate limiting (Retry-After); "
+            } else {
+                ""
+            }
+        ));
     }
 
     /// Report each retry through `reporter.detail` (shown with `--verbose`).
@@ -974,6 +1019,9 @@ impl Client {
                         self.inner.throttle.on_rate_limited(wait);
                     }
                     brake.note_retry();
+                    if wait >= ANNOUNCE_WAIT {
+                        self.announce_wait(wait, &method, url, &reason, rate_limited);
+                    }
                     if let Some(p) = &self.inner.reporter {
                         p.detail(&format!(
                             "retrying {method} {} in {} ms (attempt {}/{}): {reason}",

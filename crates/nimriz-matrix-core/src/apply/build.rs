@@ -1,10 +1,11 @@
 //! The build: resolve domains, open the manifest, send what is not done in batches with
 //! bounded concurrency, settle every row, record everything, stop cleanly.
 //!
-//! Order of writes for each batch: rows are journaled as `pending` (attempts + 1) BEFORE
-//! the request leaves, and their results AFTER it returns. A crash in between leaves them
-//! pending; the next run resends them with the same idempotency keys and slugs, and the
-//! replay or the slug-conflict lookup settles them without a duplicate.
+//! Order of writes for each batch: rows are journaled as `pending` (attempts + 1) right
+//! after their request leaves (the fsync overlaps the request), and their results after it
+//! returns. A crash before either leaves them pending or unrecorded; the next run resends
+//! them with the same idempotency keys and slugs, and the replay or the slug-conflict lookup
+//! settles them without a duplicate.
 //!
 //! Journal appends are grouped (each one is an fsync, and the loop that launches batches
 //! waits for it): the results of every batch that has come back go out in the same append
@@ -194,6 +195,7 @@ where
         batches_done: 0,
         checkpoint_due: false,
         create_requests: 0,
+        resends: 0,
     };
     let mut interrupt = std::pin::pin!(interrupt);
     run.drive(interrupt.as_mut()).await;
@@ -201,6 +203,7 @@ where
         mut stop,
         settled,
         create_requests,
+        resends,
         queue,
         ..
     } = run;
@@ -292,6 +295,7 @@ where
         problems,
         create_requests,
         retries: client.retries(),
+        resends,
         not_applied: split.pending,
         spec_path: plan.source.spec_path.clone(),
         cannot_update: split.cannot_update,
@@ -623,6 +627,8 @@ struct Run<'a> {
     /// Compact the journal at the next chance (every `CHECKPOINT_EVERY_BATCHES` batches).
     checkpoint_due: bool,
     create_requests: u64,
+    /// Rows sent again for lack of a usable result (summed over rows).
+    resends: u64,
 }
 
 impl Run<'_> {
@@ -732,17 +738,15 @@ impl Run<'_> {
         // Results first: a resent row's new pending line must come after its old result.
         let mut records = std::mem::take(&mut self.unjournaled);
         records.extend(batches.iter().flatten().map(|r| r.rec.clone()));
-        if let Err(e) = self.store.record(&records) {
-            // Not journaled, so not sent: they stay pending for the next run.
-            for rows in batches.into_iter().rev() {
-                self.requeue_front(rows);
-            }
-            self.stop_with(Stop::Fatal(e));
-            return;
-        }
+        // Send first, then journal (the fsync overlaps the requests instead of delaying
+        // them). Safe because a row's idempotency key and slug are fixed by its content: a
+        // crash before this append makes the next run send it again with the same key, and
+        // the replay or the conflict lookup settles it — a resend, never a duplicate; and a
+        // result is only ever counted done once it is journaled.
         for rows in batches {
             self.spawn_batch(in_flight, rows);
         }
+        self.record(&records);
     }
 
     /// Journal the results absorbed since the last append, on their own.
@@ -819,14 +823,15 @@ impl Run<'_> {
                         RowResult::Failed(err) => set_failed(&mut row.rec, err),
                         RowResult::Resend(why) => {
                             row.resends += 1;
+                            self.resends += 1;
                             if row.resends > self.settings.max_resends {
                                 set_failed(
                                     &mut row.rec,
                                     RecordedError {
                                         code: Some("no_result".into()),
                                         message: format!(
-                                            "Nimriz gave no usable result for this link after \
-                                             {} tries ({why}); re-run the build to try again \
+                                            "Nimriz gave no usable result for this link in \
+                                             {} sends ({why}); re-run the build to try again \
                                              (same key and slug, so no duplicate)",
                                             row.resends
                                         ),

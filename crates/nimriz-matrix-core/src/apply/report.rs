@@ -39,6 +39,8 @@ pub struct BuildReport {
     pub create_requests: u64,
     /// Transient failures retried, across all requests.
     pub retries: u64,
+    /// Rows sent again because an answer gave no usable result for them.
+    pub resends: u64,
     /// Spec changes to live links not applied (no `--update`): `label: field old → new`.
     pub not_applied: Vec<String>,
     /// Spec changes Nimriz has no call for (redirect, tags, space), one line each.
@@ -73,7 +75,7 @@ impl BuildReport {
         }
         let mut lines = vec![format!(
             "{}: {} created, {} exists, {}{} drift, {} failed{}{} — {} links in {:.1}s ({} \
-             create request(s), {} retries)",
+             create request(s), {} retries{})",
             match self.outcome {
                 BuildOutcome::Completed => "done",
                 BuildOutcome::Partial => "finished with problems",
@@ -102,6 +104,11 @@ impl BuildReport {
             self.elapsed.as_secs_f64(),
             self.create_requests,
             self.retries,
+            if self.resends > 0 {
+                format!(", {} rows resent for lack of a usable answer", self.resends)
+            } else {
+                String::new()
+            },
         )];
         lines.push(format!("manifest: {}", self.manifest_path.display()));
         if !self.not_applied.is_empty() {

@@ -199,6 +199,40 @@ impl Counts {
 pub struct Classified {
     pub entries: Vec<Entry>,
     pub counts: Counts,
+    /// Links whose QR codes were exported (`printed_at`) and that this plan would rename or
+    /// leave behind (a new slug or domain for their cell): the printed codes would break.
+    pub breaks_printed: Vec<String>,
+}
+
+impl Classified {
+    /// Refuse a plan that breaks printed codes, unless the user says the print run is void.
+    pub fn check_printed(&self, break_printed: bool) -> crate::Result<()> {
+        if self.breaks_printed.is_empty() || break_printed {
+            return Ok(());
+        }
+        let n = self.breaks_printed.len();
+        let mut shown: Vec<&str> = self
+            .breaks_printed
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect();
+        let more = n.saturating_sub(shown.len());
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        shown.sort_unstable();
+        Err(crate::Error::Usage(format!(
+            "{n} printed link(s) would change slug or domain: {}{tail}. Their QR codes were \
+             exported for print (`printed_at` in the manifest): a rename makes the printed \
+             code stop working, a new slug leaves it on a link the campaign no longer \
+             manages. Keep the slug and domain (destinations can change freely), or pass \
+             --break-printed if that print run is void",
+            shown.join(", ")
+        )))
+    }
 }
 
 fn host_token(h: &str) -> String {
@@ -286,6 +320,8 @@ pub fn classify(
                     });
                     entry.changes.extend(field_changes(rec, link.into()));
                     if rec.printed_at.is_some() {
+                        out.breaks_printed
+                            .push(rec.short_url.clone().unwrap_or_else(|| rec.slug.clone()));
                         entry.note = Some(format!(
                             "codes for {} were printed: the old short URL stops working once \
                              it is renamed",
@@ -422,6 +458,10 @@ pub fn classify(
                   fallback, expires or deletes it"
                 .to_string(),
         };
+        if rec.printed_at.is_some() {
+            out.breaks_printed
+                .push(rec.short_url.clone().unwrap_or_else(|| rec.slug.clone()));
+        }
         orphans.push(Entry {
             action: Action::Orphan,
             cell: rec.cell.clone(),

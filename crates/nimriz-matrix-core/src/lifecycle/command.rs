@@ -29,6 +29,8 @@ pub struct PlanSettings {
     pub verbose: bool,
     /// What the spec may make the command read (the runner's flags).
     pub inputs: crate::spec::InputPolicy,
+    /// Allow a plan that changes the slug or domain of links whose codes were printed.
+    pub break_printed: bool,
 }
 
 /// The spec compared with its record: what a build would do.
@@ -65,6 +67,7 @@ pub fn compare(
 /// `nimriz-matrix plan`: the comparison on stdout in the chosen format.
 pub fn plan_command(s: &PlanSettings, printer: &dyn Reporter) -> Result<u8> {
     let c = compare(&s.spec, &s.manifest, s.max_links, &s.inputs, printer)?;
+    c.classified.check_printed(s.break_printed)?;
     let spec = s.spec.display().to_string();
     let manifest = s.manifest.display().to_string();
     let view = PlanView {
@@ -124,4 +127,21 @@ pub fn plan_command(s: &PlanSettings, printer: &dyn Reporter) -> Result<u8> {
             exit::OK
         },
     )
+}
+
+/// `build`'s print lock: the plan (before anything is sent) against the record at
+/// `manifest`, refused when it would break printed codes (see [`Classified::check_printed`]).
+pub fn check_printed_for_build(
+    plan: &crate::model::Plan,
+    manifest: &Path,
+    break_printed: bool,
+) -> Result<()> {
+    if break_printed || !manifest.exists() {
+        return Ok(());
+    }
+    let record = crate::manifest::load(manifest)?;
+    if !record.links.iter().any(|l| l.printed_at.is_some()) {
+        return Ok(());
+    }
+    classify(&plan.links, Some(&record), &plan.moved).check_printed(false)
 }

@@ -22,6 +22,8 @@ pub(crate) use classify::same_instant;
 pub use classify::{
     Action, Classified, Counts, Entry, FieldChange, Moved, PlannedFields, classify, field_changes,
 };
-pub use command::{Compared, PlanOutput, PlanSettings, compare, plan_command};
+pub use command::{
+    Compared, PlanOutput, PlanSettings, check_printed_for_build, compare, plan_command,
+};
 pub use render::{MARKDOWN_MARKER, PlanView, render_human, render_json, render_markdown, summary};
 pub use saved::{Hashes, SavedPlan, check_fresh, hashes_now};

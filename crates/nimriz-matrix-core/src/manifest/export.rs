@@ -25,6 +25,10 @@ pub const LINK_COLUMNS: [&str; 12] = [
     "updated_at",
 ];
 
+/// The last columns: the live link's fields a row spec reads back (`expires_at`, `redirect`,
+/// `space`).
+pub const LIVE_FIELD_COLUMNS: [&str; 3] = ["expires_at", "redirect", "space"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
     Csv,
@@ -172,8 +176,9 @@ pub fn utm_columns(manifest: &Manifest) -> Vec<String> {
 }
 
 /// One row per link: the cell's dimensions (in order of first appearance across links),
-/// then [`LINK_COLUMNS`], then every UTM parameter and `tags` (`;`-separated). A dimension
-/// named like a fixed column gets a `cell_` prefix.
+/// then [`LINK_COLUMNS`], then every UTM parameter, `tags` (`;`-separated) and
+/// [`LIVE_FIELD_COLUMNS`] (so the CSV is a row spec that plans as `unchanged` against its
+/// manifest). A dimension named like a fixed column gets a `cell_` prefix.
 pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
     let dimensions = dimension_names(manifest);
     let utms = utm_columns(manifest);
@@ -181,7 +186,11 @@ pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
     let header = dimensions
         .iter()
         .map(|d| {
-            if LINK_COLUMNS.contains(&d.as_str()) || utms.contains(d) || d == "tags" {
+            if LINK_COLUMNS.contains(&d.as_str())
+                || LIVE_FIELD_COLUMNS.contains(&d.as_str())
+                || utms.contains(d)
+                || d == "tags"
+            {
                 Cow::Owned(format!("cell_{d}"))
             } else {
                 Cow::Borrowed(d.as_str())
@@ -189,12 +198,18 @@ pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
         })
         .chain(LINK_COLUMNS.iter().map(|c| Cow::Borrowed(*c)))
         .chain(utms.iter().map(|u| Cow::Borrowed(u.as_str())))
-        .chain(std::iter::once(Cow::Borrowed("tags")));
+        .chain(std::iter::once(Cow::Borrowed("tags")))
+        .chain(LIVE_FIELD_COLUMNS.iter().map(|c| Cow::Borrowed(*c)));
     csv.write_record(header.map(|h| neutralize(&h).into_owned()))
         .map_err(csv_io)?;
     for link in &manifest.links {
         let fields = link_fields(link);
         let tags = link.tags.join(";");
+        let live = [
+            link.expires_at.clone().unwrap_or_default(),
+            link.redirect.map(|r| r.to_string()).unwrap_or_default(),
+            link.space.clone().unwrap_or_default(),
+        ];
         let cells = dimensions.iter().map(|d| link.cell.get(d).unwrap_or(""));
         let row = cells
             .chain(fields.iter().map(String::as_str))
@@ -202,7 +217,8 @@ pub fn write_csv(manifest: &Manifest, w: &mut dyn Write) -> io::Result<()> {
                 utms.iter()
                     .map(|u| link.utm.get(u).map_or("", String::as_str)),
             )
-            .chain(std::iter::once(tags.as_str()));
+            .chain(std::iter::once(tags.as_str()))
+            .chain(live.iter().map(String::as_str));
         csv.write_record(row.map(|f| neutralize(f).into_owned()))
             .map_err(csv_io)?;
     }

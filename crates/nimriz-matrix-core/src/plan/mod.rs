@@ -222,8 +222,9 @@ pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<
     Ok(exit::OK)
 }
 
-/// Ctrl-C ends the process without running destructors: remove the half-written staging
-/// file ourselves, so an interrupted dry-run leaves nothing behind, and exit 130.
+/// Ctrl-C, SIGTERM or SIGHUP end the process without running destructors: remove the
+/// half-written staging file ourselves, so an interrupted dry-run leaves nothing behind, and
+/// exit 128 + the signal (130, 143, 129), as `build` does.
 fn remove_on_interrupt(path: std::path::PathBuf) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -232,11 +233,40 @@ fn remove_on_interrupt(path: std::path::PathBuf) {
         else {
             return;
         };
-        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+        if let Some(code) = rt.block_on(stop_signal()) {
             let _ = std::fs::remove_file(&path);
-            std::process::exit(i32::from(exit::INTERRUPTED));
+            std::process::exit(i32::from(code));
         }
     });
+}
+
+/// The exit code of the first stop signal (`None`: no handler could be installed).
+async fn stop_signal() -> Option<u8> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return tokio::signal::ctrl_c()
+                .await
+                .ok()
+                .map(|()| exit::INTERRUPTED);
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| exit::INTERRUPTED),
+            _ = term.recv() => Some(143),
+            _ = hup.recv() => Some(129),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .ok()
+            .map(|()| exit::INTERRUPTED)
+    }
 }
 
 /// Where a dry-run plan is written until it is known to be complete.

@@ -24,6 +24,23 @@ pub(super) const ROW_FIELDS: [&str; 8] = [
     "expires_at",
 ];
 
+/// Columns `export` writes that describe a built link, not what to build: a CSV exported
+/// from a manifest is a valid row spec again (they are read as nothing). `domain_host` is
+/// read as `domain`.
+pub(super) const EXPORT_ONLY: [&str; 11] = [
+    "short_url",
+    "status",
+    "url_id",
+    "error_code",
+    "error_message",
+    "support_reference",
+    "attempts",
+    "updated_at",
+    "printed_at",
+    "origin",
+    "existing_destination",
+];
+
 impl Compiler<'_> {
     pub(super) fn dimensions(&mut self, raw: &[Spanned<RawDimension>]) -> Vec<Dimension> {
         let mut dims: Vec<Dimension> = Vec::new();
@@ -328,6 +345,8 @@ impl Compiler<'_> {
         self.inputs.push(table.input.clone());
         let is_field = |h: &str| {
             ROW_FIELDS.contains(&h)
+                || EXPORT_ONLY.contains(&h)
+                || h == "domain_host"
                 || h.strip_prefix("utm_")
                     .is_some_and(|u| UTM_FIELDS.contains(&u))
         };
@@ -441,6 +460,10 @@ impl Compiler<'_> {
                     "destination" => fields_t.destination = Some(lit),
                     "slug" => fields_t.slug = Some(lit),
                     "domain" => fields_t.domain = Some(lit),
+                    // An exported CSV's host column; a `domain` column wins.
+                    "domain_host" if !table.headers.iter().any(|h| h == "domain") => {
+                        fields_t.domain = Some(lit);
+                    }
                     "domain_id" => fields_t.domain_id = Some(lit),
                     "space" => fields_t.space = Some(lit),
                     "tags" => {

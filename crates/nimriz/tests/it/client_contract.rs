@@ -353,3 +353,76 @@ async fn connection_refused_is_transient_then_unreachable() {
     assert!(err.is_fatal_for_run(), "{err:?}");
     assert_eq!(c.retries(), 4);
 }
+
+/// Collects what the client says at default verbosity (`info`) and with `-v` (`detail`).
+#[derive(Default)]
+struct Said {
+    info: std::sync::Mutex<Vec<String>>,
+    detail: std::sync::Mutex<Vec<String>>,
+}
+
+impl nimriz::report::Reporter for Said {
+    fn info(&self, msg: &str) {
+        self.info.lock().unwrap().push(msg.to_string());
+    }
+    fn detail(&self, msg: &str) {
+        self.detail.lock().unwrap().push(msg.to_string());
+    }
+}
+
+/// A wait of seconds is said once at default verbosity (why, how long, until when), not
+/// only with `-v`; requests waiting out the same Retry-After share the one line.
+#[tokio::test]
+async fn a_long_retry_after_is_announced_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/domains"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "3")
+                .set_body_json(json!({"code": "RATE_LIMITED", "message": "slow down"})),
+        )
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/domains"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"domains": [{"id": "dom-1", "domain_name": "go.acme.example"}]}),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let said = std::sync::Arc::new(Said::default());
+    // Base 25 ms: Retry-After is honoured up to 120 × base = 3 s.
+    let c = client(&server, 25).with_reporter(said.clone());
+    let started = Instant::now();
+    let (a, b) = tokio::join!(c.list_domains(), c.list_domains());
+    assert!(a.is_ok() && b.is_ok());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After honoured"
+    );
+    let info = said.info.lock().unwrap().clone();
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert!(
+        info[0].starts_with("waiting 3s (until ") && info[0].contains("rate limiting"),
+        "{}",
+        info[0]
+    );
+    assert!(
+        info[0].contains("/api/v1/domains") && info[0].contains("RATE_LIMITED"),
+        "{}",
+        info[0]
+    );
+    assert_eq!(
+        said.detail
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.starts_with("retrying"))
+            .count(),
+        2
+    );
+}
