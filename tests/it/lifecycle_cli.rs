@@ -483,6 +483,22 @@ fn import_adopts_matching_links_and_retire_never_deletes_them() {
         let (st, _) = api(&base, "GET", &format!("/api/v1/links/{id}"), None);
         assert!(st == 404 || st == 410, "{v} is gone: {st}");
     }
+    // Deleted links still export (every status has its place in the hand-off formats).
+    run(
+        &s,
+        &base,
+        &[
+            "export",
+            "spec.manifest.json",
+            "--format",
+            "xlsx",
+            "-o",
+            "l.xlsx",
+        ],
+    )
+    .succeeds();
+    let csv = run(&s, &base, &["export", "spec.manifest.json"]).succeeds();
+    assert!(csv.contains(",deleted,"), "{csv}");
     // A retired link is not created again by the next build.
     let inserted = inserts(&base);
     let plan = run(&s, &base, &["plan", "spec.toml", "--format", "json"]);

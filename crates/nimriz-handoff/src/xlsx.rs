@@ -81,7 +81,7 @@ pub fn workbook(manifest: &Manifest, sheet_by: Option<&str>) -> Result<Vec<u8>, 
 struct Formats {
     header: Format,
     link: Format,
-    status: [(LinkStatus, Format); 5],
+    status: [(LinkStatus, Format); 6],
 }
 
 impl Formats {
@@ -101,17 +101,17 @@ impl Formats {
                 (LinkStatus::Drift, fill(0xFFEB9C)),
                 (LinkStatus::Failed, fill(0xFFC7CE)),
                 (LinkStatus::Pending, fill(0xEDEDED)),
+                (LinkStatus::Deleted, fill(0xD9D9D9)),
             ],
         }
     }
 
     fn status(&self, s: LinkStatus) -> &Format {
-        &self
-            .status
+        // Every status has a colour; a new one falls back to pending's grey, never a panic.
+        self.status
             .iter()
             .find(|(k, _)| *k == s)
-            .expect("all statuses")
-            .1
+            .map_or(&self.status[4].1, |entry| &entry.1)
     }
 }
 
