@@ -5,10 +5,8 @@
 //! annotations in the log and the comment calls.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 use test_support::{ChildGuard, Run, Scratch, repo};
 
@@ -42,32 +40,7 @@ destination = "{dest_v1}"
 }
 
 fn sandbox(dir: &Path) -> (ChildGuard, String) {
-    let mut child = ChildGuard(
-        test_support::command()
-            .current_dir(dir)
-            .args(["sandbox", "--addr", "127.0.0.1:0", "--domain", HOST])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sandbox starts"),
-    );
-    let stdout = child.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a banner line within 20 s");
-    let base = first
-        .strip_prefix("nimriz sandbox listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
-        .to_string();
-    (child, base)
+    test_support::sandbox(dir, &["--addr", "127.0.0.1:0", "--domain", HOST])
 }
 
 /// A `gh` stand-in: appends its arguments to `gh.log`; answers the comment listing with

@@ -4,10 +4,8 @@
 //! (the link read back over the API, and the insert counts: no duplicate).
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 use test_support::{ChildGuard, Run, Scratch};
 
@@ -44,32 +42,7 @@ destination = "{dest_v1}"
 }
 
 fn sandbox(dir: &Path) -> (ChildGuard, String) {
-    let mut child = ChildGuard(
-        test_support::command()
-            .current_dir(dir)
-            .args(["sandbox", "--addr", "127.0.0.1:0", "--domain", HOST])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sandbox starts"),
-    );
-    let stdout = child.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a banner line within 20 s");
-    let base = first
-        .strip_prefix("nimriz sandbox listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
-        .to_string();
-    (child, base)
+    test_support::sandbox(dir, &["--addr", "127.0.0.1:0", "--domain", HOST])
 }
 
 /// `nimriz-matrix ARGS` in the scratch folder, talking to `base`; stdin is not a terminal.

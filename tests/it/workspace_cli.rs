@@ -3,10 +3,7 @@
 //! with the fix; with `--state` the workspace survives a restart (even on another port) and
 //! the manifest is trusted.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 use test_support::{ChildGuard, Scratch, repo};
 
@@ -22,33 +19,7 @@ fn sandbox(dir: &Path, args: &[&str]) -> (ChildGuard, String) {
 
 /// `nimriz-matrix sandbox ARGS` in `dir`.
 fn sandbox_with(dir: &Path, args: &[&str]) -> (ChildGuard, String) {
-    let mut child = ChildGuard(
-        test_support::command()
-            .current_dir(dir)
-            .arg("sandbox")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sandbox starts"),
-    );
-    let stdout = child.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a banner line within 20 s");
-    let base = first
-        .strip_prefix("nimriz sandbox listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
-        .to_string();
-    (child, base)
+    test_support::sandbox(dir, args)
 }
 
 fn build(dir: &Path, base: &str, manifest: &str) -> test_support::Run {

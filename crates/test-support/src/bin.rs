@@ -48,6 +48,39 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Start `nimriz-matrix sandbox ARGS` in `dir` (stdout piped, stderr dropped); returns the
+/// guard and its base URL, read from the banner's first line with a bounded wait (20 s).
+pub fn sandbox(dir: &Path, args: &[&str]) -> (ChildGuard, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = ChildGuard(
+        command()
+            .current_dir(dir)
+            .arg("sandbox")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sandbox starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a banner line within 20 s");
+    let base = first
+        .strip_prefix("nimriz sandbox listening on ")
+        .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
+        .to_string();
+    (child, base)
+}
+
 pub struct Scratch {
     pub dir: tempfile::TempDir,
 }

@@ -6,4 +6,4 @@ pub mod bin;
 pub mod listen;
 pub mod manifest;
 
-pub use bin::{ChildGuard, Run, Scratch, command, repo, run_in};
+pub use bin::{ChildGuard, Run, Scratch, command, repo, run_in, sandbox};
