@@ -4,8 +4,9 @@
 
 use super::send::same_destination;
 use super::session::{self, LiveSettings};
+use crate::lifecycle::{host_token, id_token};
 use crate::manifest::model::{Change, Origin};
-use crate::manifest::{LinkStatus, RunCounts, now_rfc3339};
+use crate::manifest::{LinkRecord, LinkStatus, RunCounts, now_rfc3339};
 use crate::report::SharedReporter;
 use crate::{Result, exit};
 use nimriz::Link;
@@ -38,20 +39,13 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
     for (i, rec) in planned.iter().enumerate() {
         let id = rec.domain.id.clone().unwrap_or_default();
         let entry = domains.iter().find(|d| d.id == id);
-        let mut tokens = vec![format!("i:{}", id.to_ascii_lowercase())];
+        let mut tokens = vec![id_token(&id)];
         if let Some(d) = entry {
-            tokens.extend(
-                d.alt_ids
-                    .iter()
-                    .map(|a| format!("i:{}", a.to_ascii_lowercase())),
-            );
-            tokens.push(format!(
-                "h:{}",
-                nimriz::facts::normalize_host(&d.domain_name)
-            ));
+            tokens.extend(d.alt_ids.iter().map(|a| id_token(a)));
+            tokens.push(host_token(&d.domain_name));
         }
         if let Some(h) = &rec.domain.host {
-            tokens.push(format!("h:{}", nimriz::facts::normalize_host(h)));
+            tokens.push(host_token(h));
         }
         for t in tokens {
             index.entry((t, rec.slug.clone())).or_insert(i);
@@ -69,10 +63,10 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
         };
         let mut tokens = Vec::new();
         if let Some(id) = &link.domain_id {
-            tokens.push(format!("i:{}", id.to_ascii_lowercase()));
+            tokens.push(id_token(id));
         }
         if let Some(h) = &link.domain_host {
-            tokens.push(format!("h:{}", nimriz::facts::normalize_host(h)));
+            tokens.push(host_token(h));
         }
         let Some(&i) = tokens
             .into_iter()
@@ -82,13 +76,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
             continue;
         };
         let planned = &planned[i];
-        if store.get(&planned.key).is_some_and(|r| {
-            r.url_id.is_some()
-                && matches!(
-                    r.status,
-                    LinkStatus::Created | LinkStatus::Exists | LinkStatus::Drift
-                )
-        }) {
+        if store.get(&planned.key).is_some_and(LinkRecord::is_live) {
             already += 1;
             continue;
         }

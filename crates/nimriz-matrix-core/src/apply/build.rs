@@ -358,7 +358,7 @@ impl Split {
         changes: Vec<FieldChange>,
         outside: bool,
     ) {
-        let label = label_of(prev);
+        let label = prev.label();
         let (can, cannot): (Vec<FieldChange>, Vec<FieldChange>) =
             changes.into_iter().partition(|c| c.updatable);
         if !cannot.is_empty() {
@@ -428,21 +428,6 @@ fn describe(changes: &[FieldChange]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn label_of(rec: &LinkRecord) -> String {
-    let name = rec
-        .short_url
-        .clone()
-        .unwrap_or_else(|| match &rec.domain.host {
-            Some(h) => format!("{h}/{}", rec.slug),
-            None => rec.key.clone(),
-        });
-    if rec.cell.0.is_empty() {
-        name
-    } else {
-        format!("{name} ({})", rec.cell.label())
-    }
 }
 
 /// A recorded short URL with its last path segment changed from `old` to `new` slug.

@@ -53,14 +53,6 @@ impl RefreshReport {
     }
 }
 
-fn is_live(rec: &LinkRecord) -> bool {
-    rec.url_id.is_some()
-        && matches!(
-            rec.status,
-            LinkStatus::Created | LinkStatus::Exists | LinkStatus::Drift
-        )
-}
-
 /// `nimriz-matrix refresh SPEC`.
 pub async fn refresh_command(
     s: &LiveSettings,
@@ -88,7 +80,7 @@ pub async fn refresh_command(
 pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<RefreshReport> {
     let plan = crate::plan::load_with(&s.spec, s.max_links, &s.inputs, printer.as_ref())?;
     let (client, mut store) = session::open(&s.api, &s.manifest_path, &plan, printer).await?;
-    let targets: Vec<LinkRecord> = store.links().filter(|r| is_live(r)).cloned().collect();
+    let targets: Vec<LinkRecord> = store.links().filter(|r| r.is_live()).cloned().collect();
     let mut report = RefreshReport::default();
     let mut queue = targets.into_iter();
     let mut set: JoinSet<(LinkRecord, std::result::Result<Option<Link>, ClientError>)> =
@@ -148,7 +140,7 @@ pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<R
                 next.updated_at = at;
                 report.lines.push(format!(
                     "deleted  {}: gone from Nimriz (404); `build` creates it again (Nimriz may block a deleted slug for a while)",
-                    name(&rec)
+                    rec.name()
                 ));
                 if let Err(e) = store.record(std::slice::from_ref(&next)) {
                     fatal.get_or_insert(e);
@@ -160,13 +152,13 @@ pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<R
             }
             Err(e) => report.unreadable.push(format!(
                 "{}: could not be read ({e}); its record is kept",
-                name(&rec)
+                rec.name()
             )),
         }
     }
     report.drift_present = store
         .links()
-        .filter(|r| is_live(r))
+        .filter(|r| r.is_live())
         .filter(|r| r.status == LinkStatus::Drift || r.outside.is_some())
         .count();
     let counts = RunCounts {
@@ -184,10 +176,6 @@ pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<R
     }
     finished?;
     Ok(report)
-}
-
-fn name(rec: &LinkRecord) -> String {
-    rec.short_url.clone().unwrap_or_else(|| rec.key.clone())
 }
 
 /// The record updated with what the live link shows, and one line per new finding.
@@ -223,7 +211,7 @@ fn compare(rec: &LinkRecord, link: &Link) -> (LinkRecord, Vec<String>) {
                 );
                 lines.push(format!(
                     "drift    {}: destination is {live} (the record says {})",
-                    name(rec),
+                    rec.name(),
                     rec.destination
                 ));
             }
@@ -245,7 +233,7 @@ fn compare(rec: &LinkRecord, link: &Link) -> (LinkRecord, Vec<String>) {
                 );
                 lines.push(format!(
                     "expiry   {}: expires {} (the record says {})",
-                    name(rec),
+                    rec.name(),
                     link.expires_at.as_deref().unwrap_or("never"),
                     rec.expires_at.as_deref().unwrap_or("never")
                 ));
@@ -262,7 +250,7 @@ fn compare(rec: &LinkRecord, link: &Link) -> (LinkRecord, Vec<String>) {
             history("slug", Some(rec.slug.clone()), Some(code.into()));
             lines.push(format!(
                 "renamed  {}: the live slug is {code} (the record says {})",
-                name(rec),
+                rec.name(),
                 rec.slug
             ));
         }
@@ -275,7 +263,7 @@ fn compare(rec: &LinkRecord, link: &Link) -> (LinkRecord, Vec<String>) {
             lines.push(format!(
                 "blocked  {}: Nimriz shows it as taken down; it does not redirect. See the \
                  Nimriz dashboard for why",
-                name(rec)
+                rec.name()
             ));
         }
     }

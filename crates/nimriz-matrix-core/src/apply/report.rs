@@ -134,19 +134,7 @@ impl BuildReport {
     pub fn problem_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for rec in &self.problems {
-            // The short URL is what people recognise; the key (domain id/slug) otherwise.
-            let name = rec
-                .short_url
-                .clone()
-                .unwrap_or_else(|| match &rec.domain.host {
-                    Some(h) => format!("{h}/{}", rec.slug),
-                    None => rec.key.clone(),
-                });
-            let label = if rec.cell.0.is_empty() {
-                name
-            } else {
-                format!("{name} ({})", rec.cell.label())
-            };
+            let label = rec.label();
             match rec.status {
                 LinkStatus::Drift => {
                     lines.push(format!("  drift  {label}"));

@@ -74,13 +74,9 @@ impl RetireHow {
     }
 }
 
-fn is_live(rec: &LinkRecord) -> bool {
-    rec.url_id.is_some()
-        && rec.retired.is_none()
-        && matches!(
-            rec.status,
-            LinkStatus::Created | LinkStatus::Exists | LinkStatus::Drift
-        )
+/// Live and not retired yet.
+fn retirable(rec: &LinkRecord) -> bool {
+    rec.is_live() && rec.retired.is_none()
 }
 
 /// Did this tool create it? Records from before `origin` was recorded count when their
@@ -91,10 +87,6 @@ fn ours(rec: &LinkRecord) -> bool {
         Some(Origin::Adopted) => false,
         None => rec.status == LinkStatus::Created,
     }
-}
-
-fn name(rec: &LinkRecord) -> String {
-    rec.short_url.clone().unwrap_or_else(|| rec.key.clone())
 }
 
 /// `nimriz-matrix retire SPEC …`.
@@ -134,7 +126,7 @@ pub async fn retire_command(
             .links
             .iter()
             .filter(|r| {
-                is_live(r) && orphan.contains(&(r.domain.key().to_string(), r.slug.clone()))
+                retirable(r) && orphan.contains(&(r.domain.key().to_string(), r.slug.clone()))
             })
             .map(|r| r.key.clone())
             .collect()
@@ -142,7 +134,7 @@ pub async fn retire_command(
         record
             .links
             .iter()
-            .filter(|r| is_live(r))
+            .filter(|r| retirable(r))
             .map(|r| r.key.clone())
             .collect()
     };
@@ -155,7 +147,7 @@ pub async fn retire_command(
         printer.warn(&format!(
             "not deleting {}: it was {} (only links this tool created are deleted; retire it \
              with --fallback or --expire-at instead)",
-            name(r),
+            r.name(),
             if r.origin == Some(Origin::Adopted) {
                 "adopted by `import`"
             } else {
@@ -181,7 +173,7 @@ pub async fn retire_command(
         RetireHow::Delete => format!("DELETE {} link(s) on Nimriz", targets.len()),
     };
     for r in targets.iter().take(20) {
-        printer.info(&format!("  retire {}", name(r)));
+        printer.info(&format!("  retire {}", r.name()));
     }
     if targets.len() > 20 {
         printer.info(&format!("  … and {} more", targets.len() - 20));
@@ -254,7 +246,7 @@ pub async fn retire_command(
                             fatal.get_or_insert(e);
                             break;
                         }
-                        failed.push(format!("{}: {e}", name(&rec)));
+                        failed.push(format!("{}: {e}", rec.name()));
                     }
                 }
             }
@@ -310,7 +302,7 @@ pub async fn retire_command(
                     UpdateOutcome::Failed { rec, .. } => {
                         failed.push(format!(
                             "{}: {}",
-                            name(&rec),
+                            rec.name(),
                             rec.error.as_ref().map_or("failed", |e| e.message.as_str())
                         ));
                         if let Err(e) = store.record(std::slice::from_ref(&rec)) {

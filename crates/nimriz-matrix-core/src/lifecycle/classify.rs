@@ -235,11 +235,12 @@ impl Classified {
     }
 }
 
-fn host_token(h: &str) -> String {
+/// Matching keys of a domain: by host (normalised) or by id; `import` matches the same way.
+pub(crate) fn host_token(h: &str) -> String {
     format!("h:{}", nimriz::facts::normalize_host(h))
 }
 
-fn id_token(id: &str) -> String {
+pub(crate) fn id_token(id: &str) -> String {
     format!("i:{}", id.to_ascii_lowercase())
 }
 
@@ -252,15 +253,6 @@ fn tokens(d: &DomainRef) -> Vec<String> {
         t.push(id_token(id));
     }
     t
-}
-
-/// Is the record's link (probably) live on Nimriz?
-fn is_live(rec: &LinkRecord) -> bool {
-    rec.url_id.is_some()
-        && matches!(
-            rec.status,
-            LinkStatus::Created | LinkStatus::Exists | LinkStatus::Drift
-        )
 }
 
 /// Compare `planned` with `manifest` (`None`: no record yet, everything is a create).
@@ -305,7 +297,7 @@ pub fn classify(
                     .iter()
                     .find(|m| m.to == link.slug)
                     .and_then(|m| find(&link.domain, &m.from).map(|i| (m, i)))
-                    .filter(|(_, i)| is_live(&records[*i]) && records[*i].retired.is_none());
+                    .filter(|(_, i)| records[*i].is_live() && records[*i].retired.is_none());
                 if let Some((m, i)) = from {
                     matched[i] = true;
                     let rec = &records[i];
@@ -444,7 +436,7 @@ pub fn classify(
         .collect();
     let mut orphans = Vec::new();
     for (i, rec) in records.iter().enumerate() {
-        if matched[i] || !is_live(rec) || rec.retired.is_some() {
+        if matched[i] || !rec.is_live() || rec.retired.is_some() {
             continue;
         }
         let note = match creates_by_cell.get(&rec.cell.label()) {

@@ -18,10 +18,10 @@ mod command;
 mod render;
 mod saved;
 
-pub(crate) use classify::same_instant;
 pub use classify::{
     Action, Classified, Counts, Entry, FieldChange, Moved, PlannedFields, classify, field_changes,
 };
+pub(crate) use classify::{host_token, id_token, same_instant};
 pub use command::{
     Compared, PlanOutput, PlanSettings, check_printed_for_build, compare, plan_command,
 };

@@ -198,6 +198,35 @@ impl LinkRecord {
     pub fn key_for(domain: &DomainRef, slug: &str) -> String {
         format!("{}/{}", domain.key(), slug)
     }
+
+    /// Is the link (as far as the record knows) live on Nimriz: settled with an id?
+    /// Retired links are live too (a fallback or an expiry leaves them there).
+    pub fn is_live(&self) -> bool {
+        self.url_id.is_some()
+            && matches!(
+                self.status,
+                LinkStatus::Created | LinkStatus::Exists | LinkStatus::Drift
+            )
+    }
+
+    /// What people recognise the link by: its short URL, else `host/slug`, else the key.
+    pub fn name(&self) -> String {
+        self.short_url
+            .clone()
+            .unwrap_or_else(|| match &self.domain.host {
+                Some(h) => format!("{h}/{}", self.slug),
+                None => self.key.clone(),
+            })
+    }
+
+    /// [`LinkRecord::name`] with the cell, for reports: `https://go.x/a-v1 (brand=a,…)`.
+    pub fn label(&self) -> String {
+        if self.cell.0.is_empty() {
+            self.name()
+        } else {
+            format!("{} ({})", self.name(), self.cell.label())
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
