@@ -130,7 +130,6 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
             let plan = plan::load_with(&args.spec, args.max_links, &inputs, &printer)?;
             let mut build = settings::build(&args)?;
             settings::refuse_manifest_over_inputs(&build, &plan, &args.spec)?;
-            lifecycle::check_printed_for_build(&plan, &build.manifest_path, args.break_printed)?;
             if let Some((path, saved)) = &saved {
                 let now = lifecycle::hashes_now(&plan.source, &build.manifest_path)?;
                 lifecycle::check_fresh(saved, path, &now)?;

@@ -82,6 +82,7 @@ pub fn build(a: &cli::BuildArgs) -> Result<BuildSettings> {
     let mut s = BuildSettings::checked(api, manifest_path(a), a.batch_size, a.concurrency)?;
     s.update = a.update;
     s.force_drift = a.force_drift;
+    s.break_printed = a.break_printed;
     Ok(s)
 }
 

@@ -80,6 +80,18 @@ where
         printer.warn(note);
     }
 
+    // The print lock, before anything is sent (against the record just opened).
+    if !settings.break_printed
+        && let Err(e) = refuse_printed_breaks(&store, &rows)
+    {
+        let counts = RunCounts {
+            planned,
+            ..RunCounts::default()
+        };
+        let _ = store.finish(counts, &format!("aborted: {e}"));
+        return Err(e);
+    }
+
     // Split: already done (skip), live links the spec changed (update in place), vs to send.
     // New rows are first journaled when their batch is launched (in plan order, as the
     // queue is); rows never launched are journaled when the run stops, so the manifest
@@ -394,16 +406,16 @@ impl Split {
         target.redirect = prev.redirect;
         target.tags.clone_from(&prev.tags);
         target.space.clone_from(&prev.space);
-        if target.short_url.is_none() || prev.slug == row.rec.slug {
-            target.short_url = prev.short_url.clone().or(target.short_url);
-        }
-        if prev.slug != row.rec.slug {
-            target.short_url = row.planned_short_url.clone().or_else(|| {
+        // A rename's short URL is the planned one (or the recorded one respelled).
+        target.short_url = if prev.slug == row.rec.slug {
+            prev.short_url.clone()
+        } else {
+            row.planned_short_url.clone().or_else(|| {
                 prev.short_url
                     .as_ref()
                     .map(|u| respell(u, &prev.slug, &row.rec.slug))
-            });
-        }
+            })
+        };
         keep_lifecycle(&mut target, prev);
         self.items.push(UpdateItem {
             rec: prev.clone(),
@@ -412,6 +424,27 @@ impl Split {
             why: "update-destination",
         });
     }
+}
+
+/// Links whose QR codes were exported and that this run would rename or leave behind: a
+/// live, unretired printed record no row of the plan has (a `[[moved]]` source, or a cell
+/// given a new slug or domain). Free when nothing was printed.
+fn refuse_printed_breaks(store: &ManifestStore, rows: &[Row]) -> Result<()> {
+    if !store.links().any(|r| r.printed_at.is_some()) {
+        return Ok(());
+    }
+    let planned: HashSet<&str> = rows.iter().map(|r| r.rec.key.as_str()).collect();
+    let broken: Vec<String> = store
+        .links()
+        .filter(|r| {
+            r.printed_at.is_some()
+                && r.is_live()
+                && r.retired.is_none()
+                && !planned.contains(r.key.as_str())
+        })
+        .map(LinkRecord::name)
+        .collect();
+    crate::lifecycle::refuse_printed(&broken)
 }
 
 /// `old → new` for each change, in one line.

@@ -27,6 +27,8 @@ pub struct BuildSettings {
     pub update: bool,
     /// With `update`: also set drifted links (edited outside the spec) back to the spec.
     pub force_drift: bool,
+    /// Allow renaming printed links or leaving them behind (`--break-printed`).
+    pub break_printed: bool,
 }
 
 impl BuildSettings {
@@ -40,6 +42,7 @@ impl BuildSettings {
             max_resends: 3,
             update: false,
             force_drift: false,
+            break_printed: false,
         }
     }
 

@@ -207,32 +207,36 @@ pub struct Classified {
 impl Classified {
     /// Refuse a plan that breaks printed codes, unless the user says the print run is void.
     pub fn check_printed(&self, break_printed: bool) -> crate::Result<()> {
-        if self.breaks_printed.is_empty() || break_printed {
+        if break_printed {
             return Ok(());
         }
-        let n = self.breaks_printed.len();
-        let mut shown: Vec<&str> = self
-            .breaks_printed
-            .iter()
-            .take(10)
-            .map(String::as_str)
-            .collect();
-        let more = n.saturating_sub(shown.len());
-        let tail = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        shown.sort_unstable();
-        Err(crate::Error::Usage(format!(
-            "{n} printed link(s) would change slug or domain: {}{tail}. Their QR codes were \
+        refuse_printed(&self.breaks_printed)
+    }
+}
+
+/// `Err` naming the printed links a plan or build would rename or leave behind (`names`;
+/// none: `Ok`). The one message for `plan` and `build`.
+pub(crate) fn refuse_printed(names: &[String]) -> crate::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let n = names.len();
+    let mut shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+    let more = n.saturating_sub(shown.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    shown.sort_unstable();
+    Err(crate::Error::Usage(format!(
+        "{n} printed link(s) would change slug or domain: {}{tail}. Their QR codes were \
              exported for print (`printed_at` in the manifest): a rename makes the printed \
              code stop working, a new slug leaves it on a link the campaign no longer \
              manages. Keep the slug and domain (destinations can change freely), or pass \
              --break-printed if that print run is void",
-            shown.join(", ")
-        )))
-    }
+        shown.join(", ")
+    )))
 }
 
 /// Matching keys of a domain: by host (normalised) or by id; `import` matches the same way.

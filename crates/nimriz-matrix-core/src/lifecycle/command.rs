@@ -128,20 +128,3 @@ pub fn plan_command(s: &PlanSettings, printer: &dyn Reporter) -> Result<u8> {
         },
     )
 }
-
-/// `build`'s print lock: the plan (before anything is sent) against the record at
-/// `manifest`, refused when it would break printed codes (see [`Classified::check_printed`]).
-pub fn check_printed_for_build(
-    plan: &crate::model::Plan,
-    manifest: &Path,
-    break_printed: bool,
-) -> Result<()> {
-    if break_printed || !manifest.exists() {
-        return Ok(());
-    }
-    let record = crate::manifest::load(manifest)?;
-    if !record.links.iter().any(|l| l.printed_at.is_some()) {
-        return Ok(());
-    }
-    classify(&plan.links, Some(&record), &plan.moved).check_printed(false)
-}

@@ -21,9 +21,7 @@ mod saved;
 pub use classify::{
     Action, Classified, Counts, Entry, FieldChange, Moved, PlannedFields, classify, field_changes,
 };
-pub(crate) use classify::{host_token, id_token, same_instant};
-pub use command::{
-    Compared, PlanOutput, PlanSettings, check_printed_for_build, compare, plan_command,
-};
+pub(crate) use classify::{host_token, id_token, refuse_printed, same_instant};
+pub use command::{Compared, PlanOutput, PlanSettings, compare, plan_command};
 pub use render::{MARKDOWN_MARKER, PlanView, render_human, render_json, render_markdown, summary};
 pub use saved::{Hashes, SavedPlan, check_fresh, hashes_now};
