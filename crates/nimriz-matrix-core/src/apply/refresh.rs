@@ -107,7 +107,15 @@ pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<R
             }
         };
         report.read += 1;
+        let asked = rec.url_id.clone().unwrap_or_default();
         match got {
+            Ok(Some(link)) if !super::update::about(&link, &asked) => {
+                report.unreadable.push(format!(
+                    "{}: reading {asked} answered about another link ({}); its record is kept",
+                    rec.name(),
+                    link.url_id.as_deref().unwrap_or_default()
+                ));
+            }
             Ok(Some(link)) => {
                 let (next, lines) = compare(&rec, &link);
                 if lines.is_empty() {

@@ -93,6 +93,14 @@ where
     }
 }
 
+/// Is `link` about the link with `url_id`? An answer that names another id proves nothing
+/// about ours (one that names none is taken as about the link asked for).
+pub(crate) fn about(link: &Link, url_id: &str) -> bool {
+    link.url_id
+        .as_deref()
+        .is_none_or(|u| u.eq_ignore_ascii_case(url_id))
+}
+
 /// What the live link must show for a change to count as made.
 fn shows(link: &Link, ch: &FieldChange) -> bool {
     let new = ch.new.as_deref();
@@ -155,7 +163,11 @@ pub(crate) async fn apply_one(client: &Client, item: UpdateItem) -> UpdateOutcom
             _ => continue,
         };
         let answered = match sent {
-            Ok(Some(link)) if shows(&link, ch) => None,
+            Ok(Some(link)) if about(&link, &url_id) && shows(&link, ch) => None,
+            Ok(Some(link)) if !about(&link, &url_id) => Some(format!(
+                "the answer was about another link ({})",
+                link.url_id.as_deref().unwrap_or_default()
+            )),
             Ok(_) => Some("the answer did not show the change".to_string()),
             Err(e @ (ClientError::Auth(_) | ClientError::Stopped(_))) => {
                 return UpdateOutcome::Fatal(e);
@@ -165,6 +177,19 @@ pub(crate) async fn apply_one(client: &Client, item: UpdateItem) -> UpdateOutcom
         if let Some(why_unsure) = answered {
             // Read back: the change counts only if the live link shows it.
             match client.get_link_opt(&url_id).await {
+                Ok(Some(link)) if !about(&link, &url_id) => {
+                    cur.error = Some(update_error(
+                        format!(
+                            "could not confirm the change of {} ({why_unsure}): reading \
+                             {url_id} back answered about another link ({}). Nothing was \
+                             recorded; re-run to try again",
+                            ch.field,
+                            link.url_id.as_deref().unwrap_or_default()
+                        ),
+                        None,
+                    ));
+                    return UpdateOutcome::Failed { old_key, rec: cur };
+                }
                 Ok(Some(link)) if shows(&link, ch) => {
                     client.note(format!(
                         "{}: {} confirmed by reading the link back ({why_unsure})",

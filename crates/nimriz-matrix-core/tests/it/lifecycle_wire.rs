@@ -32,6 +32,8 @@ enum UpdateAnswer {
     AppliedThen500,
     /// 500 every time, nothing applied.
     Always500,
+    /// Applies nothing; answers with another link (id + 100) showing the new destination.
+    OtherLink,
 }
 
 #[derive(Default)]
@@ -42,6 +44,8 @@ struct Fake {
     update_calls: u32,
     /// Links Nimriz blocked (answered with `takedown_status`).
     taken_down: std::collections::BTreeSet<u64>,
+    /// `GET /api/v1/links/{id}` answers with id + 100 (a server mixing up rows).
+    get_other_id: bool,
 }
 
 fn shared() -> SharedReporter {
@@ -109,7 +113,8 @@ async fn fake(answer: UpdateAnswer, page_size: usize) -> (MockServer, Arc<Mutex<
             let s = st.lock().unwrap();
             match s.links.get(&id) {
                 Some(l) => {
-                    let mut v = wire_link(id, l);
+                    let shown = if s.get_other_id { id + 100 } else { id };
+                    let mut v = wire_link(shown, l);
                     if s.taken_down.contains(&id) {
                         v["takedown_status"] = json!("blocked");
                     }
@@ -131,6 +136,12 @@ async fn fake(answer: UpdateAnswer, page_size: usize) -> (MockServer, Arc<Mutex<
             s.update_calls += 1;
             if answer == UpdateAnswer::Always500 {
                 return ResponseTemplate::new(500).set_body_json(json!({"error": "boom"}));
+            }
+            if answer == UpdateAnswer::OtherLink {
+                let l = s.links.get(&id).cloned().unwrap_or_default();
+                let other = (l.0, body["long_url"].as_str().unwrap().to_string(), l.2);
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({"link": wire_link(id + 100, &other)}));
             }
             let Some(l) = s.links.get_mut(&id) else {
                 return ResponseTemplate::new(404).set_body_json(json!({"error": "not_found"}));
@@ -416,4 +427,54 @@ async fn import_reads_every_page_and_adopts_only_planned_slugs() {
         5,
         "nothing created or changed"
     );
+}
+
+#[tokio::test]
+async fn an_update_answered_about_another_link_is_not_recorded() {
+    let (m, state, report) = update_case(UpdateAnswer::OtherLink).await;
+    assert_eq!(report.counts.updated, 0, "{:?}", report.problems);
+    assert_eq!(report.counts.failed, 1);
+    let rec = v1(&m);
+    assert!(
+        rec.destination.starts_with("https://acme.example/spring?"),
+        "not a lie"
+    );
+    assert!(rec.history.is_empty());
+    let msg = &rec.error.as_ref().unwrap().message;
+    assert!(
+        msg.contains("another link") && msg.contains("Nimriz still shows"),
+        "{msg}"
+    );
+    assert!(
+        state.lock().unwrap().links[&42]
+            .1
+            .starts_with("https://acme.example/spring?")
+    );
+}
+
+#[tokio::test]
+async fn refresh_keeps_the_record_when_the_answer_is_about_another_link() {
+    let (server, state) = fake(UpdateAnswer::Envelope, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "https://acme.example/spring");
+    build(&server, &spec, false).await;
+    {
+        let mut s = state.lock().unwrap();
+        s.links.get_mut(&42).unwrap().1 = "https://acme.example/edited".into();
+        s.get_other_id = true;
+    }
+    let before = record(dir.path());
+    let live = LiveSettings {
+        api: api(&server),
+        spec: spec.clone(),
+        manifest_path: dir.path().join("spec.manifest.json"),
+        max_links: 1000,
+        concurrency: 2,
+        inputs: Default::default(),
+    };
+    let report = run_refresh(&live, &shared()).await.unwrap();
+    assert_eq!(report.unreadable.len(), 3, "{report:?}");
+    assert!(report.unreadable[0].contains("another link"));
+    assert_eq!(report.exit_code(true), 1, "an error, not 'drift'");
+    assert_eq!(record(dir.path()).links, before.links, "nothing recorded");
 }
