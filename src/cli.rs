@@ -475,6 +475,11 @@ pub struct SandboxArgs {
     /// Allow this many API requests per second; beyond, 429 RATE_LIMITED with Retry-After.
     #[arg(long, value_name = "N", help_heading = "Fault injection")]
     pub rate_limit: Option<f64>,
+    /// With --rate-limit, publish the budget in each answer's headers: none (default: Nimriz
+    /// documents none), ietf (RateLimit-Limit/-Remaining/-Reset + RateLimit-Policy), or x
+    /// (X-RateLimit-Limit/-Remaining/-Reset, the reset as a Unix time).
+    #[arg(long, default_value = "none", value_name = "STYLE", value_parser = nimriz_sandbox::config::parse_rate_headers, help_heading = "Fault injection")]
+    pub rate_headers: nimriz_sandbox::config::RateHeaders,
     /// Answer this fraction of API requests with 503 before doing anything.
     #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = nimriz_sandbox::config::parse_probability, help_heading = "Fault injection")]
     pub fail_rate: f64,

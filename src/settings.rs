@@ -330,6 +330,7 @@ pub fn sandbox(a: &cli::SandboxArgs) -> nimriz_sandbox::SandboxOptions {
         seed: a.seed,
         latency_ms: a.latency_ms,
         rate_limit: a.rate_limit,
+        rate_headers: a.rate_headers,
         fail_rate: a.fail_rate,
         drop_after_commit_rate: a.drop_after_commit_rate,
         bulk_max: a.bulk_max,

@@ -673,6 +673,36 @@ fn rate_limited_build_waits_and_completes() {
     assert_all_done_once(&ws, &sb, false);
 }
 
+/// Scenario 4b: the same rate limit, but the server publishes its budget (IETF `RateLimit-*`
+/// headers, or `X-RateLimit-*` with a Unix-time reset): the client paces itself by them, so
+/// no request meets a 429 (the mirror of the server's bucket only errs low), and it still
+/// takes the time the budget needs.
+#[test]
+fn a_published_rate_budget_is_kept_without_429s() {
+    for style in ["ietf", "x"] {
+        let sb = SandboxProc::start(&["--rate-limit", "20", "--rate-headers", style]);
+        let mut ws = Workspace::new();
+        let run = ws.build(sb.addr, 10, &["--batch-size", "4", "--concurrency", "4"]);
+        assert_code(&run, 0);
+        let stats = sb.stats();
+        let requests: u64 = stats.requests.values().sum();
+        assert!(
+            stats.faults.rate_limited == 0,
+            "{style}: {} of {requests} requests answered 429 although the budget was published: {:?}\n{}",
+            stats.faults.rate_limited,
+            stats.faults,
+            run.stderr
+        );
+        // ~50 requests at 20/s with a burst of 20: kept only by waiting.
+        assert!(
+            run.elapsed >= Duration::from_secs(1),
+            "{style}: finished in {:?}, faster than the budget allows",
+            run.elapsed
+        );
+        assert_all_done_once(&ws, &sb, false);
+    }
+}
+
 /// Scenario 5: A flaky sandbox (20% of requests answered 503 before anything happens): retried,
 /// completes.
 #[test]

@@ -88,6 +88,8 @@ pub struct Faults {
     pub latency: Duration,
     /// Requests per second (token bucket, burst = one second's worth).
     pub rate_limit: Option<f64>,
+    /// How the budget is published in response headers (`--rate-headers`).
+    pub rate_headers: RateHeaders,
     /// Probability of a 503 before anything is done.
     pub fail_rate: f64,
     /// Probability that a successful create is committed and its connection dropped.
@@ -157,6 +159,30 @@ impl ResponseShape {
     }
 }
 
+/// Whether and how a rate-limited sandbox publishes its budget (`--rate-headers`). Nimriz
+/// documents no such headers; a client must work with and without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateHeaders {
+    /// Only `Retry-After` on a 429.
+    #[default]
+    None,
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds) and
+    /// `RateLimit-Policy: N;w=W` (the IETF httpapi draft).
+    Ietf,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (a Unix time).
+    X,
+}
+
+/// clap value parser for `--rate-headers`.
+pub fn parse_rate_headers(s: &str) -> std::result::Result<RateHeaders, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "none" => Ok(RateHeaders::None),
+        "ietf" => Ok(RateHeaders::Ietf),
+        "x" => Ok(RateHeaders::X),
+        _ => Err(format!("{s:?} is not a header style; use none, ietf or x")),
+    }
+}
+
 /// clap value parser for `--response-shape`.
 pub fn parse_response_shape(s: &str) -> std::result::Result<ResponseShape, String> {
     let want = s.trim().to_ascii_lowercase();
@@ -182,6 +208,7 @@ impl Default for Faults {
             seed: 0,
             latency: Duration::ZERO,
             rate_limit: None,
+            rate_headers: RateHeaders::None,
             fail_rate: 0.0,
             drop_after_commit_rate: 0.0,
             bulk_max: None,
@@ -200,7 +227,11 @@ impl Faults {
             parts.push(format!("latency {} ms", self.latency.as_millis()));
         }
         if let Some(rate) = self.rate_limit {
-            parts.push(format!("rate limit {rate}/s"));
+            parts.push(match self.rate_headers {
+                RateHeaders::None => format!("rate limit {rate}/s"),
+                RateHeaders::Ietf => format!("rate limit {rate}/s (RateLimit-* headers)"),
+                RateHeaders::X => format!("rate limit {rate}/s (X-RateLimit-* headers)"),
+            });
         }
         if self.fail_rate > 0.0 {
             parts.push(format!("fail rate {}", self.fail_rate));
@@ -332,6 +363,7 @@ impl SandboxConfig {
                 seed: args.seed,
                 latency: Duration::from_millis(args.latency_ms),
                 rate_limit: args.rate_limit,
+                rate_headers: args.rate_headers,
                 fail_rate: args.fail_rate,
                 drop_after_commit_rate: args.drop_after_commit_rate,
                 bulk_max: args.bulk_max,

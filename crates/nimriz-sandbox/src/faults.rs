@@ -3,6 +3,7 @@
 //! `/__sandbox/*` routes never pass here, so tests can always read the stats.
 
 use super::api::ApiError;
+use super::config::RateHeaders;
 use super::server::{ConnectionKiller, Shared};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header};
@@ -29,6 +30,42 @@ impl TokenBucket {
             capacity,
             tokens: capacity,
             last: Instant::now(),
+        }
+    }
+
+    /// The budget's headers as of now, in `style` (after `try_take`).
+    fn headers(&self, style: RateHeaders) -> Vec<(&'static str, String)> {
+        let remaining = self.tokens.max(0.0).floor();
+        // Seconds until the bucket is whole again.
+        let full = ((self.capacity - self.tokens).max(0.0) / self.rate).ceil();
+        let limit = format!("{}", self.capacity.floor());
+        match style {
+            RateHeaders::None => Vec::new(),
+            RateHeaders::Ietf => vec![
+                ("ratelimit-limit", limit.clone()),
+                ("ratelimit-remaining", format!("{remaining}")),
+                ("ratelimit-reset", format!("{full}")),
+                (
+                    "ratelimit-policy",
+                    format!("{limit};w={}", format_secs(self.capacity / self.rate)),
+                ),
+            ],
+            RateHeaders::X => {
+                // The Unix second at or after the moment the bucket is whole (rounding
+                // down would promise tokens a second early).
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let whole = (self.capacity - self.tokens).max(0.0) / self.rate;
+                vec![
+                    ("x-ratelimit-limit", limit),
+                    ("x-ratelimit-remaining", format!("{remaining}")),
+                    (
+                        "x-ratelimit-reset",
+                        format!("{}", (now + whole).ceil() as u64),
+                    ),
+                ]
+            }
         }
     }
 
@@ -101,21 +138,33 @@ async fn gate(
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
+    let budget;
     {
         let mut inner = shared.lock();
-        if let Some(bucket) = inner.bucket.as_mut()
-            && let Err(retry_after) = bucket.try_take(Instant::now())
-        {
+        let taken = inner.bucket.as_mut().map(|bucket| {
+            let taken = bucket.try_take(Instant::now());
+            (taken, bucket.headers(faults.rate_headers))
+        });
+        let (taken, headers) = taken.unwrap_or((Ok(()), Vec::new()));
+        budget = headers;
+        if let Err(retry_after) = taken {
             inner.faults.rate_limited += 1;
-            return Outcome::Answer(ApiError::rate_limited(retry_after).into_response());
+            let answer = ApiError::rate_limited(retry_after).into_response();
+            return Outcome::Answer(with_budget(answer, &budget));
         }
         if faults.fail_rate > 0.0 && inner.rng.random_bool(faults.fail_rate) {
             inner.faults.failed += 1;
-            return Outcome::Answer(ApiError::unavailable().into_response());
+            return Outcome::Answer(with_budget(
+                ApiError::unavailable().into_response(),
+                &budget,
+            ));
         }
     }
     if !authorized(request.headers(), &shared.config.key) {
-        return Outcome::Answer(ApiError::unauthorized().into_response());
+        return Outcome::Answer(with_budget(
+            ApiError::unauthorized().into_response(),
+            &budget,
+        ));
     }
 
     let killer = request.extensions().get::<ConnectionKiller>().cloned();
@@ -132,7 +181,26 @@ async fn gate(
             return Outcome::Drop(killer);
         }
     }
-    Outcome::Answer(response)
+    Outcome::Answer(with_budget(response, &budget))
+}
+
+/// `response` with the budget's headers (none unless `--rate-headers`).
+fn with_budget(mut response: Response, budget: &[(&'static str, String)]) -> Response {
+    for (name, value) in budget {
+        if let Ok(v) = header::HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, v);
+        }
+    }
+    response
+}
+
+/// Seconds for a header: whole when whole, else to the millisecond.
+fn format_secs(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{s}")
+    } else {
+        format!("{s:.3}")
+    }
 }
 
 /// `Authorization: Bearer KEY` or `X-Nim-Api-Key: KEY`.

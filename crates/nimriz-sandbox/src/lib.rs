@@ -51,6 +51,8 @@ pub struct SandboxOptions {
     pub latency_ms: u64,
     /// Allow this many API requests per second; beyond, 429 RATE_LIMITED with Retry-After.
     pub rate_limit: Option<f64>,
+    /// With `rate_limit`: publish the budget in response headers, in this style.
+    pub rate_headers: config::RateHeaders,
     /// Answer this fraction of API requests with 503 before doing anything.
     pub fail_rate: f64,
     /// Commit this fraction of successful creates, then drop the connection without answering.

@@ -402,6 +402,7 @@ impl Client {
         url: &Url,
         reason: &str,
         rate_limited: bool,
+        retrying: bool,
     ) {
         let Some(p) = &self.inner.reporter else {
             return;
@@ -419,8 +420,9 @@ impl Client {
         let until = chrono::Utc::now()
             + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::zero());
         p.info(&format!(
-            "waiting {}s (until {} UTC) before retrying {method} {}: {}{reason}",
+            "waiting {}s (until {} UTC) before {} {method} {}: {}{reason}",
             wait.as_secs(),
+            if retrying { "retrying" } else { "sending" },
             until.format("%H:%M:%S"),
             url.path(),
             if rate_limited {
@@ -954,10 +956,29 @@ impl Client {
             }
             // Read the whole body inside the attempt: a reset mid-body is a lost response
             // and is retried like any other transport failure.
-            let permit = self.inner.throttle.acquire().await;
+            let permit = self
+                .inner
+                .throttle
+                .acquire_announcing(|wait| {
+                    self.announce_wait(
+                        wait,
+                        &method,
+                        url,
+                        "the API's published request budget is spent",
+                        false,
+                        false,
+                    );
+                })
+                .await;
             let outcome = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let headers = resp.headers();
+                    if let Some(budget) = throttle::RateHeaders::read(|name| {
+                        headers.get(name).and_then(|v| v.to_str().ok())
+                    }) {
+                        permit.on_headers(&budget);
+                    }
                     let retry_after = resp
                         .headers()
                         .get(RETRY_AFTER)
@@ -1020,7 +1041,7 @@ impl Client {
                     }
                     brake.note_retry();
                     if wait >= ANNOUNCE_WAIT {
-                        self.announce_wait(wait, &method, url, &reason, rate_limited);
+                        self.announce_wait(wait, &method, url, &reason, rate_limited, true);
                     }
                     if let Some(p) = &self.inner.reporter {
                         p.detail(&format!(

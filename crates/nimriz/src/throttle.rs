@@ -2,17 +2,22 @@
 //!
 //! Honouring `Retry-After` per request is not enough: when the server's budget runs out,
 //! every request in flight gets a 429, waits the same time and comes back at the same
-//! moment — a storm of retries (measured: 24% of requests at concurrency 4). So a 429 acts
-//! on the whole client:
-//! 1. everyone waits out the `Retry-After`, not just the request that got it;
-//! 2. until the rate is known, one request at a time;
-//! 3. from the second 429 on, request starts are paced at the rate the server actually
-//!    granted between the last two 429s (a little under it), and concurrency is restored —
-//!    the pace, not the number in flight, keeps the run under the limit.
+//! moment — a storm of retries (measured: 24% of requests at concurrency 4). So the client
+//! as a whole keeps to the server's budget:
+//! 1. **When the server publishes its budget** (`RateLimit-*` / `X-RateLimit-*` headers,
+//!    see [`RateHeaders`]), requests start only while the budget has room: a local mirror
+//!    of the server's bucket, reset from every answer and refilled at the published rate.
+//!    No 429 is needed to learn the limit.
+//! 2. Otherwise, a 429 acts on the whole client: everyone waits out the `Retry-After`, not
+//!    just the request that got it; until the rate is known, one request at a time; from
+//!    the second 429 on, request starts are paced at the rate the server actually granted
+//!    between the last two 429s (a little under it), and concurrency is restored — the
+//!    pace, not the number in flight, keeps the run under the limit.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Pace a little under the measured rate, so the server's budget refills faster than we
 /// spend it.
@@ -24,8 +29,147 @@ pub struct Throttle {
     changed: Notify,
 }
 
+/// What a server said about its budget in one answer's headers. Read in every spelling a
+/// server plausibly uses, none documented by Nimriz (docs/nimriz-api.md):
+/// - `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds) and
+///   `RateLimit-Policy: 10;w=1` (IETF httpapi drafts up to -06);
+/// - `RateLimit: limit=10, remaining=3, reset=2` (draft -07) or
+///   `RateLimit: "default";r=3;t=2` with `RateLimit-Policy: "default";q=10;w=1` (-08 on);
+/// - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (delta seconds, or
+///   a Unix time when it is that large, as GitHub sends).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateHeaders {
+    pub limit: Option<f64>,
+    pub remaining: Option<f64>,
+    /// When the budget is next replenished (or whole again).
+    pub reset: Option<Duration>,
+    /// The window `limit` applies to.
+    pub window: Option<Duration>,
+}
+
+/// A reset above this many seconds is a Unix time, not a delta (no window is 30 years).
+const EPOCH_RESET_ABOVE: f64 = 1.0e9;
+
+impl RateHeaders {
+    /// `get(name)` returns a header's value (names as written above, any case).
+    pub fn read<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        let mut h = RateHeaders::default();
+        for prefix in ["ratelimit-", "x-ratelimit-"] {
+            let num = |name: &str| {
+                get(&format!("{prefix}{name}"))
+                    .and_then(|v| first_number(v.split(',').next().unwrap_or(v)))
+            };
+            h.limit = h.limit.or_else(|| num("limit"));
+            h.remaining = h.remaining.or_else(|| num("remaining"));
+            h.reset = h.reset.or_else(|| num("reset").and_then(reset_delay));
+        }
+        if let Some(v) = get("ratelimit") {
+            // The first (most specific) item of a list; keys of -07 and -08 alike.
+            let item = v.split(',').collect::<Vec<_>>();
+            for part in item.iter().flat_map(|i| i.split(';')) {
+                let Some((k, val)) = part.split_once('=') else {
+                    continue;
+                };
+                let val = first_number(val);
+                match k.trim() {
+                    "limit" => h.limit = h.limit.or(val),
+                    "remaining" | "r" => h.remaining = h.remaining.or(val),
+                    "reset" | "t" => h.reset = h.reset.or_else(|| val.and_then(reset_delay)),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(v) = get("ratelimit-policy") {
+            let first = v.split(',').next().unwrap_or(v);
+            let mut parts = first.split(';');
+            let head = parts.next().unwrap_or_default();
+            let mut quota = first_number(head);
+            for p in parts {
+                match p.split_once('=') {
+                    Some((k, val)) if k.trim() == "w" => {
+                        h.window = first_number(val)
+                            .filter(|w| *w > 0.0 && w.is_finite())
+                            .map(Duration::from_secs_f64);
+                    }
+                    Some((k, val)) if k.trim() == "q" => quota = first_number(val),
+                    _ => {}
+                }
+            }
+            h.limit = h.limit.or(quota);
+        }
+        (h.remaining.is_some() || h.limit.is_some()).then_some(h)
+    }
+
+    /// Budget refill per second, when the window is known.
+    fn rate(&self) -> Option<f64> {
+        let (limit, window) = (self.limit?, self.window?);
+        let r = limit / window.as_secs_f64();
+        (r.is_finite() && r > 0.0).then_some(r)
+    }
+}
+
+fn first_number(v: &str) -> Option<f64> {
+    let v = v.trim().trim_matches('"');
+    v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+}
+
+fn reset_delay(secs: f64) -> Option<Duration> {
+    if secs > EPOCH_RESET_ABOVE {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        return Some(Duration::from_secs_f64((secs - now).max(0.0)));
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// A local mirror of the server's bucket, from its headers.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Requests we may still start, as of `at`.
+    tokens: f64,
+    at: Instant,
+    capacity: Option<f64>,
+    /// Refill per second, when the window is known.
+    rate: Option<f64>,
+    /// When the budget is whole again, when the server said so and no rate is known.
+    reset_at: Option<Instant>,
+}
+
+impl Budget {
+    /// Bring `tokens` up to `now`.
+    fn refill(&mut self, now: Instant) {
+        if let Some(r) = self.rate {
+            self.tokens += r * now.saturating_duration_since(self.at).as_secs_f64();
+        } else if self.reset_at.is_some_and(|t| t <= now) {
+            self.tokens = self.capacity.unwrap_or(1.0).max(1.0);
+            self.reset_at = None;
+        }
+        if let Some(c) = self.capacity {
+            self.tokens = self.tokens.min(c);
+        }
+        self.at = now;
+    }
+
+    /// How long until one request may start; `None` when one may now.
+    fn wait(&self) -> Option<Duration> {
+        if self.tokens >= 1.0 {
+            return None;
+        }
+        match (self.rate, self.reset_at) {
+            (Some(r), _) => Some(Duration::from_secs_f64((1.0 - self.tokens) / r)),
+            (None, Some(t)) => Some(t.saturating_duration_since(self.at)),
+            // Spent, and no word on when it comes back: probe once a second.
+            (None, None) => Some(Duration::from_secs(1)),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
+    /// Set once a server has published its budget; rules starts while it is known.
+    budget: Option<Budget>,
     in_flight: usize,
     /// No request starts before this.
     paused_until: Option<Instant>,
@@ -44,6 +188,13 @@ pub struct Permit<'a> {
     throttle: &'a Throttle,
 }
 
+impl Permit<'_> {
+    /// This request's answer carried budget headers; call before the permit is dropped.
+    pub fn on_headers(&self, h: &RateHeaders) {
+        self.throttle.on_headers(h);
+    }
+}
+
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if let Ok(mut s) = self.throttle.state.lock() {
@@ -55,7 +206,15 @@ impl Drop for Permit<'_> {
 
 impl Throttle {
     /// Wait until this request may start.
+    #[cfg(test)]
     pub async fn acquire(&self) -> Permit<'_> {
+        self.acquire_announcing(|_| {}).await
+    }
+
+    /// Wait until this request may start; `announce` hears once of a wait for the server's
+    /// budget of at least [`crate::ANNOUNCE_WAIT`] (the client says it, so a pause is not taken for a hang).
+    pub async fn acquire_announcing(&self, mut announce: impl FnMut(Duration)) -> Permit<'_> {
+        let mut announced = false;
         loop {
             let notified = self.changed.notified();
             let wait = {
@@ -64,12 +223,28 @@ impl Throttle {
                 };
                 let now = Instant::now();
                 let not_before = s.paused_until.into_iter().chain(s.next_start).max();
+                let budget_wait = s.budget.as_mut().and_then(|b| {
+                    b.refill(now);
+                    b.wait()
+                });
                 match not_before {
                     Some(t) if t > now => Some(t - now),
-                    _ if s.one_at_a_time && s.in_flight > 0 => None,
+                    Some(_) | None if budget_wait.is_some() => {
+                        if let Some(w) =
+                            budget_wait.filter(|w| *w >= crate::ANNOUNCE_WAIT && !announced)
+                        {
+                            announced = true;
+                            announce(w);
+                        }
+                        budget_wait
+                    }
+                    // Pacing from 429s is for servers that say nothing about their budget.
+                    _ if s.budget.is_none() && s.one_at_a_time && s.in_flight > 0 => None,
                     _ => {
                         s.in_flight += 1;
-                        if let Some(iv) = s.interval {
+                        if let Some(b) = s.budget.as_mut() {
+                            b.tokens -= 1.0;
+                        } else if let Some(iv) = s.interval {
                             s.next_start = Some(now + iv);
                         }
                         return Permit { throttle: self };
@@ -81,6 +256,50 @@ impl Throttle {
                 None => notified.await,
             }
         }
+    }
+
+    /// An answer (429 or not) carried budget headers.
+    ///
+    /// Answers only ever lower the mirror (it rises by its own refill, or at the reset):
+    /// concurrent requests are counted by the server in an order we cannot see, so an answer
+    /// arriving later may carry an older, higher `remaining` (measured: 2 of 53 requests
+    /// answered 429 when each answer reset the mirror). Lowering is always safe; the cost
+    /// is at most the fraction of a request the server's `remaining` rounds away.
+    fn on_headers(&self, h: &RateHeaders) {
+        let Ok(mut s) = self.state.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        // Requests on the wire besides this one may not be counted in `remaining` yet.
+        let others = s.in_flight.saturating_sub(1) as f64;
+        let previous = s.budget.map(|mut b| {
+            b.refill(now);
+            b
+        });
+        let rate = h.rate().or(previous.and_then(|b| b.rate));
+        let capacity = h.limit.or(previous.and_then(|b| b.capacity));
+        let heard = h.remaining.map(|r| r - others);
+        let tokens = match (heard, previous) {
+            (Some(heard), Some(b)) => heard.min(b.tokens),
+            (Some(heard), None) => heard,
+            (None, Some(b)) => b.tokens,
+            (None, None) => capacity.unwrap_or(1.0) - others,
+        };
+        // The later of the two resets: a budget whole again sooner than the mirror thinks
+        // costs a little waiting; later than it thinks, a 429.
+        let reset_at = match (h.reset.map(|d| now + d), previous.and_then(|b| b.reset_at)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        s.budget = Some(Budget {
+            tokens,
+            at: now,
+            capacity,
+            rate,
+            reset_at: if rate.is_some() { None } else { reset_at },
+        });
+        drop(s);
+        self.changed.notify_waiters();
     }
 
     /// The server answered with something other than 429.
@@ -96,6 +315,15 @@ impl Throttle {
             let now = Instant::now();
             let until = now + retry_after;
             s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+            if let Some(b) = s.budget.as_mut() {
+                // Spent, whatever the mirror thought; whole again once the wait is over
+                // (the next answer's headers correct it).
+                b.tokens = b.tokens.min(0.0);
+                b.at = now;
+                if b.rate.is_none() {
+                    b.reset_at = Some(b.reset_at.map_or(until, |r| r.max(until)));
+                }
+            }
             if let Some(prev) = s.last_429 {
                 let window = now.duration_since(prev).as_secs_f64();
                 if s.answered_since_429 > 0 && window > 0.0 {
@@ -121,7 +349,12 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    /// An answer to a request let go just now.
+    fn hear(t: &Throttle, h: RateHeaders) {
+        t.on_headers(&h);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_429_pauses_everyone_then_one_at_a_time() {
         let t = Throttle::default();
         let p1 = t.acquire().await;
@@ -142,7 +375,7 @@ mod tests {
             .expect("free once the first is done");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn second_429_sets_a_pace_from_the_granted_rate() {
         let t = Throttle::default();
         t.on_rate_limited(Duration::ZERO);
@@ -164,7 +397,190 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(4 * 9), "paced");
     }
 
-    #[tokio::test]
+    fn read(pairs: &[(&str, &str)]) -> Option<RateHeaders> {
+        RateHeaders::read(|name| {
+            pairs
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        })
+    }
+
+    #[test]
+    fn budget_headers_in_every_spelling() {
+        let ietf = read(&[
+            ("RateLimit-Limit", "10"),
+            ("RateLimit-Remaining", "3"),
+            ("RateLimit-Reset", "2"),
+            ("RateLimit-Policy", "10;w=1, 1000;w=3600"),
+        ])
+        .unwrap();
+        assert_eq!(ietf.limit, Some(10.0));
+        assert_eq!(ietf.remaining, Some(3.0));
+        assert_eq!(ietf.reset, Some(Duration::from_secs(2)));
+        assert_eq!(ietf.window, Some(Duration::from_secs(1)));
+        assert_eq!(ietf.rate(), Some(10.0));
+
+        let draft7 = read(&[("RateLimit", "limit=100, remaining=50, reset=30")]).unwrap();
+        assert_eq!(
+            (draft7.limit, draft7.remaining, draft7.reset),
+            (Some(100.0), Some(50.0), Some(Duration::from_secs(30)))
+        );
+        assert_eq!(draft7.rate(), None, "no window, no rate");
+
+        let draft8 = read(&[
+            ("RateLimit", "\"default\";r=7;t=4"),
+            ("RateLimit-Policy", "\"default\";q=20;w=2"),
+        ])
+        .unwrap();
+        assert_eq!((draft8.limit, draft8.remaining), (Some(20.0), Some(7.0)));
+        assert_eq!(draft8.rate(), Some(10.0));
+
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let epoch = epoch.to_string();
+        let x = read(&[
+            ("X-RateLimit-Limit", "5000"),
+            ("X-RateLimit-Remaining", "4999"),
+            ("X-RateLimit-Reset", &epoch),
+        ])
+        .unwrap();
+        let reset = x.reset.unwrap();
+        assert!(
+            reset <= Duration::from_secs(60) && reset >= Duration::from_secs(58),
+            "a Unix time becomes a delay: {reset:?}"
+        );
+
+        assert_eq!(read(&[("Retry-After", "1")]), None);
+        assert_eq!(
+            read(&[("RateLimit-Remaining", "lots")]),
+            None,
+            "not a number"
+        );
+        assert_eq!(read(&[("RateLimit-Remaining", "-1")]), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_published_budget_is_kept_without_a_429() {
+        let t = Throttle::default();
+        let p = t.acquire().await;
+        // 2 left, refilled at 5/s (200 ms a request).
+        hear(
+            &t,
+            RateHeaders {
+                limit: Some(5.0),
+                remaining: Some(2.0),
+                reset: None,
+                window: Some(Duration::from_secs(1)),
+            },
+        );
+        drop(p);
+        let start = Instant::now();
+        let _a = t.acquire().await;
+        let _b = t.acquire().await;
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "the budget had room"
+        );
+        let _c = t.acquire().await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "the third waits for the refill: {:?}",
+            start.elapsed()
+        );
+    }
+
+    /// The server counted two concurrent requests in the other order than their answers
+    /// arrive: the later answer's higher `remaining` is older news and must not raise the
+    /// mirror (it did before, and two requests met a 429).
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_carrying_older_news_does_not_raise_the_budget() {
+        let t = Throttle::default();
+        // A slow refill (5 per 1,000 s), so only the headers matter here.
+        let budget = |remaining| RateHeaders {
+            limit: Some(5.0),
+            remaining: Some(remaining),
+            reset: None,
+            window: Some(Duration::from_secs(1000)),
+        };
+        let first = t.acquire().await;
+        let second = t.acquire().await;
+        // The server took `first` after `second`, so `first` knows of both.
+        first.on_headers(&budget(2.0));
+        drop(first);
+        // `second`'s answer arrives last but was counted before `first`.
+        second.on_headers(&budget(3.0));
+        drop(second);
+        let _a = t.acquire().await;
+        let _b = t.acquire().await;
+        let third = tokio::time::timeout(Duration::from_secs(10), t.acquire()).await;
+        assert!(
+            third.is_err(),
+            "only the 2 the newest answer left may start"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_without_a_rate_waits_for_its_reset() {
+        let t = Throttle::default();
+        let p = t.acquire().await;
+        hear(
+            &t,
+            RateHeaders {
+                limit: Some(5000.0),
+                remaining: Some(0.0),
+                reset: Some(Duration::from_millis(80)),
+                window: None,
+            },
+        );
+        drop(p);
+        let mut heard = Vec::new();
+        let start = Instant::now();
+        let _q = t.acquire_announcing(|w| heard.push(w)).await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(70),
+            "waited for the reset"
+        );
+        assert!(heard.is_empty(), "short waits are not announced");
+        // Whole again: the next ones start at once.
+        let again = Instant::now();
+        for _ in 0..5 {
+            drop(t.acquire().await);
+        }
+        assert!(
+            again.elapsed() < Duration::from_millis(60),
+            "{:?}",
+            again.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_for_the_budget_is_announced_once() {
+        let t = Throttle::default();
+        hear(
+            &t,
+            RateHeaders {
+                limit: Some(100.0),
+                remaining: Some(0.0),
+                reset: Some(Duration::from_secs(3600)),
+                window: None,
+            },
+        );
+        let mut heard = Vec::new();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(50),
+            t.acquire_announcing(|w| heard.push(w)),
+        )
+        .await;
+        assert!(waited.is_err(), "an hour's wait is waited");
+        assert_eq!(heard.len(), 1);
+        assert!(heard[0] > Duration::from_secs(3590));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn no_429_no_limits() {
         let t = Throttle::default();
         let permits: Vec<_> = futures_lite_join(&t, 16).await;
