@@ -964,7 +964,7 @@ impl Client {
                         wait,
                         &method,
                         url,
-                        "the API's published request budget is spent",
+                        "the API's request budget is spent",
                         false,
                         false,
                     );

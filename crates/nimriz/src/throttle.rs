@@ -9,10 +9,15 @@
 //!    of the server's bucket, reset from every answer and refilled at the published rate.
 //!    No 429 is needed to learn the limit.
 //! 2. Otherwise, a 429 acts on the whole client: everyone waits out the `Retry-After`, not
-//!    just the request that got it; until the rate is known, one request at a time; from
-//!    the second 429 on, request starts are paced at the rate the server actually granted
-//!    between the last two 429s (a little under it), and concurrency is restored — the
-//!    pace, not the number in flight, keeps the run under the limit.
+//!    just the request that got it; until the rate is known, one request at a time. At the
+//!    second 429 the client knows the rate the server granted between the two (it paces a
+//!    little under it) and the burst it granted before the first (what was answered, less
+//!    what the rate refilled meanwhile): from then on it keeps a bucket of that shape
+//!    itself, as if the server had published it — concurrency restored, the burst the
+//!    server saves up during a wait spent at once instead of lost. A later 429 means the
+//!    guess was high: rate and burst are cut (multiplicative decrease), never raised.
+//!    The requests in flight when the first 429 comes cannot be helped: with nothing
+//!    published, the limit is only learnt by meeting it.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +27,9 @@ use tokio::time::Instant;
 /// Pace a little under the measured rate, so the server's budget refills faster than we
 /// spend it.
 const PACE_MARGIN: f64 = 0.95;
+
+/// What a 429 after the learned bucket leaves of its rate and burst.
+const LEARNED_DECREASE: f64 = 0.8;
 
 #[derive(Debug, Default)]
 pub struct Throttle {
@@ -168,8 +176,15 @@ impl Budget {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Set once a server has published its budget; rules starts while it is known.
+    /// Set once a server has published its budget (or the client learnt one from 429s);
+    /// rules starts while it is known.
     budget: Option<Budget>,
+    /// `budget` was learnt from 429s, not heard in headers.
+    learned: bool,
+    /// When the first request of the run was let go.
+    first_start: Option<Instant>,
+    /// Answered before the first 429, and how long after `first_start` it came.
+    first_burst: Option<(u64, f64)>,
     in_flight: usize,
     /// No request starts before this.
     paused_until: Option<Instant>,
@@ -242,6 +257,7 @@ impl Throttle {
                     _ if s.budget.is_none() && s.one_at_a_time && s.in_flight > 0 => None,
                     _ => {
                         s.in_flight += 1;
+                        s.first_start.get_or_insert(now);
                         if let Some(b) = s.budget.as_mut() {
                             b.tokens -= 1.0;
                         } else if let Some(iv) = s.interval {
@@ -298,6 +314,7 @@ impl Throttle {
             rate,
             reset_at: if rate.is_some() { None } else { reset_at },
         });
+        s.learned = false;
         drop(s);
         self.changed.notify_waiters();
     }
@@ -324,15 +341,40 @@ impl Throttle {
                     b.reset_at = Some(b.reset_at.map_or(until, |r| r.max(until)));
                 }
             }
-            if let Some(prev) = s.last_429 {
+            // Once per burst of 429s: those in flight with this one say the same thing.
+            let learned = s.learned && s.answered_since_429 > 0;
+            if let (true, Some(b)) = (learned, s.budget.as_mut()) {
+                // The learnt bucket was too generous.
+                b.rate = b.rate.map(|r| r * LEARNED_DECREASE);
+                b.capacity = b.capacity.map(|c| (c * LEARNED_DECREASE).floor().max(1.0));
+            } else if let Some(prev) = s.last_429 {
                 let window = now.duration_since(prev).as_secs_f64();
                 if s.answered_since_429 > 0 && window > 0.0 {
                     let rate = s.answered_since_429 as f64 / window * PACE_MARGIN;
                     s.interval = Some(Duration::from_secs_f64(1.0 / rate));
                     s.one_at_a_time = false;
+                    if s.budget.is_none() {
+                        // The burst: answered before the first 429, less what `rate`
+                        // refilled meanwhile (an underestimate, as `rate` is).
+                        let burst = s.first_burst.map_or(1.0, |(answered, secs)| {
+                            (answered as f64 - rate * secs).floor().max(1.0)
+                        });
+                        s.budget = Some(Budget {
+                            tokens: 0.0,
+                            at: now,
+                            capacity: Some(burst),
+                            rate: Some(rate),
+                            reset_at: None,
+                        });
+                        s.learned = true;
+                    }
                 }
             } else {
                 s.one_at_a_time = true;
+                let secs = s
+                    .first_start
+                    .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+                s.first_burst = Some((s.answered_since_429, secs));
             }
             // Requests already in flight get their 429s too; only the first of a burst
             // starts a new measuring window.
@@ -395,6 +437,64 @@ mod tests {
             drop(t.acquire().await);
         }
         assert!(start.elapsed() >= Duration::from_millis(4 * 9), "paced");
+    }
+
+    /// Nothing published: two 429s teach a bucket (rate between them, burst before the
+    /// first); after the wait its saved-up burst is spent at once, with concurrency, and a
+    /// later 429 cuts it.
+    #[tokio::test(start_paused = true)]
+    async fn two_429s_teach_a_bucket_whose_burst_is_spent_after_a_wait() {
+        let t = Throttle::default();
+        // 10 answered at once, then the first 429, 100 ms after the first start.
+        for _ in 0..10 {
+            drop(t.acquire().await);
+            t.on_answer();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        t.on_rate_limited(Duration::from_secs(1));
+        // One at a time: 20 answers in the 2 s between the two 429s → 10/s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for _ in 0..20 {
+            let p = t.acquire().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(p);
+            t.on_answer();
+        }
+        t.on_rate_limited(Duration::from_secs(1));
+        {
+            let s = t.state.lock().unwrap();
+            let b = s.budget.expect("a learnt bucket");
+            let rate = b.rate.expect("rate");
+            assert!((9.0..=9.6).contains(&rate), "{rate}: 10/s less the margin");
+            // 10 answered in 0.1 s, less 0.95 refilled: 9.
+            assert_eq!(b.capacity, Some(9.0));
+        }
+        // After the wait: the 9 saved up start together (no longer one at a time).
+        let start = Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..9 {
+            held.push(t.acquire().await);
+        }
+        let burst_at = start.elapsed();
+        assert!(
+            burst_at >= Duration::from_millis(990) && burst_at < Duration::from_millis(1010),
+            "{burst_at:?}"
+        );
+        let tenth = Instant::now();
+        held.push(t.acquire().await);
+        assert!(
+            tenth.elapsed() >= Duration::from_millis(90),
+            "then paced: {:?}",
+            tenth.elapsed()
+        );
+        drop(held);
+        // A 429 now means the guess was high: cut, once for the whole burst.
+        t.on_answer();
+        t.on_rate_limited(Duration::ZERO);
+        t.on_rate_limited(Duration::ZERO);
+        let b = t.state.lock().unwrap().budget.expect("still learnt");
+        assert_eq!(b.capacity, Some(7.0), "9 × 0.8, rounded down, once");
+        assert!(b.rate.unwrap() < 7.7, "{:?}", b.rate);
     }
 
     fn read(pairs: &[(&str, &str)]) -> Option<RateHeaders> {
