@@ -1,6 +1,9 @@
 //! Load benchmark of `listen` (issue 17); not a test. Run: `sh benches/listen_load.sh`
 //! (= `cargo bench --bench listen_load`). Env: `REPS` (default 3), `N` (requests per
-//! closed-loop run, default 10000), `BENCH_DIR` (where the stores go).
+//! closed-loop run, default 10000), `BENCH_DIR` (where the stores go), `ONLY` (a comma list
+//! of `closed`, `open`, `burst`, `drain`: run only those parts; default all), `BURST` (events
+//! in the burst, default 120000), `BURST_REPS` (default `REPS`), `PROFILE` (a folder: run
+//! `listen` with `NIMRIZ_LISTEN_PROFILE=1` and keep each one's stderr there).
 //!
 //! One load generator (this process) sends pre-signed, distinct lifecycle webhooks over
 //! keep-alive connections to:
@@ -11,7 +14,8 @@
 //!   closed port (down).
 //!
 //! Closed loop: N requests from 1/16/64 senders, acks/s and p50/p99 (median of REPS runs).
-//! Open loop: 200 req/s for 10 s while ~20k jobs are queued (downstream down / slow).
+//! Open loop: 200 req/s for 10 s while ~20k jobs are queued (downstream down / slow), and
+//! right after a burst of 120k events from 64 senders (fast downstream, worker draining).
 //! Drain: 20k jobs queued behind a closed gate at the stand-in, then the gate opens: jobs/s.
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -85,11 +89,12 @@ impl Drop for Proc {
     }
 }
 
-/// Start a child that prints `… http://ADDR` on its first stdout line.
-fn spawn(mut cmd: Command) -> (Proc, String) {
+/// Start a child that prints `… http://ADDR` on its first stdout line; its stderr goes to
+/// `stderr` (else nowhere).
+fn spawn(mut cmd: Command, stderr: Option<std::fs::File>) -> (Proc, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr.map_or(Stdio::null(), Stdio::from))
         .spawn()
         .expect("spawn");
     let out = child.stdout.take().expect("stdout");
@@ -165,7 +170,7 @@ async fn stand_in(delay: Duration) -> StandIn {
     }
 }
 
-fn start_listen(dir: &std::path::Path, crm_url: Option<&str>) -> (Proc, String) {
+fn start_listen(dir: &std::path::Path, crm_url: Option<&str>, name: &str) -> (Proc, String) {
     let db = dir.join(format!("bench-{}.db", uuid::Uuid::new_v4()));
     let mut text = format!(
         "bind = \"127.0.0.1:0\"\nstorage = \"{}\"\n[webhook]\nsecret_env = \"BENCH_SECRET\"\n\
@@ -183,7 +188,18 @@ fn start_listen(dir: &std::path::Path, crm_url: Option<&str>) -> (Proc, String) 
     cmd.args(["--quiet", "listen", "--config"])
         .arg(&cfg)
         .env("BENCH_SECRET", SECRET);
-    spawn(cmd)
+    let mut stderr = None;
+    if let Some(profile) = std::env::var_os("PROFILE") {
+        let path = std::path::Path::new(&profile).join(format!(
+            "{name}-{}.stderr",
+            &uuid::Uuid::new_v4().to_string()[..8]
+        ));
+        std::fs::create_dir_all(&profile).expect("PROFILE folder");
+        stderr = Some(std::fs::File::create(&path).expect("profile file"));
+        cmd.env("NIMRIZ_LISTEN_PROFILE", "1");
+        println!("(profile of {name}: {})", path.display());
+    }
+    spawn(cmd, stderr)
 }
 
 /// Pre-signed distinct webhooks: (timestamp, signature, body).
@@ -323,6 +339,36 @@ fn median(mut runs: Vec<Run>) -> (Run, String) {
     (runs.swap_remove(mid), spread)
 }
 
+/// For open-loop runs (acks/s is the offered rate in all): the run with the median p99, the
+/// range of p99 and the non-200 answers of all runs together.
+fn median_p99(mut runs: Vec<Run>) -> (Run, String, usize) {
+    runs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+    let spread = format!(
+        "{:.1}–{:.1}",
+        runs.first().map_or(0.0, |r| r.p99),
+        runs.last().map_or(0.0, |r| r.p99)
+    );
+    let bad = runs.iter().map(|r| r.non_200).sum();
+    let mid = runs.len() / 2;
+    (runs.swap_remove(mid), spread, bad)
+}
+
+fn open_row(name: &str, queued: usize, runs: Vec<Run>) {
+    let (r, spread, bad) = median_p99(runs);
+    let digits = queued.to_string();
+    let queued: String = digits
+        .char_indices()
+        .flat_map(|(i, c)| {
+            let sep = i > 0 && (digits.len() - i).is_multiple_of(3);
+            sep.then_some(',').into_iter().chain([c])
+        })
+        .collect();
+    println!(
+        "| {name} | {queued} | {:.0} | {:.2} | {:.2} ({spread}) | {bad} |",
+        r.acks_per_s, r.p50, r.p99
+    );
+}
+
 fn row(name: &str, senders: usize, r: &Run, spread: &str, baseline: Option<f64>) {
     let ratio = baseline.map_or(String::new(), |b| format!("{:.2}×", r.acks_per_s / b));
     println!(
@@ -345,8 +391,27 @@ async fn run() {
         None => tempfile::tempdir(),
     }
     .expect("temp dir");
+    let only = std::env::var("ONLY").ok();
+    let want = |part: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|p| p.trim() == part))
+    };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load at start: {}", load.trim());
+    if want("closed") {
+        closed_rows(reps, n, dir.path()).await;
+    }
+    if want("open") || want("burst") {
+        open_rows(reps, dir.path(), want("open"), want("burst")).await;
+    }
+    if want("drain") {
+        drain_rows(reps, dir.path()).await;
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nload at end: {}", load.trim());
+}
+
+async fn closed_rows(reps: usize, n: usize, dir: &std::path::Path) {
     println!(
         "\n| server | senders | acks/s (range of {reps}) | p50 ms | p99 ms | non-200 | vs baseline |"
     );
@@ -354,7 +419,7 @@ async fn run() {
 
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
     cmd.arg("--baseline");
-    let (_baseline, base) = spawn(cmd);
+    let (_baseline, base) = spawn(cmd, None);
     let mut baseline_rate = std::collections::HashMap::new();
     for senders in [1, 16, 64] {
         let count = if senders == 1 { n / 5 } else { n };
@@ -388,7 +453,7 @@ async fn run() {
             let mut runs = Vec::new();
             for rep in 0..reps {
                 // A fresh receiver and store per run: the queue grows with each run otherwise.
-                let (_l, base) = start_listen(dir.path(), crm.as_deref());
+                let (_l, base) = start_listen(dir, crm.as_deref(), "closed");
                 let url = format!("{base}/nimriz/webhook");
                 runs.push(
                     closed_loop(&url, senders, presign(&format!("l{senders}_{rep}"), count)).await,
@@ -404,18 +469,23 @@ async fn run() {
             );
         }
     }
+}
 
+async fn open_rows(reps: usize, dir: &std::path::Path, queued: bool, burst: bool) {
     println!(
-        "\n| open loop 200 req/s, 10 s | jobs queued before | acks/s | p50 ms | p99 ms | non-200 |"
+        "\n| open loop 200 req/s, 10 s | jobs queued before | acks/s | p50 ms | p99 ms (range of \
+         {reps}) | non-200 (all runs) |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, url) in [
+    let slow = stand_in(Duration::from_secs(2)).await;
+    let cases = [
         ("downstream down", "http://127.0.0.1:9/crm".to_string()),
         ("downstream answering after 2 s", slow.url.clone()),
-    ] {
+    ];
+    for (name, url) in cases.iter().filter(|_| queued) {
         let mut runs = Vec::new();
         for rep in 0..reps {
-            let (_l, base) = start_listen(dir.path(), Some(&url));
+            let (_l, base) = start_listen(dir, Some(url), "open");
             let wurl = format!("{base}/nimriz/webhook");
             let fill = closed_loop(&wurl, 64, presign(&format!("q{rep}"), 20_000)).await;
             if fill.non_200 > 0 {
@@ -423,20 +493,59 @@ async fn run() {
             }
             runs.push(open_loop(&wurl, 200, 10, &format!("o{rep}")).await);
         }
-        let (r, spread) = median(runs);
-        println!(
-            "| {name} | 20,000 | {:.0} ({spread}) | {:.2} | {:.2} | {} |",
-            r.acks_per_s, r.p50, r.p99, r.non_200
-        );
+        open_row(name, 20_000, runs);
     }
+    if burst {
+        burst_row(reps, dir).await;
+    }
+}
 
+/// BURST (120k) distinct events from 64 senders as fast as they go, to a `listen` with one
+/// rule posting to a fast stand-in; right after, 200 req/s for 10 s while the worker drains.
+async fn burst_row(reps: usize, dir: &std::path::Path) {
+    let size: usize = std::env::var("BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120_000);
+    let reps: usize = std::env::var("BURST_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(reps);
+    let mut runs = Vec::new();
+    let mut notes = Vec::new();
+    for rep in 0..reps {
+        let crm = stand_in(Duration::ZERO).await;
+        let (_l, base) = start_listen(dir, Some(&crm.url), "burst");
+        let wurl = format!("{base}/nimriz/webhook");
+        let fill = closed_loop(&wurl, 64, presign(&format!("x{rep}"), size)).await;
+        let at_open = crm.received.load(Ordering::Relaxed);
+        let r = open_loop(&wurl, 200, 10, &format!("y{rep}")).await;
+        let after = crm.received.load(Ordering::Relaxed);
+        notes.push(format!(
+            "burst {:.0} acks/s, p99 {:.2} ms, {} non-200; delivered {} before / {} after the \
+             open loop",
+            fill.acks_per_s, fill.p99, fill.non_200, at_open, after
+        ));
+        runs.push(r);
+    }
+    open_row(
+        &format!("fast downstream, right after a {size}-event burst (64 senders; {reps} runs)"),
+        size,
+        runs,
+    );
+    for n in notes {
+        println!("({n})");
+    }
+}
+
+async fn drain_rows(reps: usize, dir: &std::path::Path) {
     println!("\n| drain, fast downstream | jobs | jobs/s |");
     println!("|---|---:|---:|");
     let mut rates = Vec::new();
     for rep in 0..reps {
         let gated = stand_in(Duration::ZERO).await;
         gated.gate.store(false, Ordering::Relaxed);
-        let (_l, base) = start_listen(dir.path(), Some(&gated.url));
+        let (_l, base) = start_listen(dir, Some(&gated.url), "drain");
         let wurl = format!("{base}/nimriz/webhook");
         let fill = closed_loop(&wurl, 64, presign(&format!("d{rep}"), 20_000)).await;
         let jobs = (20_000 - fill.non_200) as u64;
@@ -457,6 +566,4 @@ async fn run() {
         rates[rates.len() - 1],
         rates[rates.len() / 2]
     );
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("\nload at end: {}", load.trim());
 }

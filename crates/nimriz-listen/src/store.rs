@@ -34,6 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub mod profile;
+
 /// `PRAGMA user_version` of the current layout, migrated to on open: 0 = the first layout
 /// (un-namespaced event ids, leases outside `next_at_ms`); 2 = namespaced ids, but click ids
 /// that were numbers may still be in their old form (`12345.0`); 3 = every id canonical.
@@ -372,6 +374,20 @@ pub enum Ingest {
 
 type Reply = oneshot::Sender<std::result::Result<Ingest, String>>;
 
+/// An acknowledgement waiting for the writer, with the time it was queued.
+type PendingAck = (NewEvent, Reply, std::time::Instant);
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// A WAL longer than this (frames of 4 KiB: 16 MiB) is restarted by the writer: a busy
+/// writer keeps appending while the checkpointer copies, so the WAL would otherwise never
+/// be fully copied at the moment a transaction begins, and never start over.
+const WAL_RESTART_FRAMES: i64 = 4096;
+
+/// After a restart the WAL file is cut back to this size (bytes).
+const WAL_SIZE_LIMIT: i64 = 32 << 20;
+
 /// Called once the transaction an op ran in is committed (`Ok`) or not (`Err`).
 type Done = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
@@ -380,11 +396,14 @@ type Done = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 trait WorkerOp: Send {
     fn run(self: Box<Self>, conn: &Connection) -> Done;
     fn refuse(self: Box<Self>, why: String);
+    /// What it is (`claim`, `route`, …), for the profile.
+    fn label(&self) -> &'static str;
 }
 
 type Op = Box<dyn WorkerOp>;
 
 struct OpImpl<T, F> {
+    label: &'static str,
     f: F,
     tx: oneshot::Sender<std::result::Result<T, String>>,
 }
@@ -395,7 +414,7 @@ where
     F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Done {
-        let OpImpl { f, tx } = *self;
+        let OpImpl { f, tx, .. } = *self;
         let result = in_savepoint(conn, f);
         Box::new(move |commit: std::result::Result<(), String>| {
             let out = match (result, commit) {
@@ -410,10 +429,15 @@ where
     fn refuse(self: Box<Self>, why: String) {
         let _ = self.tx.send(Err(why));
     }
+
+    fn label(&self) -> &'static str {
+        self.label
+    }
 }
 
 enum Msg {
-    Ack(NewEvent, Reply),
+    /// With the time it was queued (for the profile).
+    Ack(NewEvent, Reply, std::time::Instant),
     Op(Op),
     /// `/healthz`'s test write: after acknowledgements, before worker changes, and allowed
     /// to wait for a foreign lock as long as an acknowledgement may (it tests exactly that).
@@ -451,8 +475,26 @@ impl Writer {
         stored: Arc<Notify>,
         ack_timeout: Duration,
     ) -> Result<(Self, std::thread::JoinHandle<()>)> {
+        Self::start_with(path, max_batch, stored, ack_timeout, WAL_RESTART_FRAMES)
+    }
+
+    /// [`Writer::start`] with another WAL length (frames) past which the writer restarts it.
+    fn start_with(
+        path: &Path,
+        max_batch: usize,
+        stored: Arc<Notify>,
+        ack_timeout: Duration,
+        restart_frames: i64,
+    ) -> Result<(Self, std::thread::JoinHandle<()>)> {
         let conn = open_with(path, ack_timeout)?;
         check_integrity(&conn, path)?;
+        // No checkpoint inside this connection's commits (SQLite's default runs one in the
+        // commit that passes 1,000 WAL pages, and an acknowledgement would wait for it): the
+        // checkpointer thread copies the WAL back on its own connection instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
+            .map_err(|e| db_err(path, "set up the event store", e))?;
+        let checkpointer = Checkpointer::start(path)?;
         let id = file_id(path);
         let (tx, rx) = mpsc::channel(8192);
         let stats = Arc::new(WriterStats::default());
@@ -467,6 +509,10 @@ impl Writer {
             stored,
             ack_timeout,
             busy: ack_timeout,
+            profile: profile::Profile::new(profile::enabled()),
+            wal_frames: checkpointer.wal_frames.clone(),
+            restart_frames,
+            checkpointer: Some(checkpointer),
         };
         let handle = std::thread::Builder::new()
             .name("listen-writer".into())
@@ -493,7 +539,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let wait = async {
             self.tx
-                .send(Msg::Ack(event, reply))
+                .send(Msg::Ack(event, reply, std::time::Instant::now()))
                 .await
                 .map_err(|_| "the writer has stopped".to_string())?;
             answer
@@ -517,16 +563,26 @@ impl Writer {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> std::result::Result<T, String> {
-        self.send_op(f, Msg::Op).await
+        self.run_as("op", f).await
+    }
+
+    /// [`Writer::run`], named `label` in the profile.
+    pub async fn run_as<T: Send + 'static>(
+        &self,
+        label: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> std::result::Result<T, String> {
+        self.send_op(label, f, Msg::Op).await
     }
 
     async fn send_op<T: Send + 'static>(
         &self,
+        label: &'static str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         msg: fn(Op) -> Msg,
     ) -> std::result::Result<T, String> {
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(OpImpl { f, tx });
+        let op: Op = Box::new(OpImpl { label, f, tx });
         self.tx
             .send(msg(op))
             .await
@@ -541,6 +597,7 @@ impl Writer {
             return Err(f);
         }
         let probe = self.send_op(
+            "probe",
             |conn| {
                 conn.execute(
                     "INSERT INTO health (id, at_ms) VALUES (1, ?1)
@@ -592,6 +649,73 @@ struct WriterThread {
     ack_timeout: Duration,
     /// The busy timeout the connection has now (acks and worker changes differ).
     busy: Duration,
+    profile: profile::Profile,
+    /// Stopped (and waited for) when the writer ends.
+    checkpointer: Option<Checkpointer>,
+    /// The WAL's length in frames at the checkpointer's last look.
+    wal_frames: Arc<std::sync::atomic::AtomicI64>,
+    /// Past this length the writer restarts the WAL ([`WAL_RESTART_FRAMES`]).
+    restart_frames: i64,
+}
+
+/// A thread with its own connection that runs a PASSIVE checkpoint every
+/// [`CHECKPOINT_EVERY`]: it copies committed WAL pages into the database file beside the
+/// writer (a passive checkpoint takes no write lock, so neither waits for the other), and
+/// the writer's commits only ever append to the WAL and fsync it.
+struct Checkpointer {
+    stop: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+    /// The WAL's length after the last checkpoint, in frames.
+    wal_frames: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self> {
+        let conn = open_with(path, Duration::from_millis(100))?;
+        let (stop, stopped) = std::sync::mpsc::sync_channel::<()>(1);
+        let wal_frames = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let frames = wal_frames.clone();
+        let thread = std::thread::Builder::new()
+            .name("listen-checkpoint".into())
+            .spawn(move || {
+                let mut profile = profile::CheckpointProfile::new(profile::enabled());
+                let mut backfilled = 0i64;
+                loop {
+                    match stopped.recv_timeout(CHECKPOINT_EVERY) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    let t0 = std::time::Instant::now();
+                    // (busy, frames in the WAL, frames copied so far); an error (the store
+                    // gone or damaged) is the writer's to report.
+                    let r: rusqlite::Result<(i64, i64, i64)> =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        });
+                    if let Ok((_, wal, done)) = r {
+                        let copied = if done >= backfilled {
+                            done - backfilled
+                        } else {
+                            done
+                        };
+                        backfilled = done;
+                        frames.store(wal, Ordering::Relaxed);
+                        profile.run(t0.elapsed(), copied, wal);
+                    }
+                }
+            })
+            .map_err(|e| Error::io("start the checkpoint thread for", path, e))?;
+        Ok(Checkpointer {
+            stop,
+            thread,
+            wal_frames,
+        })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 impl WriterThread {
@@ -602,8 +726,15 @@ impl WriterThread {
         }
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut acks: Vec<(NewEvent, Reply)> = Vec::new();
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        self.serve(rx);
+        if let Some(c) = self.checkpointer.take() {
+            c.stop();
+        }
+    }
+
+    fn serve(&mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut acks: Vec<PendingAck> = Vec::new();
         let mut probes: Vec<Op> = Vec::new();
         let mut ops: std::collections::VecDeque<Op> = std::collections::VecDeque::new();
         let mut open = true;
@@ -630,7 +761,7 @@ impl WriterThread {
             }
             if !acks.is_empty() {
                 // A request that gave up (503 after the timeout) is not written.
-                acks.retain(|(_, reply)| !reply.is_closed());
+                acks.retain(|(_, reply, _)| !reply.is_closed());
                 while !acks.is_empty() {
                     let n = acks.len().min(self.max_batch);
                     let batch: Vec<_> = acks.drain(..n).collect();
@@ -643,10 +774,29 @@ impl WriterThread {
                 self.commit_ops(batch, self.ack_timeout);
                 continue;
             }
+            if self.wal_frames.load(Ordering::Relaxed) > self.restart_frames {
+                self.restart_wal();
+                continue;
+            }
             let n = ops.len().min(MAX_OPS_PER_COMMIT);
             let batch: Vec<Op> = ops.drain(..n).collect();
             self.commit_ops(batch, WORKER_BUSY_TIMEOUT.min(self.ack_timeout));
         }
+    }
+
+    /// A passive checkpoint on the writer's own connection, between two transactions and
+    /// only when no acknowledgement is waiting: it copies what the checkpointer has not yet
+    /// (about [`CHECKPOINT_EVERY`] of commits), so the writer's next transaction starts the
+    /// WAL over from its beginning.
+    fn restart_wal(&mut self) {
+        let t0 = std::time::Instant::now();
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        // Wait for the checkpointer's next look before trying again.
+        self.wal_frames.store(0, Ordering::Relaxed);
+        self.profile
+            .ops(&[("wal restart", t0.elapsed())], t0.elapsed());
     }
 
     /// After a commit: is the file at the path still the one this connection writes to?
@@ -676,18 +826,24 @@ impl WriterThread {
         msg
     }
 
-    fn commit_acks(&mut self, batch: Vec<(NewEvent, Reply)>) {
+    fn commit_acks(&mut self, batch: Vec<PendingAck>) {
         if let Some(f) = self.health.fatal() {
-            for (_, reply) in batch {
+            for (_, reply, _) in batch {
                 let _ = reply.send(Err(f.clone()));
             }
             return;
         }
         self.set_busy(self.ack_timeout);
-        let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
+        let t0 = std::time::Instant::now();
+        let events: Vec<&NewEvent> = batch.iter().map(|(e, _, _)| e).collect();
         let result = commit_events(&mut self.conn, &events)
             .map_err(|e| self.failed(&e))
             .and_then(|outcomes| self.check_identity().map(|()| outcomes));
+        if self.profile.on() {
+            let oldest = batch.iter().map(|(_, _, q)| *q).min().unwrap_or(t0);
+            self.profile
+                .acks(batch.len(), t0.elapsed(), oldest.elapsed());
+        }
         match result {
             Ok(outcomes) => {
                 self.health.set_last(None);
@@ -697,12 +853,12 @@ impl WriterThread {
                 s.largest_batch
                     .fetch_max(batch.len() as u64, Ordering::Relaxed);
                 self.stored.notify_one();
-                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                for ((_, reply, _), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
             Err(msg) => {
-                for (_, reply) in batch {
+                for (_, reply, _) in batch {
                     let _ = reply.send(Err(msg.clone()));
                 }
             }
@@ -713,6 +869,7 @@ impl WriterThread {
     fn commit_ops(&mut self, batch: Vec<Op>, busy: Duration) {
         let n = batch.len() as u64;
         self.set_busy(busy);
+        let t0 = std::time::Instant::now();
         let begun = self
             .conn
             .execute_batch("BEGIN IMMEDIATE")
@@ -724,7 +881,16 @@ impl WriterThread {
             }
             return;
         }
-        let done: Vec<Done> = batch.into_iter().map(|op| op.run(&self.conn)).collect();
+        let mut timed = Vec::with_capacity(batch.len());
+        let done: Vec<Done> = batch
+            .into_iter()
+            .map(|op| {
+                let (label, t) = (op.label(), std::time::Instant::now());
+                let d = op.run(&self.conn);
+                timed.push((label, t.elapsed()));
+                d
+            })
+            .collect();
         let commit = match self.conn.execute_batch("COMMIT") {
             Ok(()) => self.check_identity(),
             Err(e) => {
@@ -732,6 +898,7 @@ impl WriterThread {
                 Err(self.failed(&e))
             }
         };
+        self.profile.ops(&timed, t0.elapsed());
         if commit.is_ok() {
             self.health.set_last(None);
             self.stats.op_commits.fetch_add(1, Ordering::Relaxed);
@@ -745,12 +912,12 @@ impl WriterThread {
 
 fn sort(
     m: Msg,
-    acks: &mut Vec<(NewEvent, Reply)>,
+    acks: &mut Vec<PendingAck>,
     probes: &mut Vec<Op>,
     ops: &mut std::collections::VecDeque<Op>,
 ) {
     match m {
-        Msg::Ack(e, r) => acks.push((e, r)),
+        Msg::Ack(e, r, q) => acks.push((e, r, q)),
         Msg::Probe(op) => probes.push(op),
         Msg::Op(op) => ops.push_back(op),
     }
@@ -1670,6 +1837,77 @@ mod tests {
             .is_ok(),
             "worker changes go through again once the lock is free"
         );
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_never_checkpoint_the_checkpointer_copies_the_wal_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.db");
+        let (writer, thread) = Writer::start(
+            &path,
+            crate::DEFAULT_WRITE_BATCH,
+            Arc::new(Notify::new()),
+            Duration::from_secs(5),
+        )
+        .expect("writer");
+        // No commit of the writer's connection runs a checkpoint (an ack would wait for it).
+        let auto = writer
+            .run(|c| c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0)))
+            .await
+            .expect("pragma");
+        assert_eq!(auto, 0);
+        let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
+        let before = size();
+        for i in 0..300 {
+            let stored = writer.ingest(event(&format!("e{i}"), 1)).await;
+            assert_eq!(stored, Ok(Ingest::Stored));
+        }
+        // The database file grows only when WAL pages are copied into it: the checkpointer's
+        // doing, on its own connection.
+        let mut grew = false;
+        for _ in 0..400 {
+            if size() > before {
+                grew = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(grew, "nothing was checkpointed ({before} bytes)");
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_a_constant_stream_of_worker_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        // Restart past 256 frames (1 MiB) instead of 4,096.
+        let (writer, thread) = Writer::start_with(
+            &path,
+            crate::DEFAULT_WRITE_BATCH,
+            Arc::new(Notify::new()),
+            Duration::from_secs(5),
+            256,
+        )
+        .expect("writer");
+        writer
+            .run(|c| {
+                c.execute_batch("CREATE TABLE filler (x BLOB); INSERT INTO filler VALUES (x'00');")
+            })
+            .await
+            .expect("filler");
+        // 2,000 back-to-back commits of about 5 pages each: ~40 MiB through the WAL, with no
+        // pause in which the checkpointer could catch up on its own.
+        for _ in 0..2000 {
+            writer
+                .run(|c| c.execute("UPDATE filler SET x = randomblob(16000)", []))
+                .await
+                .expect("update");
+        }
+        let wal = std::fs::metadata(dir.path().join("r.db-wal")).map_or(0, |m| m.len());
+        assert!(wal < 16 << 20, "the WAL grew to {wal} bytes");
         drop(writer);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }

@@ -32,8 +32,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// expired leases, jobs re-queued by `listen replay` from another process).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
-/// Events routed per worker transaction.
-const ROUTE_BATCH: usize = 200;
+/// Events routed per worker change (about a millisecond of work, so a worker transaction
+/// stays small).
+const ROUTE_BATCH: usize = 100;
 
 /// The opaque key that identifies one target (kind + hash of its URL): what pacing groups
 /// by. The URL itself may be a secret, so it is never stored.
@@ -141,13 +142,15 @@ impl Worker {
         .map_err(|e| Error::Usage(format!("worker task failed: {e}")))?
     }
 
-    /// A change, through the writer (grouped, after acknowledgements).
+    /// A change, through the writer (grouped, after acknowledgements); `label` names it in
+    /// the writer's profile.
     async fn write<T: Send + 'static>(
         &self,
+        label: &'static str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         self.writer
-            .run(f)
+            .run_as(label, f)
             .await
             .map_err(|e| Error::Usage(format!("event store: {e}")))
     }
@@ -166,7 +169,9 @@ impl Worker {
                 let target = t.clone();
                 // Small steps: acknowledgements get the writer between them.
                 let step = self
-                    .write(move |c| store::dead_letter_target(c, &target, &reason, now_ms(), 500))
+                    .write("retire", move |c| {
+                        store::dead_letter_target(c, &target, &reason, now_ms(), 500)
+                    })
                     .await?;
                 n += step;
                 if step < 500 {
@@ -198,7 +203,10 @@ impl Worker {
             if now_ms() >= next_prune {
                 let cutoff = now_ms() - retention_ms;
                 loop {
-                    match self.write(move |c| store::prune(c, cutoff, 500)).await {
+                    match self
+                        .write("prune", move |c| store::prune(c, cutoff, 500))
+                        .await
+                    {
                         Ok(500) => continue,
                         Ok(_) => break,
                         Err(e) => {
@@ -222,7 +230,9 @@ impl Worker {
                 rotate = (rotate + 1) % targets.len();
                 targets.rotate_left(rotate);
                 let claimed = self
-                    .write(move |c| store::claim(c, &owner, lease, now_ms(), &targets, free))
+                    .write("claim", move |c| {
+                        store::claim(c, &owner, lease, now_ms(), &targets, free)
+                    })
                     .await;
                 match claimed {
                     Ok(jobs) => {
@@ -264,7 +274,7 @@ impl Worker {
                 let jobs = self.matching_jobs(&campaign, &ev.event_id, &ev.source, &ev.body);
                 routed.push((ev.seq, ev.event_id, jobs));
             }
-            self.write(move |c| store::record_routes(c, &routed, now_ms()))
+            self.write("route", move |c| store::record_routes(c, &routed, now_ms()))
                 .await?;
         }
     }
@@ -349,7 +359,7 @@ impl Worker {
                 self.printer
                     .detail(&format!("delivered {} for event {id}", job.action));
                 let j = job.clone();
-                self.record(deadline, move |c| {
+                self.record("delivered", deadline, move |c| {
                     store::mark_delivered(c, j.id, Some(status), now_ms())
                 })
                 .await;
@@ -360,7 +370,7 @@ impl Worker {
                     job.action
                 ));
                 let j = job.clone();
-                self.record(deadline, move |c| {
+                self.record("dead", deadline, move |c| {
                     store::dead_letter(c, &j, status, &error, now_ms())
                 })
                 .await;
@@ -372,7 +382,7 @@ impl Worker {
                     job.action
                 ));
                 let j = job.clone();
-                self.record(deadline, move |c| {
+                self.record("dead", deadline, move |c| {
                     store::dead_letter(c, &j, status, &reason, now_ms())
                 })
                 .await;
@@ -392,7 +402,7 @@ impl Worker {
                     delay.as_millis()
                 ));
                 let j = job.clone();
-                self.record(deadline, move |c| {
+                self.record("retry", deadline, move |c| {
                     store::retry_later(c, &j, &owner, at, pause, status, &error)
                 })
                 .await;
@@ -403,12 +413,13 @@ impl Worker {
     /// Write an outcome; on failure try again (50 ms, doubling to 1 s) until `deadline`.
     async fn record(
         &self,
+        label: &'static str,
         deadline: Instant,
         f: impl Fn(&Connection) -> rusqlite::Result<()> + Clone + Send + Sync + 'static,
     ) {
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.write(f.clone()).await {
+            match self.write(label, f.clone()).await {
                 Ok(()) => return,
                 Err(e) if Instant::now() + delay >= deadline => {
                     // The lease will expire and the job be taken again: nothing is lost.
