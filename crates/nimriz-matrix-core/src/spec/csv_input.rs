@@ -80,19 +80,85 @@ pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
     b
 }
 
+/// The parser `reader_builder` configures inside csv, ready to read a record from its
+/// start. (csv's builder builds a new one per reader, which costs more than reading a row;
+/// and csv_core's `Clone` of a built parser loses its tables: one is kept per thread.)
+fn core_reader(delimiter: u8) -> csv_core::Reader {
+    let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    ready(&mut parser);
+    parser
+}
+
+/// Back to the state a record starts in, as after a record of a file being read.
+fn ready(parser: &mut csv_core::Reader) {
+    parser.reset();
+    // A parser that has read nothing drops a byte-order mark, which only the file's
+    // first record (read whole before) can start with: a line end is read first, as
+    // nothing (an empty line).
+    let _ = parser.read_record(b"\n", &mut [0; 4], &mut [0; 4]);
+}
+
+thread_local! {
+    /// Parsers by delimiter, for `record_at`.
+    static PARSERS: std::cell::RefCell<Vec<(u8, csv_core::Reader)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Read the one record that starts at byte `start` of `text` (a record `Records` read
-/// before, at that offset), with the same settings.
+/// before, at that offset) as csv's reader does: the same parser settings, fields UTF-8
+/// and trimmed (`StringRecord::trim`, as `csv::Trim::All`).
 pub fn record_at(text: &str, start: u64, delimiter: u8) -> Option<csv::StringRecord> {
-    let rest = text.get(usize::try_from(start).ok()?..)?;
-    let mut reader = reader_builder(delimiter)
-        .has_headers(false)
-        .buffer_capacity(4096)
-        .from_reader(rest.as_bytes());
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => Some(record),
-        _ => None,
+    PARSERS.with(|parsers| {
+        let mut parsers = parsers.borrow_mut();
+        let i = match parsers.iter().position(|(d, _)| *d == delimiter) {
+            Some(i) => i,
+            None => {
+                parsers.push((delimiter, core_reader(delimiter)));
+                parsers.len() - 1
+            }
+        };
+        let parser = &mut parsers[i].1;
+        let record = read_one(text, start, parser);
+        ready(parser);
+        record
+    })
+}
+
+fn read_one(text: &str, start: u64, parser: &mut csv_core::Reader) -> Option<csv::StringRecord> {
+    use csv_core::ReadRecordResult;
+    let mut input = text.as_bytes().get(usize::try_from(start).ok()?..)?;
+    let mut out = vec![0u8; 512];
+    let mut ends = vec![0usize; 16];
+    let (mut out_len, mut ends_len) = (0, 0);
+    // Each pass consumes input or grows a buffer; an empty input is the end of the file.
+    let bound = 64 + input.len();
+    for _ in 0..bound {
+        let at_end = input.is_empty();
+        let (result, n_in, n_out, n_ends) =
+            parser.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
+        input = &input[n_in..];
+        out_len += n_out;
+        ends_len += n_ends;
+        match result {
+            ReadRecordResult::InputEmpty if at_end => return None,
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+            ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            ReadRecordResult::Record => {
+                let mut record = csv::ByteRecord::with_capacity(out_len, ends_len);
+                let mut from = 0;
+                for &end in &ends[..ends_len] {
+                    record.push_field(out.get(from..end)?);
+                    from = end;
+                }
+                let mut record = csv::StringRecord::from_byte_record(record).ok()?;
+                record.trim();
+                return Some(record);
+            }
+            ReadRecordResult::End => return None,
+        }
     }
+    None
 }
 
 /// Where the user says which encoding a CSV is in (for the help of a decoding error).

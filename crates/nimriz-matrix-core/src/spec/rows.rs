@@ -264,6 +264,23 @@ mod tests {
     }
 
     #[test]
+    fn a_row_starting_with_a_byte_order_mark_keeps_it_when_read_again() {
+        // Only a file's first bytes are a BOM; at the start of a later row it is text.
+        let (_dir, spec) = load(
+            "utm_content,brand,domain,destination\nfirst,a,go.acme.example,https://acme.example/\n\u{FEFF}x,b,go.acme.example,https://acme.example/\n",
+        );
+        let Cells::Rows(rows) = &spec.cells else {
+            panic!("a CSV spec has rows");
+        };
+        let f = rows.fields(1).unwrap().fields;
+        assert_eq!(f.utm[4].as_ref().unwrap().text, "\u{FEFF}x");
+        assert_eq!(
+            rows.fields(0).unwrap().fields.utm[4].as_ref().unwrap().text,
+            "first"
+        );
+    }
+
+    #[test]
     fn a_problem_found_in_the_walk_names_the_row_line_as_before() {
         // The bad destination is on line 4, below a cell spanning lines 2-3.
         let text = "brand,domain,destination\n\"two\nlines\",go.acme.example,https://acme.example/a\nbeta,go.acme.example,ftp://acme.example/b\n";
