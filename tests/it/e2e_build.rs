@@ -271,6 +271,9 @@ fn exchange(
 
 /// A scratch copy of the shipped example, where builds run and the manifest lands.
 struct Workspace {
+    /// A small file system mounted on `dir` (dropped first: unmounted before the folder
+    /// is removed).
+    mount: Option<Tmpfs>,
     dir: tempfile::TempDir,
     runs: u32,
 }
@@ -287,7 +290,25 @@ impl Workspace {
         for f in [SPEC, "brands.csv"] {
             std::fs::copy(repo_file(f), dir.path().join(f)).expect("copy the example");
         }
-        Workspace { dir, runs: 0 }
+        Workspace {
+            mount: None,
+            dir,
+            runs: 0,
+        }
+    }
+
+    /// A workspace on its own tmpfs of `size` (e.g. "128k"), or why one cannot be mounted.
+    fn on_tmpfs(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = Tmpfs::mount(dir.path(), size)?;
+        for f in [SPEC, "brands.csv"] {
+            std::fs::copy(repo_file(f), dir.path().join(f)).expect("copy the example");
+        }
+        Ok(Workspace {
+            mount: Some(mount),
+            dir,
+            runs: 0,
+        })
     }
 
     fn manifest_path(&self) -> PathBuf {
@@ -1137,5 +1158,129 @@ fn a_file_size_limit_is_an_io_error_and_the_next_run_finishes() {
     );
     let mut ws = ws;
     ws.build_until_done(sb.addr, 1, &[], 2);
+    assert_all_done_once(&ws, &sb, false);
+}
+
+/// A tmpfs mounted on a folder, unmounted when dropped (on every exit path, a failed
+/// assertion included).
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// `mount -t tmpfs -o size=SIZE tmpfs PATH`; `Err` says why it could not be (not root,
+    /// no `mount`, no permission in a container).
+    fn mount(path: &Path, size: &str) -> Result<Self, String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Give the file system more room, keeping what is on it.
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .stdin(Stdio::null())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "remount {}: {status}",
+            self.path.display()
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.path)
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // A child still holding a file open: detach now, freed when it exits.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .stdin(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A full disk (ENOSPC) mid-build is an I/O error naming the file (exit 4), the journal
+/// stays readable, and once there is room again the next run finishes: every link created
+/// once on the sandbox. Needs root to mount a tmpfs: elsewhere it says why it is skipped,
+/// except under CI (env `CI`), where not running it is a failure.
+#[test]
+fn a_full_disk_is_an_io_error_and_the_next_run_finishes() {
+    let mut ws = match Workspace::on_tmpfs("128k") {
+        Ok(ws) => ws,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: no tmpfs to fill ({why}); run as root, or in CI");
+            return;
+        }
+        Err(why) => panic!("CI is set but the ENOSPC test cannot mount its tmpfs: {why}"),
+    };
+    let sb = SandboxProc::start(&[]);
+    // The log lives off the small file system, so the error message cannot be lost too.
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("full.log");
+    let started = Instant::now();
+    // 128 KiB: the journal fills it after roughly a quarter of the 196 links.
+    let child = binary()
+        .current_dir(ws.dir.path())
+        .env("NIMRIZ_API_BASE", format!("http://{}", sb.addr))
+        .env("NIMRIZ_API_KEY", KEY)
+        .env("NIMRIZ_MATRIX_RETRY_BASE_MS", "1")
+        .args(["build", SPEC, "--batch-size", "5", "--concurrency", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("the binary starts");
+    let status = Guard(child).wait();
+    let run = finish(status, &log, started);
+    assert_no_panic(&run);
+    assert_eq!(status.signal(), None, "killed by a signal: {}", run.stderr);
+    assert_code(&run, 4);
+    assert!(
+        run.stderr.contains("No space left on device")
+            && run.stderr.contains("matrix.example.manifest.json"),
+        "{}",
+        run.stderr
+    );
+    // What was recorded before the disk filled is readable, and is not everything.
+    let recorded = manifest::load(&ws.manifest_path())
+        .expect("manifest + journal readable after ENOSPC")
+        .links
+        .iter()
+        .filter(|l| l.status.is_done())
+        .count();
+    assert!(recorded > 0 && recorded < PLANNED, "{recorded} recorded");
+    ws.mount.as_ref().expect("mounted").resize("8m");
+    let runs = ws.build_until_done(sb.addr, 1, &[], 2);
+    assert!(
+        runs[0]
+            .stderr
+            .contains(&format!("{recorded} of {PLANNED} links already done")),
+        "{}",
+        runs[0].stderr
+    );
     assert_all_done_once(&ws, &sb, false);
 }

@@ -57,7 +57,7 @@ impl Warnings {
 /// Rebuild a cell from its ordinal (mixed radix, last dimension fastest).
 pub fn cell_at(spec: &Spec, ordinal: u64) -> Vec<usize> {
     match &spec.cells {
-        Cells::Rows(rows) => rows[ordinal as usize].cell.clone(),
+        Cells::Rows(rows) => rows.cell(ordinal as usize).to_vec(),
         Cells::Matrix => {
             let mut cell = vec![0; spec.dimensions.len()];
             let mut rest = ordinal;
@@ -120,10 +120,12 @@ impl<'s> Expander<'s> {
     ) -> Result<PlannedLink, Vec<Problem>> {
         let spec = self.spec;
         let dims = &spec.dimensions;
-        let row = match &spec.cells {
-            Cells::Rows(rows) => Some(&rows[ordinal as usize].fields),
+        // A row spec's row: its fields are built from its text here, one row at a time.
+        let row_fields = match &spec.cells {
+            Cells::Rows(rows) => Some(rows.fields(ordinal as usize).map_err(|p| vec![p])?),
             Cells::Matrix => None,
         };
+        let row = row_fields.as_ref().map(|r| &r.fields);
         let overrides: Vec<&Override> = spec
             .overrides
             .iter()
@@ -140,10 +142,9 @@ impl<'s> Expander<'s> {
             problems.push(loc.problem(msg, Some(help)));
         };
         // Only row input can leave these unset ([link] requires them for a matrix).
-        let row_loc = match &spec.cells {
-            Cells::Rows(rows) => &rows[ordinal as usize].location,
-            Cells::Matrix => &spec.link_location,
-        };
+        let row_loc = row_fields
+            .as_ref()
+            .map_or(&spec.link_location, |r| &r.location);
         if pick(&|l| l.destination.as_ref()).is_none() {
             fail(
                 row_loc,

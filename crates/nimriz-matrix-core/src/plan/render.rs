@@ -43,7 +43,7 @@ impl<W: Write> PlanWriter<W> {
         let used = |i: usize| {
             spec.link.utm[i].is_some()
                 || spec.overrides.iter().any(|o| o.fields.utm[i].is_some())
-                || matches!(&spec.cells, Cells::Rows(rows) if rows.iter().any(|r| r.fields.utm[i].is_some()))
+                || matches!(&spec.cells, Cells::Rows(rows) if rows.sets_utm(i))
         };
         let utm_columns = (0..UTM_FIELDS.len())
             .filter(|&i| used(i))

@@ -19,6 +19,148 @@ pub struct CsvTable {
     pub input: InputFile,
 }
 
+/// A CSV whose text and header are checked, its records not yet read: a row spec reads
+/// them one at a time (`records`) instead of holding them all at once.
+pub struct CsvText {
+    pub source: SourceFile,
+    pub headers: Vec<String>,
+    pub delimiter: u8,
+    pub input: InputFile,
+}
+
+/// The records of a `CsvText`, read one at a time into one buffer.
+pub struct Records<'a> {
+    source: &'a SourceFile,
+    reader: csv::Reader<&'a [u8]>,
+    record: csv::StringRecord,
+}
+
+impl Records<'_> {
+    /// The next record that is not all empty cells: (1-based line, byte offset where
+    /// csv's reader started it, fields), `None` at the end, or the problem that stops the
+    /// file (a ragged row, ...).
+    pub fn next_record(&mut self) -> Result<Option<(usize, u64, &csv::StringRecord)>, Problem> {
+        loop {
+            match self.reader.read_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(csv_problem(self.source, &e)),
+            }
+            // Spreadsheets leave rows of empty cells (`,,,`) below the data: not a link.
+            if self.record.iter().all(str::is_empty) {
+                continue;
+            }
+            let pos = self.record.position();
+            let byte = pos.map_or(0, csv::Position::byte);
+            // The byte offset, not csv's line counter: that one is off by one on CRLF files.
+            let line = pos.map_or(0, |p| line_of(self.source, p));
+            return Ok(Some((line, byte, &self.record)));
+        }
+    }
+}
+
+impl CsvText {
+    /// The records below the header, in file order.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            source: &self.source,
+            reader: reader_builder(self.delimiter)
+                .has_headers(true)
+                .from_reader(self.source.text.as_bytes()),
+            record: csv::StringRecord::new(),
+        }
+    }
+}
+
+/// The reader settings every read of a CSV uses (the row spec's second read of a row, in
+/// the walk, must split it exactly as the first did).
+pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.trim(csv::Trim::All).delimiter(delimiter);
+    b
+}
+
+/// The parser `reader_builder` configures inside csv, ready to read a record from its
+/// start. (csv's builder builds a new one per reader, which costs more than reading a row;
+/// and csv_core's `Clone` of a built parser loses its tables: one is kept per thread.)
+fn core_reader(delimiter: u8) -> csv_core::Reader {
+    let mut parser = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    ready(&mut parser);
+    parser
+}
+
+/// Back to the state a record starts in, as after a record of a file being read.
+fn ready(parser: &mut csv_core::Reader) {
+    parser.reset();
+    // A parser that has read nothing drops a byte-order mark, which only the file's
+    // first record (read whole before) can start with: a line end is read first, as
+    // nothing (an empty line).
+    let _ = parser.read_record(b"\n", &mut [0; 4], &mut [0; 4]);
+}
+
+thread_local! {
+    /// Parsers by delimiter, for `record_at`.
+    static PARSERS: std::cell::RefCell<Vec<(u8, csv_core::Reader)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Read the one record that starts at byte `start` of `text` (a record `Records` read
+/// before, at that offset) as csv's reader does: the same parser settings, fields UTF-8
+/// and trimmed (`StringRecord::trim`, as `csv::Trim::All`).
+pub fn record_at(text: &str, start: u64, delimiter: u8) -> Option<csv::StringRecord> {
+    PARSERS.with(|parsers| {
+        let mut parsers = parsers.borrow_mut();
+        let i = match parsers.iter().position(|(d, _)| *d == delimiter) {
+            Some(i) => i,
+            None => {
+                parsers.push((delimiter, core_reader(delimiter)));
+                parsers.len() - 1
+            }
+        };
+        let parser = &mut parsers[i].1;
+        let record = read_one(text, start, parser);
+        ready(parser);
+        record
+    })
+}
+
+fn read_one(text: &str, start: u64, parser: &mut csv_core::Reader) -> Option<csv::StringRecord> {
+    use csv_core::ReadRecordResult;
+    let mut input = text.as_bytes().get(usize::try_from(start).ok()?..)?;
+    let mut out = vec![0u8; 512];
+    let mut ends = vec![0usize; 16];
+    let (mut out_len, mut ends_len) = (0, 0);
+    // Each pass consumes input or grows a buffer; an empty input is the end of the file.
+    let bound = 64 + input.len();
+    for _ in 0..bound {
+        let at_end = input.is_empty();
+        let (result, n_in, n_out, n_ends) =
+            parser.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
+        input = &input[n_in..];
+        out_len += n_out;
+        ends_len += n_ends;
+        match result {
+            ReadRecordResult::InputEmpty if at_end => return None,
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+            ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            ReadRecordResult::Record => {
+                let mut record = csv::ByteRecord::with_capacity(out_len, ends_len);
+                let mut from = 0;
+                for &end in &ends[..ends_len] {
+                    record.push_field(out.get(from..end)?);
+                    from = end;
+                }
+                let mut record = csv::StringRecord::from_byte_record(record).ok()?;
+                record.trim();
+                return Some(record);
+            }
+            ReadRecordResult::End => return None,
+        }
+    }
+    None
+}
+
 /// Where the user says which encoding a CSV is in (for the help of a decoding error).
 #[derive(Debug, Clone, Copy)]
 pub enum EncodingSetting<'a> {
@@ -60,6 +202,40 @@ pub fn read_csv(
     encoding: Option<&'static Encoding>,
     set_with: EncodingSetting<'_>,
 ) -> Result<CsvTable, Problem> {
+    let text = open_csv(
+        path,
+        display,
+        referenced_at,
+        policy,
+        confine_to,
+        encoding,
+        set_with,
+    )?;
+    let mut records = Vec::new();
+    let mut rows = text.records();
+    while let Some((line, _, rec)) = rows.next_record()? {
+        records.push((line, rec.clone()));
+    }
+    drop(rows);
+    Ok(CsvTable {
+        source: text.source,
+        headers: text.headers,
+        records,
+        input: text.input,
+    })
+}
+
+/// `read_csv` up to the header: the text decoded and its quotes and header checked; the
+/// records are read with `CsvText::records` (whose problems `read_csv` would return).
+pub fn open_csv(
+    path: &Path,
+    display: &str,
+    referenced_at: &Location,
+    policy: &InputPolicy,
+    confine_to: Option<&Path>,
+    encoding: Option<&'static Encoding>,
+    set_with: EncodingSetting<'_>,
+) -> Result<CsvText, Problem> {
     let refused = |e: InputError| {
         let (msg, help) = e.describe(&format!("CSV file `{display}`"));
         referenced_at.problem(msg, Some(help))
@@ -89,10 +265,8 @@ pub fn read_csv(
             Some("close the quote; inside a quoted field write a quote as `\"\"`, and a field that does not start with `\"` needs no quoting".into()),
         ));
     }
-    let mut reader = csv::ReaderBuilder::new()
+    let mut reader = reader_builder(delimiter)
         .has_headers(true)
-        .trim(csv::Trim::All)
-        .delimiter(delimiter)
         .from_reader(source.text.as_bytes());
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
@@ -118,21 +292,10 @@ pub fn read_csv(
             ));
         }
     }
-    let mut records = Vec::new();
-    for rec in reader.records() {
-        let rec = rec.map_err(|e| csv_problem(&source, &e))?;
-        // The byte offset, not csv's line counter: that one is off by one on CRLF files.
-        let line = rec.position().map_or(0, |p| line_of(&source, p));
-        // Spreadsheets leave rows of empty cells (`,,,`) below the data: not a link.
-        if rec.iter().all(str::is_empty) {
-            continue;
-        }
-        records.push((line, rec));
-    }
-    Ok(CsvTable {
+    Ok(CsvText {
         source,
         headers,
-        records,
+        delimiter,
         input,
     })
 }

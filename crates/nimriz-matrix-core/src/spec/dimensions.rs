@@ -6,10 +6,12 @@ use super::fields::{check_expiry, scalar};
 use super::load::Compiler;
 use super::model::*;
 use super::raw::*;
-use super::template::{Template, closest};
-use crate::diag::Location;
+use super::rows::{Column, Row, Rows};
+use super::template::closest;
+use crate::diag::{Location, Problem};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use toml::Spanned;
 
 /// Columns of a row-per-link CSV that are link fields; every other column is a key column.
@@ -316,7 +318,13 @@ impl Compiler<'_> {
         }
     }
 
-    /// Row-per-link CSV: key columns become dimensions (values = distinct keys).
+    /// Row-per-link CSV: key columns become dimensions (values = distinct keys). The
+    /// records are read one at a time and each row is kept as its cell and place in the
+    /// text (`rows::Rows`); its fields are built again in the walk.
+    ///
+    /// The problems are those of reading the whole file first: a CSV-level problem (a
+    /// ragged row, ...) anywhere in the file is the only one reported, header and row
+    /// problems found before it are dropped (they would be follow-on noise).
     pub(super) fn rows_csv(
         &mut self,
         path: &Path,
@@ -327,7 +335,7 @@ impl Compiler<'_> {
         set_with: csv_input::EncodingSetting<'_>,
     ) -> Option<(Vec<Dimension>, Cells)> {
         let confine_to = confine.then_some(self.dir);
-        let mut table = match csv_input::read_csv(
+        let table = match csv_input::open_csv(
             path,
             display,
             referenced_at,
@@ -342,7 +350,24 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        self.inputs.push(table.input.clone());
+        let header_problems = self.row_headers(&table, display);
+        if !header_problems.is_empty() {
+            // A CSV-level problem further down wins, as when the file is read first.
+            let mut records = table.records();
+            loop {
+                match records.next_record() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(p) => {
+                        self.problems.push(p);
+                        return None;
+                    }
+                }
+            }
+            self.inputs.push(table.input.clone());
+            self.problems.extend(header_problems);
+            return None;
+        }
         let is_field = |h: &str| {
             ROW_FIELDS.contains(&h)
                 || EXPORT_ONLY.contains(&h)
@@ -350,8 +375,152 @@ impl Compiler<'_> {
                 || h.strip_prefix("utm_")
                     .is_some_and(|u| UTM_FIELDS.contains(&u))
         };
-        // A misspelt field column would silently become a key column: refuse near misses.
-        let mut misspelt = false;
+        let key_cols: Vec<usize> = (0..table.headers.len())
+            .filter(|&i| !is_field(&table.headers[i]))
+            .collect();
+        let has_domain = table.headers.iter().any(|h| h == "domain");
+        let columns: Vec<Column> = table
+            .headers
+            .iter()
+            .map(|h| Column::of(h, has_domain))
+            .collect();
+        let file: Arc<str> = Arc::from(table.source.name.as_str());
+        let locate = |line: usize| Location {
+            file: file.clone(),
+            line,
+            column: 1,
+            snippet: table.source.line_text(line).map(Arc::from),
+        };
+        let mut dims: Vec<Dimension> = key_cols
+            .iter()
+            .map(|&i| Dimension {
+                name: table.headers[i].clone(),
+                attr_names: Vec::new(),
+                values: Vec::new(),
+                location: locate(1),
+            })
+            .collect();
+        let mut index: Vec<HashMap<String, usize>> = vec![HashMap::new(); dims.len()];
+        let mut seen_cells: HashMap<Box<[usize]>, usize> = HashMap::new();
+        let mut rows = Vec::new();
+        let mut utm_set = [false; UTM_FIELDS.len()];
+        let mut records_read = 0usize;
+        // Problems and notes of rows read before a CSV-level problem are dropped with them.
+        let (problems_before, notes_before) = (self.problems.len(), self.notes.len());
+        let mut records = table.records();
+        loop {
+            let (line, byte, fields) = match records.next_record() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(p) => {
+                    self.problems.truncate(problems_before);
+                    self.notes.truncate(notes_before);
+                    self.problems.push(p);
+                    return None;
+                }
+            };
+            records_read += 1;
+            // Built only when needed: a location copies the line's text.
+            let mut loc_cache: Option<Location> = None;
+            let mut loc = || loc_cache.get_or_insert_with(|| locate(line)).clone();
+            let mut cell = Vec::with_capacity(dims.len());
+            let mut ok = true;
+            for (d, &ci) in key_cols.iter().enumerate() {
+                let key = &fields[ci];
+                if key.is_empty() {
+                    self.problems.push(loc().problem(
+                        format!("row has an empty `{}`", table.headers[ci]),
+                        Some("fill every key column".into()),
+                    ));
+                    ok = false;
+                    continue;
+                }
+                let next = dims[d].values.len();
+                let vi = match index[d].get(key) {
+                    Some(&vi) => vi,
+                    None => {
+                        index[d].insert(key.to_string(), next);
+                        dims[d].values.push(DimValue {
+                            key: key.to_string(),
+                            attrs: Vec::new(),
+                            location: loc(),
+                        });
+                        next
+                    }
+                };
+                cell.push(vi);
+            }
+            if !ok {
+                continue;
+            }
+            let cell = cell.into_boxed_slice();
+            if let Some(first) = seen_cells.insert(cell.clone(), line) {
+                self.problems.push(loc().problem(
+                    format!("row has the same keys as line {first}"),
+                    Some("each row is one link; make the key columns unique per row".into()),
+                ));
+                continue;
+            }
+            // The checks of the fields the walk builds again (`rows::build_fields`).
+            for (column, v) in columns.iter().zip(fields.iter()) {
+                if v.is_empty() {
+                    continue;
+                }
+                match *column {
+                    Column::Redirect if !matches!(v.parse::<u16>(), Ok(301 | 302)) => {
+                        self.problems.push(
+                            loc().problem(format!("redirect `{v}` must be 301 or 302"), None),
+                        );
+                    }
+                    Column::ExpiresAt => match check_expiry(v) {
+                        Ok(s) => {
+                            let at = loc();
+                            self.note_past_expiry(&s, &at);
+                        }
+                        Err(help) => self.problems.push(loc().problem(
+                            format!("expires_at `{v}` is not a valid date-time"),
+                            Some(help),
+                        )),
+                    },
+                    Column::Utm(i) => utm_set[i] = true,
+                    _ => {}
+                }
+            }
+            rows.push(Row { cell, line, byte });
+        }
+        drop(records);
+        self.inputs.push(table.input.clone());
+        if records_read == 0 {
+            self.problems.push(locate(1).problem(
+                format!("CSV `{display}` has no rows"),
+                Some("add one row per link below the header".into()),
+            ));
+            return None;
+        }
+        drop(seen_cells);
+        drop(index);
+        let rows = Rows {
+            source: Arc::new(table.source),
+            file,
+            delimiter: table.delimiter,
+            columns: columns.into(),
+            rows,
+            utm_set,
+        };
+        Some((dims, Cells::Rows(rows)))
+    }
+
+    /// The problems of a row spec's header: a near miss of a field name (it would silently
+    /// become a key column), or no key column at all.
+    fn row_headers(&self, table: &csv_input::CsvText, display: &str) -> Vec<Problem> {
+        let is_field = |h: &str| {
+            ROW_FIELDS.contains(&h)
+                || EXPORT_ONLY.contains(&h)
+                || h == "domain_host"
+                || h.strip_prefix("utm_")
+                    .is_some_and(|u| UTM_FIELDS.contains(&u))
+        };
+        let mut problems = Vec::new();
         for h in &table.headers {
             if is_field(h) {
                 continue;
@@ -366,7 +535,6 @@ impl Compiler<'_> {
                     .map(|c| format!("did you mean `{c}`? (rename the column; a key column needs a name that is not this close to a link field)"))
             };
             if let Some(hint) = hint {
-                misspelt = true;
                 let mut at = table.source.locate_line(1);
                 if let Some(i) = at.snippet.as_deref().and_then(|l| l.find(h.as_str())) {
                     at.column = at
@@ -374,139 +542,18 @@ impl Compiler<'_> {
                         .as_deref()
                         .map_or(1, |l| l[..i].chars().count() + 1);
                 }
-                self.problems.push(at.problem(
+                problems.push(at.problem(
                     format!("CSV `{display}` has an unknown column `{h}`"),
                     Some(hint),
                 ));
             }
         }
-        if misspelt {
-            return None;
-        }
-        let key_cols: Vec<usize> = (0..table.headers.len())
-            .filter(|&i| !is_field(&table.headers[i]))
-            .collect();
-        if key_cols.is_empty() {
-            self.problems.push(table.source.locate_line(1).problem(
+        if problems.is_empty() && table.headers.iter().all(|h| is_field(h)) {
+            problems.push(table.source.locate_line(1).problem(
                 format!("CSV `{display}` has no key columns"),
                 Some("add columns that identify each link, e.g. brand,channel,variant (every column that is not destination/slug/domain/domain_id/tags/space/redirect/expires_at/utm_* is a key)".into()),
             ));
-            return None;
         }
-        let mut dims: Vec<Dimension> = key_cols
-            .iter()
-            .map(|&i| Dimension {
-                name: table.headers[i].clone(),
-                attr_names: Vec::new(),
-                values: Vec::new(),
-                location: table.source.locate_line(1),
-            })
-            .collect();
-        let mut index: Vec<HashMap<String, usize>> = vec![HashMap::new(); dims.len()];
-        let mut seen_cells: HashMap<Vec<usize>, usize> = HashMap::new();
-        let mut rows = Vec::new();
-        if table.records.is_empty() {
-            self.problems.push(table.source.locate_line(1).problem(
-                format!("CSV `{display}` has no rows"),
-                Some("add one row per link below the header".into()),
-            ));
-            return None;
-        }
-        // Each record is freed once its row is built: a large CSV is not held twice.
-        for (line, fields) in std::mem::take(&mut table.records) {
-            let line = &line;
-            let loc = table.source.locate_line(*line);
-            let mut cell = Vec::with_capacity(dims.len());
-            let mut ok = true;
-            for (d, &ci) in key_cols.iter().enumerate() {
-                let key = &fields[ci];
-                if key.is_empty() {
-                    self.problems.push(loc.problem(
-                        format!("row has an empty `{}`", table.headers[ci]),
-                        Some("fill every key column".into()),
-                    ));
-                    ok = false;
-                    continue;
-                }
-                let next = dims[d].values.len();
-                let vi = *index[d].entry(key.to_string()).or_insert_with(|| {
-                    dims[d].values.push(DimValue {
-                        key: key.to_string(),
-                        attrs: Vec::new(),
-                        location: loc.clone(),
-                    });
-                    next
-                });
-                cell.push(vi);
-            }
-            if !ok {
-                continue;
-            }
-            if let Some(first) = seen_cells.insert(cell.clone(), *line) {
-                self.problems.push(loc.problem(
-                    format!("row has the same keys as line {first}"),
-                    Some("each row is one link; make the key columns unique per row".into()),
-                ));
-                continue;
-            }
-            let mut fields_t = LinkTemplates::default();
-            for (ci, h) in table.headers.iter().enumerate() {
-                let v = &fields[ci];
-                if v.is_empty() {
-                    continue;
-                }
-                let lit = Template::literal(v, loc.clone());
-                match h.as_str() {
-                    "destination" => fields_t.destination = Some(lit),
-                    "slug" => fields_t.slug = Some(lit),
-                    "domain" => fields_t.domain = Some(lit),
-                    // An exported CSV's host column; a `domain` column wins.
-                    "domain_host" if !table.headers.iter().any(|h| h == "domain") => {
-                        fields_t.domain = Some(lit);
-                    }
-                    "domain_id" => fields_t.domain_id = Some(lit),
-                    "space" => fields_t.space = Some(lit),
-                    "tags" => {
-                        fields_t.tags = Some(
-                            v.split(';')
-                                .map(str::trim)
-                                .filter(|t| !t.is_empty())
-                                .map(|t| Template::literal(t, loc.clone()))
-                                .collect(),
-                        );
-                    }
-                    "redirect" => match v.parse::<u16>() {
-                        Ok(n @ (301 | 302)) => fields_t.redirect = Some((n, loc.clone())),
-                        _ => self
-                            .problems
-                            .push(loc.problem(format!("redirect `{v}` must be 301 or 302"), None)),
-                    },
-                    "expires_at" => match check_expiry(v) {
-                        Ok(s) => {
-                            self.note_past_expiry(&s, &loc);
-                            fields_t.expires_at = Some((s, loc.clone()));
-                        }
-                        Err(help) => self.problems.push(loc.problem(
-                            format!("expires_at `{v}` is not a valid date-time"),
-                            Some(help),
-                        )),
-                    },
-                    other => {
-                        if let Some(i) = other
-                            .strip_prefix("utm_")
-                            .and_then(|u| UTM_FIELDS.iter().position(|f| *f == u))
-                        {
-                            fields_t.utm[i] = Some(lit);
-                        }
-                    }
-                }
-            }
-            rows.push(Row {
-                cell,
-                fields: fields_t,
-                location: loc,
-            });
-        }
-        Some((dims, Cells::Rows(rows)))
+        problems
     }
 }

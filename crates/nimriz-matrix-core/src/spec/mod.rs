@@ -8,6 +8,7 @@ mod input;
 mod load;
 pub mod model;
 mod raw;
+pub mod rows;
 mod shape;
 pub mod template;
 

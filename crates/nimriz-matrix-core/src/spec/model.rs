@@ -142,14 +142,7 @@ pub enum Cells {
     /// Cartesian product of all dimensions, first dimension outermost.
     Matrix,
     /// One cell per CSV row (value index per dimension), with that row's literal fields.
-    Rows(Vec<Row>),
-}
-
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub cell: Vec<usize>,
-    pub fields: LinkTemplates,
-    pub location: Location,
+    Rows(super::rows::Rows),
 }
 
 #[derive(Debug, Clone)]
