@@ -435,3 +435,7 @@ fn find_collision(ex: &Expander<'_>, seen: &SeenMap, link: &PlannedLink, hash: u
     }
     (earlier.slug == link.slug && earlier.domain.key() == link.domain.key()).then_some(ordinal)
 }
+
+#[cfg(test)]
+#[path = "walk_rows_tests.rs"]
+mod rows_tests;
