@@ -1,19 +1,7 @@
 //! The walk over a CSV row spec, whose rows are read again from their text one at a time
 //! (`spec::rows`): here, not there, since `spec` must not import `plan`.
 
-const AWKWARD: &str = "brand;variant;domain;destination;tags;utm_source;expires_at\r\n\
-    acme; a ;go.acme.example;\"https://acme.example/p?q=\"\"x\"\"\";\" paid ; spring \";google;\r\n\
-    ;;;;;;\r\n\
-    \"multi\r\nline\";b;go.acme.example;https://acme.example/m;x;;2099-01-01T00:00:00+02:00\r\n\
-    zeta;\"c;d\";go.acme.example;https://acme.example/z;;bing;\r\n";
-
-fn load(text: &str) -> (tempfile::TempDir, crate::spec::Spec) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("links.csv");
-    std::fs::write(&path, text).unwrap();
-    let (spec, _) = crate::spec::load(&path).unwrap_or_else(|r| panic!("{r:?}"));
-    (dir, spec)
-}
+use crate::spec::rows::tests::{AWKWARD, load};
 
 #[test]
 fn the_walk_over_rows_read_again_gives_the_links_load_planned() {

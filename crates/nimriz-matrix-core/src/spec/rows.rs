@@ -175,7 +175,7 @@ pub(super) fn build_fields(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::model::Cells;
     use crate::diag::Location;
     use crate::spec::csv_input::{EncodingSetting, read_csv};
@@ -183,13 +183,14 @@ mod tests {
 
     /// CRLF line ends, `;` as separator, padded cells, an escaped quote, a quoted cell that
     /// spans lines, rows of empty cells: what the walk reads again must be what load read.
-    const AWKWARD: &str = "brand;variant;domain;destination;tags;utm_source;expires_at\r\n\
+    pub(crate) const AWKWARD: &str = "brand;variant;domain;destination;tags;utm_source;expires_at\r\n\
         acme; a ;go.acme.example;\"https://acme.example/p?q=\"\"x\"\"\";\" paid ; spring \";google;\r\n\
         ;;;;;;\r\n\
         \"multi\r\nline\";b;go.acme.example;https://acme.example/m;x;;2099-01-01T00:00:00+02:00\r\n\
         zeta;\"c;d\";go.acme.example;https://acme.example/z;;bing;\r\n";
 
-    fn load(text: &str) -> (tempfile::TempDir, crate::spec::Spec) {
+    /// The spec of a CSV row spec file holding `text`.
+    pub(crate) fn load(text: &str) -> (tempfile::TempDir, crate::spec::Spec) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("links.csv");
         std::fs::write(&path, text).unwrap();
