@@ -974,6 +974,34 @@ fn an_expiry_in_the_past_is_a_warning() {
     );
 }
 
+#[test]
+fn past_expiries_in_every_csv_row_give_five_warnings_and_a_count() {
+    let s = Scratch::new();
+    let mut csv = String::from("brand,domain,destination,expires_at\n");
+    for i in 0..40 {
+        csv.push_str(&format!(
+            "brand{i},go.x.example,https://b{i}.example/,2020-01-01T00:00:00Z\n"
+        ));
+    }
+    s.write("links.csv", csv);
+    let r = s.run(&["validate", "links.csv"]);
+    r.succeeds();
+    let err = r.stderr();
+    assert_eq!(
+        err.matches("is in the past (links.csv:").count(),
+        5,
+        "{err}"
+    );
+    assert!(
+        err.contains("links.csv:2)") && err.contains("links.csv:6)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("and 35 more expires_at value(s) in the past"),
+        "{err}"
+    );
+}
+
 /// Ctrl-C, SIGTERM or SIGHUP during a long dry-run with --output leaves neither the output
 /// nor a temp file, and exits 128 + the signal.
 #[cfg(unix)]

@@ -406,7 +406,8 @@ impl Compiler<'_> {
         let mut utm_set = [false; UTM_FIELDS.len()];
         let mut records_read = 0usize;
         // Problems and notes of rows read before a CSV-level problem are dropped with them.
-        let (problems_before, notes_before) = (self.problems.len(), self.notes.len());
+        let (problems_before, notes_before, past_before) =
+            (self.problems.len(), self.notes.len(), self.past_expiries);
         let mut records = table.records();
         loop {
             let (line, byte, fields) = match records.next_record() {
@@ -415,6 +416,7 @@ impl Compiler<'_> {
                 Err(p) => {
                     self.problems.truncate(problems_before);
                     self.notes.truncate(notes_before);
+                    self.past_expiries = past_before;
                     self.problems.push(p);
                     return None;
                 }

@@ -470,12 +470,34 @@ impl Compiler<'_> {
                 "expires_at {rfc3339} is in the past ({}:{}): links created now would expire at once",
                 loc.file, loc.line
             );
-            if !self.notes.contains(&note) {
+            // A CSV where every row's date is past would otherwise give a note per row.
+            if self.notes.contains(&note) {
+                return;
+            }
+            self.past_expiries += 1;
+            if self.past_expiries <= PAST_EXPIRY_NOTES {
                 self.notes.push(note);
             }
         }
     }
+
+    /// The notes for the compiled spec: past the first [`PAST_EXPIRY_NOTES`] past expiries,
+    /// one line counts the rest.
+    pub(super) fn finished_notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        if let Some(more) = self.past_expiries.checked_sub(PAST_EXPIRY_NOTES)
+            && more > 0
+        {
+            notes.push(format!(
+                "and {more} more expires_at value(s) in the past (the first {PAST_EXPIRY_NOTES} are above)"
+            ));
+        }
+        notes
+    }
 }
+
+/// How many past expiries get a note of their own.
+const PAST_EXPIRY_NOTES: usize = 5;
 
 pub(super) fn check_expiry(s: &str) -> Result<String, String> {
     chrono::DateTime::parse_from_rfc3339(s)

@@ -157,6 +157,8 @@ pub(super) struct Compiler<'a> {
     pub(super) failed_dims: Vec<String>,
     /// Warnings found while compiling (not problems: the spec still builds).
     pub(super) notes: Vec<String>,
+    /// Past expiries seen; only the first few get a note each (`note_past_expiry`).
+    pub(super) past_expiries: usize,
     pub(super) resolved: serde_json::Map<String, serde_json::Value>,
     /// What the spec may make us read (set by the runner, never by the spec).
     pub(super) policy: InputPolicy,
@@ -173,6 +175,7 @@ impl<'a> Compiler<'a> {
             inputs: Vec::new(),
             failed_dims: Vec::new(),
             notes: Vec::new(),
+            past_expiries: 0,
             resolved: serde_json::Map::new(),
             policy: InputPolicy::default(),
         }
@@ -409,7 +412,7 @@ impl<'a> Compiler<'a> {
             slug_collision,
             moved,
             link_location,
-            notes: self.notes.clone(),
+            notes: self.finished_notes(),
         })
     }
 
@@ -500,7 +503,7 @@ impl<'a> Compiler<'a> {
             slug_collision: SlugCollision::Error,
             moved: Vec::new(),
             link_location: whole,
-            notes: self.notes.clone(),
+            notes: self.finished_notes(),
         })
     }
 }
