@@ -76,7 +76,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
             continue;
         };
         let planned = &planned[i];
-        if store.get(&planned.key).is_some_and(LinkRecord::is_live) {
+        if store.get(&planned.key)?.is_some_and(LinkRecord::is_live) {
             already += 1;
             continue;
         }
@@ -100,7 +100,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
             rec.existing_destination.clone_from(&link.long_url);
             drifted += 1;
         }
-        if let Some(prev) = store.get(&planned.key) {
+        if let Some(prev) = store.get(&planned.key)? {
             rec.history.clone_from(&prev.history);
             rec.printed_at.clone_from(&prev.printed_at);
             rec.attempts = prev.attempts;
