@@ -9,6 +9,17 @@ use std::io::{self, Read};
 
 const BUF: usize = 256 * 1024;
 
+/// The bytes a container scan stops at: quotes and brackets.
+const STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
 /// What went wrong, for the "not a valid manifest" message.
 pub(crate) type ScanError = String;
 
@@ -118,30 +129,38 @@ impl<R: Read> Scanner<R> {
             Some(b'{' | b'[') => {
                 let mut depth = 0usize;
                 loop {
-                    match self.peek()? {
-                        None => return Ok(Err("an object or array is not closed".into())),
-                        Some(b'"') => {
+                    if self.peek()?.is_none() {
+                        return Ok(Err("an object or array is not closed".into()));
+                    }
+                    // Copy up to the next byte that matters, in one go.
+                    let chunk = &self.buf[self.pos..self.end];
+                    let Some(i) = chunk.iter().position(|&b| STRUCTURAL[usize::from(b)]) else {
+                        out.extend_from_slice(chunk);
+                        self.pos = self.end;
+                        continue;
+                    };
+                    out.extend_from_slice(&chunk[..i]);
+                    self.pos += i;
+                    match self.buf[self.pos] {
+                        b'"' => {
                             if let Err(e) = self.string(out)? {
                                 return Ok(Err(e));
                             }
-                            continue;
                         }
-                        Some(c @ (b'{' | b'[')) => {
+                        c @ (b'{' | b'[') => {
                             depth += 1;
                             out.push(c);
+                            self.pos += 1;
                         }
-                        Some(c @ (b'}' | b']')) => {
+                        c => {
                             out.push(c);
                             self.pos += 1;
                             depth -= 1;
                             if depth == 0 {
                                 return Ok(Ok(()));
                             }
-                            continue;
                         }
-                        Some(c) => out.push(c),
                     }
-                    self.pos += 1;
                 }
             }
             Some(_) => {

@@ -222,6 +222,24 @@ impl ManifestStore {
         if let Some(rec) = slot.parsed.get() {
             return Ok(rec);
         }
+        let rec = self.read_record(slot)?;
+        let _ = slot.parsed.set(Box::new(rec));
+        slot.parsed
+            .get()
+            .map(|b| &**b)
+            .ok_or_else(|| lost(&self.path))
+    }
+
+    /// The record of `slot`, as held or read from disk now (and not kept: a compaction
+    /// that re-encodes every journaled record must not end up holding them all).
+    fn record_of<'s>(&'s self, slot: &'s Slot) -> Result<std::borrow::Cow<'s, LinkRecord>> {
+        match slot.parsed.get() {
+            Some(rec) => Ok(std::borrow::Cow::Borrowed(rec)),
+            None => self.read_record(slot).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    fn read_record(&self, slot: &Slot) -> Result<LinkRecord> {
         let (bytes, what, file) = match slot.loc {
             Loc::Manifest { at, len, .. } => {
                 let Some(f) = self.backing.as_ref() else {
@@ -246,7 +264,7 @@ impl ManifestStore {
             }
             Loc::Memory => return Err(lost(&self.path)),
         };
-        let rec: LinkRecord = serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(&bytes).map_err(|e| {
             Error::io(
                 what,
                 &file,
@@ -255,12 +273,7 @@ impl ManifestStore {
                     format!("a record changed while the build ran ({e}); run again"),
                 ),
             )
-        })?;
-        let _ = slot.parsed.set(Box::new(rec));
-        slot.parsed
-            .get()
-            .map(|b| &**b)
-            .ok_or_else(|| lost(&self.path))
+        })
     }
 
     /// Append records to the journal (one line each), flush + fsync once, then update
@@ -484,9 +497,9 @@ impl ManifestStore {
                     i = j;
                     continue;
                 }
-                let rec = this.parsed(&this.slots[i]).map_err(io::Error::other)?;
+                let rec = this.record_of(&this.slots[i]).map_err(io::Error::other)?;
                 buf.clear();
-                pretty_record(rec, &mut buf)?;
+                pretty_record(&rec, &mut buf)?;
                 w.write_all(&buf)?;
                 let len = u32::try_from(w.n - at).map_err(io::Error::other)?;
                 locs.push(Loc::Manifest {
