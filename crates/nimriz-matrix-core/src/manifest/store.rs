@@ -36,6 +36,9 @@ pub struct ManifestStore {
     /// `M` as last read or written (the spans of `Loc::Manifest` point into it).
     backing: Option<File>,
     backing_len: u64,
+    /// Length and modification time of `backing` when read or written: a record is only
+    /// ever copied from it while it is unchanged (see [`ManifestStore::check_backing`]).
+    backing_stamp: Option<Stamp>,
     journal: Writer,
     lock: Lock,
     notes: Vec<String>,
@@ -108,19 +111,17 @@ impl ManifestStore {
         let mut notes = Vec::new();
         let mut slots: Vec<Slot> = Vec::new();
         let mut index: HashMap<Box<str>, usize> = HashMap::new();
-        let (mut header, backing, backing_len) = match File::open(path) {
+        let (mut header, backing, backing_len, backing_stamp) = match File::open(path) {
             Ok(file) => {
-                let len = file
-                    .metadata()
-                    .map_err(|e| Error::io("read the manifest", path, e))?
-                    .len();
+                let st = stamp(&file).map_err(|e| Error::io("read the manifest", path, e))?;
+                let len = st.0;
                 let header = scan_manifest(path, &file, &mut slots, &mut index)?;
                 ensure_writable(path, &header)?;
                 notes.extend(other_campaign_note(path, &header.source, source));
-                (header, Some(file), len)
+                (header, Some(file), len, Some(st))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                (Manifest::new(source.clone(), None), None, 0)
+                (Manifest::new(source.clone(), None), None, 0, None)
             }
             Err(e) => return Err(Error::io("read the manifest", path, e)),
         };
@@ -159,6 +160,7 @@ impl ManifestStore {
             index,
             backing,
             backing_len,
+            backing_stamp,
             journal,
             lock,
             notes,
@@ -245,6 +247,7 @@ impl ManifestStore {
                 let Some(f) = self.backing.as_ref() else {
                     return Err(lost(&self.path));
                 };
+                self.check_backing()?;
                 (
                     atomic::read_at(f, at, len)
                         .map_err(|e| Error::io("read the manifest", &self.path, e))?,
@@ -436,6 +439,28 @@ impl ManifestStore {
         &self.notes
     }
 
+    /// Records are copied from the `M` this store read or wrote, by offset: refuse when
+    /// something else changed that file in place meanwhile (the lock is advisory), rather
+    /// than write a mix of it.
+    fn check_backing(&self) -> Result<()> {
+        let (Some(f), Some(was)) = (self.backing.as_ref(), self.backing_stamp) else {
+            return Ok(());
+        };
+        let now = stamp(f).map_err(|e| Error::io("read the manifest", &self.path, e))?;
+        if now == was {
+            return Ok(());
+        }
+        Err(Error::io(
+            "update the manifest",
+            &self.path,
+            io::Error::other(
+                "it was changed by something else while this build held its lock; it was \
+                 not overwritten. Stop the other writer and run the build again (links \
+                 already created are found by their slugs, not duplicated)",
+            ),
+        ))
+    }
+
     /// Atomically replace `M` with the header and every record, streaming: an unchanged
     /// record is copied from the old `M`, a journaled one re-encoded from its line. Then
     /// the slots point into the new `M`.
@@ -451,6 +476,7 @@ impl ManifestStore {
             ));
         };
         head.truncate(tail);
+        self.check_backing()?;
         let mut locs: Vec<Loc> = Vec::with_capacity(self.slots.len());
         let this = &*self;
         write_atomic(&this.path, |w| {
@@ -515,16 +541,23 @@ impl ManifestStore {
         // M is replaced: read records from the new file from now on.
         let file =
             File::open(&self.path).map_err(|e| Error::io("read the manifest", &self.path, e))?;
-        self.backing_len = file
-            .metadata()
-            .map_err(|e| Error::io("read the manifest", &self.path, e))?
-            .len();
+        let st = stamp(&file).map_err(|e| Error::io("read the manifest", &self.path, e))?;
+        self.backing_len = st.0;
+        self.backing_stamp = Some(st);
         self.backing = Some(file);
         for (slot, loc) in self.slots.iter_mut().zip(locs) {
             slot.loc = loc;
         }
         Ok(())
     }
+}
+
+/// What identifies a file's content cheaply: its length and modification time.
+type Stamp = (u64, Option<std::time::SystemTime>);
+
+fn stamp(f: &File) -> io::Result<Stamp> {
+    let meta = f.metadata()?;
+    Ok((meta.len(), meta.modified().ok()))
 }
 
 /// A record as this version writes it inside `links`: pretty-printed, every line after the

@@ -687,3 +687,28 @@ fn a_damaged_record_is_refused_naming_it() {
     assert!(msg.contains("link record 1"), "{msg}");
     assert_eq!(err.exit_code(), exit::LOCAL);
 }
+
+#[test]
+fn a_manifest_changed_in_place_during_a_build_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store.record(&[record("a", LinkStatus::Created)]).unwrap();
+    store.finish(RunCounts::default(), "completed").unwrap();
+
+    let mut store = open(&path).unwrap();
+    // Something ignores the (advisory) lock and rewrites M in place.
+    fs::write(&path, "{\"someone\": \"else\"}\n").unwrap();
+    store.record(&[record("b", LinkStatus::Created)]).unwrap();
+    let err = store.checkpoint().unwrap_err();
+    let msg = error_text(&err);
+    assert!(msg.contains("changed by something else"), "{msg}");
+    assert_eq!(err.exit_code(), exit::LOCAL);
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "{\"someone\": \"else\"}\n"
+    );
+    // Nothing recorded is lost: the journal still has b.
+    let j = fs::read_to_string(journal_path(&path)).unwrap();
+    assert!(j.contains("\"slug\":\"b\""), "{j}");
+}
