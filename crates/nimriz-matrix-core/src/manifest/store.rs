@@ -171,6 +171,9 @@ impl ManifestStore {
             store.journal = Writer::open_empty(&jpath)?;
         } else {
             store.journal.append_run(&line)?;
+            // The journal may have just been created: make its name durable too.
+            atomic::sync_dir(&atomic::parent_dir(&jpath))
+                .map_err(|e| Error::io("sync the folder of", &jpath, e))?;
         }
         Ok(store)
     }
