@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The manifest at scale (issue 11): builds of 1k / 10k / 100k links against the local
 # sandbox at 0 ms latency, then the no-op re-run of each (every link recorded as done),
-# with wall time, peak RSS and manifest size, and the same figures per link.
+# with wall time, peak RSS and manifest size, and the same figures per link. A re-run that
+# sends any create request stops the script (it would not be a no-op).
 #
 #   bash benches/manifest_scale.sh                      # the release binary of this tree
 #   BENCH_BINS="main=/tmp/nm-main new=target/release/nimriz-matrix" bash benches/manifest_scale.sh
@@ -64,6 +65,16 @@ start_sandbox() {
     exit 1
 }
 
+# creates: create requests the running sandbox has answered so far.
+creates() {
+    python3 - "$NIMRIZ_API_BASE" <<'PY'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1].rstrip("/") + "/__sandbox/stats", timeout=10) as r:
+    req = json.loads(r.read())["requests"]
+print(req.get("POST /api/shorten", 0) + req.get("POST /api/shorten/bulk", 0))
+PY
+}
+
 RAW="$WORK/raw.tsv"
 : >"$RAW"
 # timed NAME N KIND CMD...: run once; append "name n kind wall_s peak_kb exit manifest_bytes".
@@ -95,8 +106,13 @@ for i in $(seq 1 "$REPEAT"); do
             start_sandbox "$bin"
             timed "$name" "$n" build "$manifest" \
                 "$bin" build "$WORK/spec$n.toml" --manifest "$manifest" -q
+            before="$(creates)"
             timed "$name" "$n" rerun "$manifest" \
                 "$bin" build "$WORK/spec$n.toml" --manifest "$manifest" -q
+            if [[ "$(creates)" != "$before" ]]; then
+                echo "$name: the re-run of $n links sent create requests (not a no-op)" >&2
+                exit 1
+            fi
             stop_sandbox
             rm -f "$manifest"
         done
