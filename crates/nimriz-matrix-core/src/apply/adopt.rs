@@ -21,7 +21,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
     let (client, mut store) = session::open(&s.api, &s.manifest_path, &plan, printer).await?;
     let found = async {
         let (links, domains) = super::build::resolve_domains(&client, plan.links).await?;
-        let planned = super::build::planned_records(links, &domains)?;
+        let planned = super::build::planned_records(links)?;
         let live = client.list_links().await?;
         Ok::<_, crate::Error>((planned, domains, live))
     }

@@ -1044,10 +1044,7 @@ pub(super) async fn resolve_domains(
 
 /// The records a build would write for `links` before sending anything (`import` matches
 /// live links against them).
-pub(super) fn planned_records(
-    links: Vec<PlannedLink>,
-    _domains: &[Domain],
-) -> Result<Vec<LinkRecord>> {
+pub(super) fn planned_records(links: Vec<PlannedLink>) -> Result<Vec<LinkRecord>> {
     planned_keys(&links)?;
     let now = now_rfc3339();
     Ok(links.into_iter().map(|l| to_row(l, &now).rec).collect())
