@@ -21,7 +21,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
     let (client, mut store) = session::open(&s.api, &s.manifest_path, &plan, printer).await?;
     let found = async {
         let (links, domains) = super::build::resolve_domains(&client, plan.links).await?;
-        let planned = super::build::planned_records(links, &domains)?;
+        let planned = super::build::planned_records(links)?;
         let live = client.list_links().await?;
         Ok::<_, crate::Error>((planned, domains, live))
     }
@@ -76,7 +76,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
             continue;
         };
         let planned = &planned[i];
-        if store.get(&planned.key).is_some_and(LinkRecord::is_live) {
+        if store.get(&planned.key)?.is_some_and(LinkRecord::is_live) {
             already += 1;
             continue;
         }
@@ -100,7 +100,7 @@ pub async fn import_command(s: &LiveSettings, printer: &SharedReporter) -> Resul
             rec.existing_destination.clone_from(&link.long_url);
             drifted += 1;
         }
-        if let Some(prev) = store.get(&planned.key) {
+        if let Some(prev) = store.get(&planned.key)? {
             rec.history.clone_from(&prev.history);
             rec.printed_at.clone_from(&prev.printed_at);
             rec.attempts = prev.attempts;

@@ -34,9 +34,6 @@ use tokio::task::JoinSet;
 /// Why in-flight requests stop retrying after Ctrl-C (the client's brake carries it).
 const INTERRUPTED: &str = "interrupted (Ctrl-C, SIGTERM or SIGHUP)";
 
-/// Compact the journal into the manifest after this many batches (long runs).
-const CHECKPOINT_EVERY_BATCHES: u32 = 50;
-
 /// Create the plan's links. Stops when `interrupt` completes (the binary passes Ctrl-C):
 /// in-flight requests finish, the manifest is written, outcome `Interrupted`. `Err` for
 /// run-level failures (auth, unreachable → exit 3; manifest I/O or lock → exit 4; unknown
@@ -62,8 +59,10 @@ where
     let (workspace, more) =
         super::workspace::check(&settings.manifest_path, recorded.as_ref(), now)?;
     let (links, domains) = domains?;
-    let rows = to_rows(links, &domains)?;
-    let planned = rows.len();
+    // Rows are made one at a time below (a done, unchanged link never becomes one); the
+    // plan's keys are checked for duplicates first, before anything is opened.
+    let keys = planned_keys(&links)?;
+    let planned = links.len();
 
     let mut store = ManifestStore::open(
         &settings.manifest_path,
@@ -82,13 +81,13 @@ where
 
     // The print lock, before anything is sent (against the record just opened).
     if !settings.break_printed
-        && let Err(e) = refuse_printed_breaks(&store, &rows)
+        && let Err(e) = refuse_printed_breaks(&store, &keys)
     {
         let counts = RunCounts {
             planned,
             ..RunCounts::default()
         };
-        let _ = store.finish(counts, &format!("aborted: {e}"));
+        let _ = store.close(counts, &format!("aborted: {e}"));
         return Err(e);
     }
 
@@ -100,16 +99,31 @@ where
     let mut queue: VecDeque<Row> = VecDeque::new();
     let mut skipped_done = 0usize;
     let mut split = Split::default();
-    for mut row in rows {
-        let moved_from = (store.get(&row.rec.key).is_none())
-            .then(|| moved_source(&store, &plan.moved, &row))
-            .flatten();
+    drop(keys);
+    let now = now_rfc3339();
+    for link in links {
+        let mut row = to_row(link, &now);
+        let summary = store.summary(&row.rec.key);
+        // Done and unchanged (the common re-run): decided from the index, nothing parsed.
+        if let Some(s) = summary
+            && s.status.is_done()
+            && !s.retired
+            && !s.outside
+            && s.planned == row.rec.planned_fingerprint()
+        {
+            skipped_done += 1;
+            continue;
+        }
+        let moved_from = match summary {
+            None => moved_source(&store, &plan.moved, &row)?,
+            Some(_) => None,
+        };
         if let Some(prev) = moved_from {
             let changes = rename_changes(prev, &row);
             split.change(settings, prev, &row, changes, false);
             continue;
         }
-        match store.get(&row.rec.key) {
+        match store.get(&row.rec.key)? {
             Some(prev)
                 if prev.retired.is_some()
                     && (prev.status.is_done() || prev.status == LinkStatus::Deleted) =>
@@ -152,7 +166,7 @@ where
                     // answered with the replay of the deleted link. A new key, recorded so
                     // a resend after a crash reuses it.
                     let key = contract::idempotency_key(
-                        &row.out.link.domain_id,
+                        row.rec.domain.id.as_deref().unwrap_or_default(),
                         &row.rec.slug,
                         &format!(
                             "{}\nafter-delete:{}",
@@ -160,8 +174,7 @@ where
                             prev.url_id.as_deref().unwrap_or_default()
                         ),
                     );
-                    row.rec.idempotency_key.clone_from(&key);
-                    row.out.idempotency_key = key;
+                    row.rec.idempotency_key = key;
                     row.rec.url_id = None;
                     row.rec.short_url = None;
                 } else if matches!(prev.status, LinkStatus::Pending | LinkStatus::Failed)
@@ -171,7 +184,6 @@ where
                     // a delete has its own). A settled record's key belongs to a create
                     // whose link may have changed since, so it is never reused.
                     row.rec.idempotency_key.clone_from(&prev.idempotency_key);
-                    row.out.idempotency_key.clone_from(&prev.idempotency_key);
                 }
                 // Keep the record as it was until it is actually sent again.
                 queue.push_back(row);
@@ -196,6 +208,7 @@ where
         settings,
         printer: printer.as_ref(),
         progress: progress.as_ref(),
+        domains: &domains,
         store: &mut store,
         queue,
         batch_size: settings.batch_size.max(1),
@@ -249,7 +262,7 @@ where
     // Rows this run never launched (it stopped early) and no run has recorded yet.
     let never_sent: Vec<LinkRecord> = queue
         .into_iter()
-        .filter(|r| store.get(&r.rec.key).is_none())
+        .filter(|r| !store.contains(&r.rec.key))
         .map(|r| r.rec)
         .collect();
     if let Err(e) = store.record(&never_sent)
@@ -268,7 +281,13 @@ where
         pending: split.items.len() + updates.unsettled,
         ..RunCounts::default()
     };
-    let (counts, mut problems) = tally(&store, &sent_keys, &settled, base);
+    let (counts, mut problems) = match tally(&store, &sent_keys, &settled, base) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = store.close(base, &format!("aborted: {e}"));
+            return Err(e);
+        }
+    };
     problems.extend(updates.failed);
     problems.extend(split.drifted);
     let outcome = match &stop {
@@ -283,7 +302,7 @@ where
         _ => outcome.as_str().to_string(),
     };
     let manifest_path = store.path().to_path_buf();
-    let finished = store.finish(counts, &outcome_word);
+    let finished = store.close(counts, &outcome_word);
     if let Some(Stop::Fatal(e)) = stop {
         printer.info(&format!(
             "stopped: {} created, {} exists, {} not settled; links recorded as done will not be \
@@ -320,31 +339,32 @@ fn tally(
     sent_keys: &[String],
     settled: &HashSet<String>,
     mut counts: RunCounts,
-) -> (RunCounts, Vec<LinkRecord>) {
+) -> Result<(RunCounts, Vec<LinkRecord>)> {
     let mut problems = Vec::new();
     for key in sent_keys {
-        let rec = match store.get(key) {
-            Some(rec) if settled.contains(key) => rec,
+        let status = match store.summary(key) {
+            Some(s) if settled.contains(key) => s.status,
             _ => {
                 counts.pending += 1;
                 continue;
             }
         };
-        match rec.status {
+        match status {
             LinkStatus::Created => counts.created += 1,
             LinkStatus::Exists => counts.exists += 1,
-            LinkStatus::Drift => {
-                counts.drift += 1;
-                problems.push(rec.clone());
-            }
-            LinkStatus::Failed => {
-                counts.failed += 1;
-                problems.push(rec.clone());
+            LinkStatus::Drift | LinkStatus::Failed => {
+                if status == LinkStatus::Drift {
+                    counts.drift += 1;
+                } else {
+                    counts.failed += 1;
+                }
+                // Only problem rows are parsed back.
+                problems.extend(store.get(key)?.cloned());
             }
             LinkStatus::Pending | LinkStatus::Deleted => counts.pending += 1,
         }
     }
-    (counts, problems)
+    Ok((counts, problems))
 }
 
 /// Live links the spec changed, sorted by what this run does with them.
@@ -429,18 +449,17 @@ impl Split {
 /// Links whose QR codes were exported and that this run would rename or leave behind: a
 /// live, unretired printed record no row of the plan has (a `[[moved]]` source, or a cell
 /// given a new slug or domain). Free when nothing was printed.
-fn refuse_printed_breaks(store: &ManifestStore, rows: &[Row]) -> Result<()> {
-    if !store.links().any(|r| r.printed_at.is_some()) {
+fn refuse_printed_breaks(store: &ManifestStore, planned: &HashSet<String>) -> Result<()> {
+    if !store.any_printed() {
         return Ok(());
     }
-    let planned: HashSet<&str> = rows.iter().map(|r| r.rec.key.as_str()).collect();
     let broken: Vec<String> = store
-        .links()
+        .links()?
         .filter(|r| {
             r.printed_at.is_some()
                 && r.is_live()
                 && r.retired.is_none()
-                && !planned.contains(r.key.as_str())
+                && !planned.contains(&r.key)
         })
         .map(LinkRecord::name)
         .collect();
@@ -537,10 +556,14 @@ fn moved_source<'s>(
     store: &'s ManifestStore,
     moved: &[Moved],
     row: &Row,
-) -> Option<&'s LinkRecord> {
-    let m = moved.iter().find(|m| m.to == row.rec.slug)?;
-    let prev = store.get(&LinkRecord::key_for(&row.rec.domain, &m.from))?;
-    (prev.status.is_done() && prev.url_id.is_some() && prev.retired.is_none()).then_some(prev)
+) -> Result<Option<&'s LinkRecord>> {
+    let Some(m) = moved.iter().find(|m| m.to == row.rec.slug) else {
+        return Ok(None);
+    };
+    let Some(prev) = store.get(&LinkRecord::key_for(&row.rec.domain, &m.from))? else {
+        return Ok(None);
+    };
+    Ok((prev.status.is_done() && prev.url_id.is_some() && prev.retired.is_none()).then_some(prev))
 }
 
 /// A rename: the slug, then whatever else the spec changed.
@@ -608,7 +631,6 @@ enum Stop {
 #[derive(Debug, Clone)]
 struct Row {
     rec: LinkRecord,
-    out: Outgoing,
     /// Times this run resent it for lack of a usable result.
     resends: u32,
     /// Planned short URL, a fallback when the API does not return one.
@@ -627,6 +649,8 @@ struct Run<'a> {
     settings: &'a BuildSettings,
     printer: &'a dyn Reporter,
     progress: &'a dyn ProgressSink,
+    /// The workspace's domains (what each row's request is built against).
+    domains: &'a [Domain],
     store: &'a mut ManifestStore,
     queue: VecDeque<Row>,
     batch_size: usize,
@@ -642,7 +666,8 @@ struct Run<'a> {
     /// next run resends them with the same keys and the replay settles them.
     unjournaled: Vec<LinkRecord>,
     batches_done: u32,
-    /// Compact the journal at the next chance (every `CHECKPOINT_EVERY_BATCHES` batches).
+    /// Compact the journal at the next chance (once it outgrows the manifest, see
+    /// `ManifestStore::compaction_due`).
     checkpoint_due: bool,
     create_requests: u64,
     /// Rows sent again for lack of a usable result (summed over rows).
@@ -785,8 +810,13 @@ impl Run<'_> {
             rows.len(),
             if single { " (single create)" } else { "" }
         ));
+        // Built now, not kept per row from the start: a queue of 100,000 rows holds only
+        // their records.
+        let outgoing: Vec<Outgoing> = rows
+            .iter()
+            .map(|r| outgoing(&r.rec, self.domains))
+            .collect();
         in_flight.spawn(async move {
-            let outgoing: Vec<Outgoing> = rows.iter().map(|r| r.out.clone()).collect();
             let (verdict, http_attempts) = if single {
                 let (result, attempts) = send::create_one(&client, &outgoing[0]).await;
                 let verdict = match result {
@@ -941,7 +971,7 @@ impl Run<'_> {
             }
         }
         self.batches_done += 1;
-        if self.batches_done.is_multiple_of(CHECKPOINT_EVERY_BATCHES) {
+        if self.store.compaction_due() {
             self.checkpoint_due = true;
         }
     }
@@ -1014,87 +1044,90 @@ pub(super) async fn resolve_domains(
 
 /// The records a build would write for `links` before sending anything (`import` matches
 /// live links against them).
-pub(super) fn planned_records(
-    links: Vec<PlannedLink>,
-    domains: &[Domain],
-) -> Result<Vec<LinkRecord>> {
-    Ok(to_rows(links, domains)?
-        .into_iter()
-        .map(|r| r.rec)
-        .collect())
+pub(super) fn planned_records(links: Vec<PlannedLink>) -> Result<Vec<LinkRecord>> {
+    planned_keys(&links)?;
+    let now = now_rfc3339();
+    Ok(links.into_iter().map(|l| to_row(l, &now).rec).collect())
 }
 
-/// DNS names are case-insensitive and may carry a trailing dot; nothing else is folded
-/// (Nimriz matches hosts strictly).
-fn to_rows(links: Vec<PlannedLink>, domains: &[Domain]) -> Result<Vec<Row>> {
-    let mut seen = HashSet::new();
-    let mut rows = Vec::with_capacity(links.len());
-    let now = now_rfc3339();
+/// Every planned record key; a usage error when the plan has one twice.
+fn planned_keys(links: &[PlannedLink]) -> Result<HashSet<String>> {
+    let mut seen = HashSet::with_capacity(links.len());
     for link in links {
-        let domain_id = link.domain.id.clone().unwrap_or_default();
-        let key = LinkRecord::key_for(&link.domain, &link.slug);
-        if !seen.insert(key.clone()) {
+        if !seen.insert(LinkRecord::key_for(&link.domain, &link.slug)) {
             return Err(Error::Usage(format!(
                 "the plan has slug '{}' twice on domain {}; slugs must be unique per domain",
                 link.slug,
                 describe_domain(&link.domain)
             )));
         }
-        let idempotency_key = contract::idempotency_key(&domain_id, &link.slug, &link.destination);
-        let entry = domains.iter().find(|d| d.id == domain_id);
-        let mut out = Outgoing::new(
-            key.clone(),
-            idempotency_key.clone(),
-            NewLink {
-                domain_id,
-                long_url: link.destination.clone(),
-                custom_slug: Some(link.slug.clone()),
-                expires_at: link.expires_at.clone(),
-                redirect_status_code: Some(link.redirect),
-                tags: link.tags.clone(),
-                space: link.space.clone(),
-            },
-        );
-        if let Some(d) = entry {
-            out.domain_ids.extend(d.alt_ids.iter().cloned());
-        }
-        out.host = link
-            .domain
-            .host
-            .clone()
-            .or_else(|| entry.map(|d| d.domain_name.clone()));
-        rows.push(Row {
-            rec: LinkRecord {
-                key,
-                cell: link.cell,
-                slug: link.slug,
-                domain: link.domain,
-                destination: link.destination,
-                utm: link.utm,
-                idempotency_key,
-                status: LinkStatus::Pending,
-                short_url: None,
-                url_id: None,
-                existing_destination: None,
-                tags: link.tags,
-                printed_at: None,
-                expires_at: link.expires_at,
-                redirect: Some(link.redirect),
-                space: link.space,
-                origin: None,
-                outside: None,
-                retired: None,
-                history: Vec::new(),
-                error: None,
-                attempts: 0,
-                updated_at: now.clone(),
-            },
-            out,
-            resends: 0,
-            planned_short_url: link.short_url,
-        });
     }
-    Ok(rows)
+    Ok(seen)
+}
+
+/// A planned link as a row: its record as a build first writes it.
+fn to_row(link: PlannedLink, now: &str) -> Row {
+    let domain_id = link.domain.id.as_deref().unwrap_or_default();
+    let key = LinkRecord::key_for(&link.domain, &link.slug);
+    let idempotency_key = contract::idempotency_key(domain_id, &link.slug, &link.destination);
+    Row {
+        rec: LinkRecord {
+            key,
+            cell: link.cell,
+            slug: link.slug,
+            domain: link.domain,
+            destination: link.destination,
+            utm: link.utm,
+            idempotency_key,
+            status: LinkStatus::Pending,
+            short_url: None,
+            url_id: None,
+            existing_destination: None,
+            tags: link.tags,
+            printed_at: None,
+            expires_at: link.expires_at,
+            redirect: Some(link.redirect),
+            space: link.space,
+            origin: None,
+            outside: None,
+            retired: None,
+            history: Vec::new(),
+            error: None,
+            attempts: 0,
+            updated_at: now.to_string(),
+        },
+        resends: 0,
+        planned_short_url: link.short_url,
+    }
+}
+
+/// What is sent for a row's record. DNS names are case-insensitive and may carry a
+/// trailing dot; nothing else is folded (Nimriz matches hosts strictly).
+fn outgoing(rec: &LinkRecord, domains: &[Domain]) -> Outgoing {
+    let domain_id = rec.domain.id.clone().unwrap_or_default();
+    let entry = domains.iter().find(|d| d.id == domain_id);
+    let mut out = Outgoing::new(
+        rec.key.clone(),
+        rec.idempotency_key.clone(),
+        NewLink {
+            domain_id,
+            long_url: rec.destination.clone(),
+            custom_slug: Some(rec.slug.clone()),
+            expires_at: rec.expires_at.clone(),
+            redirect_status_code: rec.redirect,
+            tags: rec.tags.clone(),
+            space: rec.space.clone(),
+        },
+    );
+    if let Some(d) = entry {
+        out.domain_ids.extend(d.alt_ids.iter().cloned());
+    }
+    out.host = rec
+        .domain
+        .host
+        .clone()
+        .or_else(|| entry.map(|d| d.domain_name.clone()));
+    out
 }
 
 fn describe_domain(d: &DomainRef) -> String {

@@ -80,7 +80,7 @@ pub async fn refresh_command(
 pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<RefreshReport> {
     let plan = crate::plan::load_with(&s.spec, s.max_links, &s.inputs, printer.as_ref())?;
     let (client, mut store) = session::open(&s.api, &s.manifest_path, &plan, printer).await?;
-    let targets: Vec<LinkRecord> = store.links().filter(|r| r.is_live()).cloned().collect();
+    let targets: Vec<LinkRecord> = store.links()?.filter(|r| r.is_live()).cloned().collect();
     let mut report = RefreshReport::default();
     let mut queue = targets.into_iter();
     let mut set: JoinSet<(LinkRecord, std::result::Result<Option<Link>, ClientError>)> =
@@ -165,7 +165,7 @@ pub async fn run_refresh(s: &LiveSettings, printer: &SharedReporter) -> Result<R
         }
     }
     report.drift_present = store
-        .links()
+        .links()?
         .filter(|r| r.is_live())
         .filter(|r| r.status == LinkStatus::Drift || r.outside.is_some())
         .count();

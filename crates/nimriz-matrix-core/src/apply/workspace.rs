@@ -41,15 +41,14 @@ pub fn peek(path: &Path) -> Option<Recorded> {
         api_host: Option<String>,
         #[serde(default)]
         workspace: Option<WorkspaceRecord>,
-        #[serde(default)]
-        links: Vec<serde::de::IgnoredAny>,
     }
-    let bytes = std::fs::read(path).ok()?;
+    // Streamed: the links are counted, never held.
+    let (bytes, link_count) = crate::manifest::peek_header(path)?;
     let h: Header = serde_json::from_slice(&bytes).ok()?;
     Some(Recorded {
         api_host: h.api_host,
         workspace: h.workspace,
-        link_count: h.links.len(),
+        link_count,
     })
 }
 

@@ -71,6 +71,26 @@ fn fill_and_sync(
     file.sync_all()
 }
 
+/// `len` bytes of `file` from offset `at` (positioned read: no shared cursor is moved).
+pub(crate) fn read_at(file: &File, at: u64, len: u32) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, at)?;
+    #[cfg(windows)]
+    {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let n =
+                std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], at + done as u64)?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            done += n;
+        }
+    }
+    Ok(buf)
+}
+
 /// The folder holding `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {

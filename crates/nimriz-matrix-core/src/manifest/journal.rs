@@ -7,11 +7,15 @@
 //! {"t":"link","key":"<domain key>/<slug>","cell":{...},"slug":"...","status":"pending",...}
 //! ```
 //!
-//! `t` says what the line is; today only `"link"` exists (the other fields are a full
-//! [`LinkRecord`]). Lines with an unknown `t` (written by a newer version) are skipped with a
+//! `t` says what the line is: `"link"` (the other fields are a full [`LinkRecord`]) or
+//! `"run"` (a run started: `{"t":"run","index":N,"run":{RunRecord},"source":{...},...}`,
+//! written by `ManifestStore::open` instead of rewriting `M` when there was nothing to
+//! compact). Lines with an unknown `t` (written by a newer version) are skipped with a
 //! note. Replaying the journal over `M` applies the lines in order; for one `key`, the later
-//! line wins; a key not yet in `M` is appended to `links` (plan order = first appearance).
-//! Run start/finish are not journaled: both are written straight into `M` (see below).
+//! line wins; a key not yet in `M` is appended to `links` (plan order = first appearance). A
+//! `run` line sets `source`/`api_host` and appends its run unless `runs` already has more
+//! than `index` entries (it was compacted into `M`), so replaying twice is harmless.
+//! A run's finish is not journaled: it is written straight into `M` (see below).
 //!
 //! # Why a `kill -9` at any instant loses nothing recorded
 //! 1. `record()` writes its lines with one `write_all` on an `O_APPEND` file and then
@@ -26,14 +30,17 @@
 //! 3. Compaction writes `M` = old `M` + journal first, and only then empties the journal.
 //!    A crash in between leaves the new `M` plus the old journal; replaying it again gives the
 //!    same result, because "later line wins by key" is idempotent.
-//! 4. A run is added to `M` (compacted) before anything is journaled, and `finish` writes the
-//!    final `M` before deleting the journal. A run that crashed keeps `finished_at: null`.
+//! 4. A run is recorded before anything else is journaled: compacted into `M` when the
+//!    journal had lines to replay (or `M` did not exist yet), else as the journal's first
+//!    line (a `run` line, fsynced). `finish` writes the final `M` before deleting the
+//!    journal. A run that crashed keeps `finished_at: null`.
 //!
 //! So every line in the middle of the journal was written completely and fsynced before the
 //! next one began; a middle line that does not parse is real damage (or a hand edit), and
 //! replay stops with an error naming the file and line rather than guess.
 
-use super::model::LinkRecord;
+use super::model::{LinkRecord, RunRecord};
+use crate::model::PlanSource;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -44,20 +51,49 @@ use std::path::{Path, PathBuf};
 #[serde(tag = "t", rename_all = "snake_case")]
 enum LineOut<'a> {
     Link(&'a LinkRecord),
+    Run(&'a RunLine),
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum LineIn {
     Link(Box<LinkRecord>),
+    Run(Box<RunLine>),
     #[serde(other)]
     Unknown,
 }
 
-/// What replay found: the records in order, and notes for the user (torn tail, skipped lines).
+/// A `run` line: a run started, with what it set in the manifest's header.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub(crate) struct RunLine {
+    /// Its position in `runs` (0-based): a run line replayed over a manifest that already
+    /// holds that many runs was compacted into it before (a crash between a compaction's
+    /// rename and its journal truncation), and is not added again.
+    pub index: usize,
+    pub run: RunRecord,
+    pub source: PlanSource,
+    #[serde(default)]
+    pub api_host: Option<String>,
+}
+
+impl RunLine {
+    /// Apply to a manifest header (idempotent: the same run is not added twice).
+    pub fn apply(&self, m: &mut super::model::Manifest) {
+        m.source = self.source.clone();
+        m.api_host.clone_from(&self.api_host);
+        m.tool_version.clone_from(&self.run.tool_version);
+        if m.runs.len() <= self.index {
+            m.runs.push(self.run.clone());
+        }
+    }
+}
+
+/// What replay found: the records in order, run lines, and notes for the user (torn tail,
+/// skipped lines).
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub records: Vec<LinkRecord>,
+    pub runs: Vec<RunLine>,
     pub notes: Vec<String>,
 }
 
@@ -74,6 +110,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
     for (n, (line_no, line)) in lines.into_iter().enumerate() {
         match serde_json::from_slice::<LineIn>(line) {
             Ok(LineIn::Link(rec)) => replay.records.push(*rec),
+            Ok(LineIn::Run(run)) => replay.runs.push(*run),
             Ok(LineIn::Unknown) => replay.notes.push(format!(
                 "{}: skipped line {line_no}, a record type this version does not know \
                  (written by a newer nimriz-matrix?)",
@@ -119,25 +156,68 @@ impl Writer {
     /// Open (creating) the journal for appending, and empty it. Only call once its
     /// contents are safely in the manifest.
     pub fn open_empty(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| Error::io("open the journal", path, e))?;
-        let mut w = Writer {
-            file,
-            path: path.to_path_buf(),
-            len: 0,
-            poisoned: false,
-        };
+        let mut w = Self::open_keep(path)?;
         w.reset()?;
         super::atomic::sync_dir(&super::atomic::parent_dir(path))
             .map_err(|e| Error::io("sync the folder of", path, e))?;
         Ok(w)
     }
 
+    /// Open (creating) the journal for appending, keeping what it holds.
+    pub fn open_keep(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| Error::io("open the journal", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("open the journal", path, e))?
+            .len();
+        Ok(Writer {
+            file,
+            path: path.to_path_buf(),
+            len,
+            poisoned: false,
+        })
+    }
+
+    /// Bytes in the journal after the last complete append.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The bytes of an earlier append's line (`span` as `append` returned it).
+    pub fn read_span(&self, (at, len): (u64, u32)) -> io::Result<Vec<u8>> {
+        super::atomic::read_at(&self.file, at, len)
+    }
+
+    /// Append a `run` line, then fsync.
+    pub fn append_run(&mut self, run: &RunLine) -> Result<()> {
+        let mut buf = serde_json::to_vec(&LineOut::Run(run))
+            .map_err(|e| Error::io("encode a journal record for", &self.path, e.into()))?;
+        buf.push(b'\n');
+        self.append_bytes(&buf)
+    }
+
     /// Append `records` as lines, then fsync. On error nothing is considered written.
-    pub fn append(&mut self, records: &[LinkRecord]) -> Result<()> {
+    /// Returns where each record's line is (offset, length without the newline).
+    pub fn append(&mut self, records: &[LinkRecord]) -> Result<Vec<(u64, u32)>> {
+        let mut buf = Vec::with_capacity(records.len() * 512);
+        let mut spans = Vec::with_capacity(records.len());
+        for rec in records {
+            let start = buf.len();
+            serde_json::to_writer(&mut buf, &LineOut::Link(rec))
+                .map_err(|e| Error::io("encode a journal record for", &self.path, e.into()))?;
+            spans.push((self.len + start as u64, (buf.len() - start) as u32));
+            buf.push(b'\n');
+        }
+        self.append_bytes(&buf)?;
+        Ok(spans)
+    }
+
+    fn append_bytes(&mut self, buf: &[u8]) -> Result<()> {
         if self.poisoned {
             return Err(Error::io(
                 "append to the journal",
@@ -148,15 +228,9 @@ impl Writer {
                 ),
             ));
         }
-        let mut buf = Vec::with_capacity(records.len() * 512);
-        for rec in records {
-            serde_json::to_writer(&mut buf, &LineOut::Link(rec))
-                .map_err(|e| Error::io("encode a journal record for", &self.path, e.into()))?;
-            buf.push(b'\n');
-        }
         let written = self
             .file
-            .write_all(&buf)
+            .write_all(buf)
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {

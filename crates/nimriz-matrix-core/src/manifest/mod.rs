@@ -11,6 +11,7 @@ mod export;
 mod journal;
 mod lock;
 pub mod model;
+mod scan;
 pub mod store;
 
 pub use atomic::write_atomic;
@@ -19,9 +20,10 @@ pub use export::{
     neutralize, utm_columns, write_csv, write_json,
 };
 pub use model::{
-    LinkRecord, LinkStatus, Manifest, RecordedError, RunCounts, RunRecord, SCHEMA_VERSION,
-    TOOL_NAME, WorkspaceRecord, now_rfc3339,
+    LinkRecord, LinkStatus, LinkSummary, Manifest, RecordedError, RunCounts, RunRecord,
+    SCHEMA_VERSION, TOOL_NAME, WorkspaceRecord, now_rfc3339,
 };
 pub use store::{
     ManifestStore, default_path, journal_path, load, load_with_notes, lock_path, mark_printed,
+    peek_header,
 };

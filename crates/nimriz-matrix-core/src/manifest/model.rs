@@ -193,7 +193,50 @@ pub struct Retirement {
     pub value: Option<String>,
 }
 
+/// What a build needs to know of a record without parsing it: enough to skip a link that
+/// is done and unchanged (see [`LinkRecord::planned_fingerprint`]), and to count results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkSummary {
+    pub status: LinkStatus,
+    pub retired: bool,
+    /// `refresh` recorded an outside change.
+    pub outside: bool,
+    pub printed: bool,
+    /// [`LinkRecord::planned_fingerprint`] of the record.
+    pub planned: u128,
+}
+
+impl LinkSummary {
+    pub fn of(rec: &LinkRecord) -> Self {
+        LinkSummary {
+            status: rec.status,
+            retired: rec.retired.is_some(),
+            outside: rec.outside.is_some(),
+            printed: rec.printed_at.is_some(),
+            planned: rec.planned_fingerprint(),
+        }
+    }
+}
+
 impl LinkRecord {
+    /// A 128-bit digest of the fields a spec change can touch on a live link (destination,
+    /// expiry, redirect, tags, space): equal digests mean `field_changes` finds nothing.
+    /// Only compared within one process (std's SipHash with fixed keys).
+    pub fn planned_fingerprint(&self) -> u128 {
+        use std::hash::{Hash, Hasher};
+        let half = |seed: u8| {
+            let mut h = std::hash::DefaultHasher::new();
+            seed.hash(&mut h);
+            self.destination.hash(&mut h);
+            self.expires_at.hash(&mut h);
+            self.redirect.hash(&mut h);
+            self.tags.hash(&mut h);
+            self.space.hash(&mut h);
+            h.finish()
+        };
+        (u128::from(half(1)) << 64) | u128::from(half(2))
+    }
+
     /// The record key for a link: `"{domain.key()}/{slug}"`.
     pub fn key_for(domain: &DomainRef, slug: &str) -> String {
         format!("{}/{}", domain.key(), slug)

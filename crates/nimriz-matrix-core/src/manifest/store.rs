@@ -5,31 +5,103 @@ use super::atomic::{self, write_atomic};
 use super::journal::{self, Writer};
 use super::lock::Lock;
 use super::model::{
-    LinkRecord, Manifest, RunCounts, RunRecord, SCHEMA_VERSION, TOOL_NAME, now_rfc3339,
+    LinkRecord, LinkSummary, Manifest, RunCounts, RunRecord, SCHEMA_VERSION, TOOL_NAME, now_rfc3339,
 };
 use crate::model::PlanSource;
 use crate::{Error, Result};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// A manifest opened for one build: holds the lock until `finish` or drop.
+///
+/// Records are not held in memory: each link is a [`Slot`] — where its JSON is (a span of
+/// `M` as last written, or a line of the journal), a [`LinkSummary`] (status, flags, a
+/// digest of its planned fields) and, once something asked for it, the parsed record. So
+/// a re-run that finds everything done parses only the header, and a build's memory is a
+/// few dozen bytes per recorded link plus the records it touches. `M` is rewritten by
+/// streaming: unchanged records are copied byte for byte from the old `M`.
 #[derive(Debug)]
 pub struct ManifestStore {
     path: PathBuf,
-    manifest: Manifest,
-    /// key → index in `manifest.links`.
-    index: HashMap<String, usize>,
+    /// Everything but `links` (always empty here).
+    header: Manifest,
+    /// In plan order (order of first appearance).
+    slots: Vec<Slot>,
+    /// key → index in `slots`.
+    index: HashMap<Box<str>, usize>,
+    /// `M` as last read or written (the spans of `Loc::Manifest` point into it).
+    backing: Option<File>,
+    backing_len: u64,
+    /// Length and modification time of `backing` when read or written: a record is only
+    /// ever copied from it while it is unchanged (see [`ManifestStore::check_backing`]).
+    backing_stamp: Option<Stamp>,
     journal: Writer,
     lock: Lock,
     notes: Vec<String>,
 }
 
+#[derive(Debug)]
+struct Slot {
+    loc: Loc,
+    summary: LinkSummary,
+    /// The parsed record, once asked for (always set for `Loc::Memory`).
+    parsed: OnceCell<Box<LinkRecord>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    /// Bytes `at..at+len` of the backing `M`; `canonical`: exactly what this version
+    /// writes for the record (else it is re-serialized, e.g. an older version's record).
+    Manifest { at: u64, len: u32, canonical: bool },
+    /// A line of the journal.
+    Journal { at: u64, len: u32 },
+    /// Only in `parsed` (replayed from the journal at open, or renamed): written at the next
+    /// compaction.
+    Memory,
+}
+
+/// Indentation of a record inside `links` in the pretty-printed manifest.
+const RECORD_INDENT: &[u8] = b"    ";
+/// Between two records: `,\n` and the indent.
+const SEPARATOR_LEN: u64 = 2 + RECORD_INDENT.len() as u64;
+
+impl Slot {
+    /// Where the record is in the backing `M`, when it can be copied from there as is.
+    fn canonical_span(&self) -> Option<(u64, u32)> {
+        match self.loc {
+            Loc::Manifest {
+                at,
+                len,
+                canonical: true,
+            } => Some((at, len)),
+            _ => None,
+        }
+    }
+}
+
+/// Copy bytes `from..end` of `file` to `w`, a block at a time.
+fn copy_range(file: &File, from: u64, end: u64, w: &mut dyn Write) -> io::Result<()> {
+    const BLOCK: u64 = 1 << 20;
+    let mut at = from;
+    while at < end {
+        let n = (end - at).min(BLOCK) as u32;
+        w.write_all(&atomic::read_at(file, at, n)?)?;
+        at += u64::from(n);
+    }
+    Ok(())
+}
+
 impl ManifestStore {
-    /// Take the lock (`Error::Lock` if held), load `M` if present, replay `M.journal` on
-    /// top (later records win, by `key`), immediately compact (atomic write, truncate
-    /// journal), update `source`/`api_host`, and append a new `RunRecord` (started now).
+    /// Take the lock (`Error::Lock` if held), read `M` if present (streamed: records are
+    /// indexed, not kept), replay `M.journal` on top (later records win, by `key`), update
+    /// `source`/`api_host`, and start a new `RunRecord` (started now). The run is
+    /// recorded at once: when the journal had something to replay, or `M` does not exist,
+    /// by compacting (atomic write of `M`, journal emptied); else as a `run` line in the
+    /// journal, so an unchanged `M` is not rewritten just to open it.
     pub fn open(path: &Path, source: &PlanSource, api_host: Option<&str>) -> Result<Self> {
         let lock = Lock::acquire(&lock_path(path), path)?;
         // We hold the lock, so any temp file beside M is from a writer that crashed.
@@ -37,65 +109,208 @@ impl ManifestStore {
         // Nobody else writes while we hold the lock, so one plain read of each is consistent.
         let jpath = journal_path(path);
         let mut notes = Vec::new();
-        let mut manifest = match read_opt(path, "read the manifest")? {
-            Some(bytes) => {
-                let m = parse_manifest(path, &bytes)?;
-                ensure_writable(path, &m)?;
-                notes.extend(other_campaign_note(path, &m.source, source));
-                m
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut index: HashMap<Box<str>, usize> = HashMap::new();
+        let (mut header, backing, backing_len, backing_stamp) = match File::open(path) {
+            Ok(file) => {
+                let st = stamp(&file).map_err(|e| Error::io("read the manifest", path, e))?;
+                let len = st.0;
+                let header = scan_manifest(path, &file, &mut slots, &mut index)?;
+                ensure_writable(path, &header)?;
+                notes.extend(other_campaign_note(path, &header.source, source));
+                (header, Some(file), len, Some(st))
             }
-            None => Manifest::new(source.clone(), None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                (Manifest::new(source.clone(), None), None, 0, None)
+            }
+            Err(e) => return Err(Error::io("read the manifest", path, e)),
         };
         let journal_bytes = read_opt(&jpath, "read the journal")?.unwrap_or_default();
         let replay = journal::parse(&jpath, &journal_bytes)?;
         notes.extend(replay.notes);
-        let index = merge(&mut manifest, replay.records);
+        for run in &replay.runs {
+            run.apply(&mut header);
+        }
+        for rec in replay.records {
+            put(&mut slots, &mut index, Loc::Memory, rec, true);
+        }
+        let compact = backing.is_none() || !journal_bytes.is_empty();
+        drop(journal_bytes);
 
         // From here on M is written in this version's format.
-        manifest.schema_version = SCHEMA_VERSION;
-        manifest.tool_version = env!("CARGO_PKG_VERSION").to_string();
-        manifest.source = source.clone();
-        manifest.api_host = api_host.map(str::to_string);
-        manifest.runs.push(RunRecord {
-            started_at: now_rfc3339(),
-            finished_at: None,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            counts: None,
-            outcome: None,
-        });
-        // Compact: M now holds everything the journal had, so the journal can be emptied.
-        write_manifest(path, &manifest)?;
-        let journal = Writer::open_empty(&jpath)?;
-        Ok(ManifestStore {
+        let line = journal::RunLine {
+            index: header.runs.len(),
+            run: RunRecord {
+                started_at: now_rfc3339(),
+                finished_at: None,
+                tool_version: env!("CARGO_PKG_VERSION").to_string(),
+                counts: None,
+                outcome: None,
+            },
+            source: source.clone(),
+            api_host: api_host.map(str::to_string),
+        };
+        header.schema_version = SCHEMA_VERSION;
+        line.apply(&mut header);
+        let journal = Writer::open_keep(&jpath)?;
+        let mut store = ManifestStore {
             path: path.to_path_buf(),
-            manifest,
+            header,
+            slots,
             index,
+            backing,
+            backing_len,
+            backing_stamp,
             journal,
             lock,
             notes,
+        };
+        if compact {
+            // Compact: M now holds everything the journal had, so the journal can be emptied.
+            store.write_manifest()?;
+            store.journal = Writer::open_empty(&jpath)?;
+        } else {
+            store.journal.append_run(&line)?;
+            // The journal may have just been created: make its name durable too.
+            atomic::sync_dir(&atomic::parent_dir(&jpath))
+                .map_err(|e| Error::io("sync the folder of", &jpath, e))?;
+        }
+        Ok(store)
+    }
+
+    /// The record for `key`, parsed (and kept) on first use.
+    pub fn get(&self, key: &str) -> Result<Option<&LinkRecord>> {
+        match self.index.get(key) {
+            Some(&i) => self.parsed(&self.slots[i]).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Is there a record for `key`? (No parsing.)
+    pub fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// What the record for `key` says in brief (no parsing).
+    pub fn summary(&self, key: &str) -> Option<LinkSummary> {
+        self.index.get(key).map(|&i| self.slots[i].summary)
+    }
+
+    /// Does any record carry `printed_at`? (No parsing.)
+    pub fn any_printed(&self) -> bool {
+        self.slots.iter().any(|s| s.summary.printed)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// No records yet.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// All links, in plan order (order of first appearance). Parses every record (and
+    /// keeps them): for the commands that visit all of them (refresh, retire).
+    pub fn links(&self) -> Result<impl Iterator<Item = &LinkRecord>> {
+        for slot in &self.slots {
+            self.parsed(slot)?;
+        }
+        Ok(self
+            .slots
+            .iter()
+            .filter_map(|s| s.parsed.get().map(|b| &**b)))
+    }
+
+    fn parsed<'s>(&'s self, slot: &'s Slot) -> Result<&'s LinkRecord> {
+        if let Some(rec) = slot.parsed.get() {
+            return Ok(rec);
+        }
+        let rec = self.read_record(slot)?;
+        let _ = slot.parsed.set(Box::new(rec));
+        slot.parsed
+            .get()
+            .map(|b| &**b)
+            .ok_or_else(|| lost(&self.path))
+    }
+
+    /// The record of `slot`, as held or read from disk now (and not kept: a compaction
+    /// that re-encodes every journaled record must not end up holding them all).
+    fn record_of<'s>(&'s self, slot: &'s Slot) -> Result<std::borrow::Cow<'s, LinkRecord>> {
+        match slot.parsed.get() {
+            Some(rec) => Ok(std::borrow::Cow::Borrowed(rec)),
+            None => self.read_record(slot).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    fn read_record(&self, slot: &Slot) -> Result<LinkRecord> {
+        let (bytes, what, file) = match slot.loc {
+            Loc::Manifest { at, len, .. } => {
+                let Some(f) = self.backing.as_ref() else {
+                    return Err(lost(&self.path));
+                };
+                self.check_backing()?;
+                (
+                    atomic::read_at(f, at, len)
+                        .map_err(|e| Error::io("read the manifest", &self.path, e))?,
+                    "read the manifest",
+                    self.path.clone(),
+                )
+            }
+            Loc::Journal { at, len } => {
+                let jpath = journal_path(&self.path);
+                (
+                    self.journal
+                        .read_span((at, len))
+                        .map_err(|e| Error::io("read the journal", &jpath, e))?,
+                    "read the journal",
+                    jpath,
+                )
+            }
+            Loc::Memory => return Err(lost(&self.path)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::io(
+                what,
+                &file,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a record changed while the build ran ({e}); run again"),
+                ),
+            )
         })
     }
 
-    pub fn get(&self, key: &str) -> Option<&LinkRecord> {
-        self.index.get(key).map(|&i| &self.manifest.links[i])
-    }
-
-    /// All links, in plan order (order of first appearance).
-    pub fn links(&self) -> impl Iterator<Item = &LinkRecord> {
-        self.manifest.links.iter()
-    }
-
     /// Append records to the journal (one line each), flush + fsync once, then update
-    /// memory. New keys are appended to `links` in call order. Call BEFORE sending a batch
-    /// (status `Pending`, attempts incremented) and AFTER its results arrive. On error
+    /// the index. New keys are appended to `links` in call order. Call AFTER results
+    /// arrive (and for rows being sent, as `Pending` with attempts incremented). On error
     /// nothing is recorded (memory unchanged); stop the run.
     pub fn record(&mut self, records: &[LinkRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        self.journal.append(records)?;
-        for rec in records {
-            upsert(&mut self.manifest, &mut self.index, rec.clone());
+        let spans = self.journal.append(records)?;
+        for (rec, (at, len)) in records.iter().zip(spans) {
+            let loc = Loc::Journal { at, len };
+            let summary = LinkSummary::of(rec);
+            match self.index.get(rec.key.as_str()) {
+                Some(&i) => {
+                    self.slots[i] = Slot {
+                        loc,
+                        summary,
+                        parsed: OnceCell::new(),
+                    }
+                }
+                None => {
+                    self.index.insert(rec.key.as_str().into(), self.slots.len());
+                    self.slots.push(Slot {
+                        loc,
+                        summary,
+                        parsed: OnceCell::new(),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -112,7 +327,7 @@ impl ManifestStore {
         let mut replace: HashMap<usize, LinkRecord> = HashMap::new();
         let mut appended = Vec::new();
         for (old, rec) in moves {
-            match self.index.get(old) {
+            match self.index.get(old.as_str()) {
                 Some(&i) => {
                     replace.insert(i, rec.clone());
                 }
@@ -120,55 +335,75 @@ impl ManifestStore {
             }
         }
         // A record already held under a new key gives way to the renamed one.
-        let targets: std::collections::HashSet<String> =
-            moves.iter().map(|(_, r)| r.key.clone()).collect();
-        let links = std::mem::take(&mut self.manifest.links);
-        let mut kept = Vec::with_capacity(links.len() + appended.len());
-        for (i, rec) in links.into_iter().enumerate() {
+        let targets: std::collections::HashSet<&str> =
+            moves.iter().map(|(_, r)| r.key.as_str()).collect();
+        let mut key_of: Vec<Option<Box<str>>> = vec![None; self.slots.len()];
+        for (k, &i) in &self.index {
+            key_of[i] = Some(k.clone());
+        }
+        let slots = std::mem::take(&mut self.slots);
+        let mut kept: Vec<(Box<str>, Slot)> = Vec::with_capacity(slots.len() + appended.len());
+        for (i, (slot, key)) in slots.into_iter().zip(key_of).enumerate() {
+            let key = key.unwrap_or_default();
             match replace.remove(&i) {
-                Some(new) => kept.push(new),
-                None if targets.contains(&rec.key) => {}
-                None => kept.push(rec),
+                Some(new) => kept.push((new.key.as_str().into(), memory_slot(new))),
+                None if targets.contains(&*key) => {}
+                None => kept.push((key, slot)),
             }
         }
         for rec in appended {
-            if !kept.iter().any(|k: &LinkRecord| k.key == rec.key) {
-                kept.push(rec);
+            if !kept.iter().any(|(k, _)| **k == *rec.key) {
+                kept.push((rec.key.as_str().into(), memory_slot(rec)));
             }
         }
-        self.manifest.links = kept;
-        self.index = self
-            .manifest
-            .links
+        self.index = kept
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.key.clone(), i))
+            .map(|(i, (k, _))| (k.clone(), i))
             .collect();
+        self.slots = kept.into_iter().map(|(_, s)| s).collect();
         self.checkpoint()
     }
 
-    /// Compaction for long runs: atomic rewrite of `M`, then truncate the journal.
+    /// Compaction for long runs: atomic rewrite of `M` (streamed), then truncate the journal.
     pub fn checkpoint(&mut self) -> Result<()> {
-        write_manifest(&self.path, &self.manifest)?;
+        self.write_manifest()?;
         self.journal.reset()
     }
 
+    /// Is the journal large enough that a checkpoint is worth its cost? (Bigger than the
+    /// manifest, and than 64 MB: so compactions cost O(links) over a whole run, not
+    /// O(links²) as a fixed interval would.)
+    pub fn compaction_due(&self) -> bool {
+        const FLOOR: u64 = 64 * 1024 * 1024;
+        self.journal.len() > FLOOR.max(self.backing_len)
+    }
+
     /// Close the run: set `finished_at`/`counts`/`outcome`, compact, remove the journal,
-    /// release the lock. Returns the final manifest.
+    /// release the lock. Returns the final manifest (parsing every record: builds use
+    /// [`ManifestStore::close`]).
     pub fn finish(self, counts: RunCounts, outcome: &str) -> Result<Manifest> {
-        let ManifestStore {
-            path,
-            mut manifest,
-            journal,
-            lock,
-            ..
-        } = self;
-        if let Some(run) = manifest.runs.last_mut() {
+        let path = self.path.clone();
+        self.close(counts, outcome)?;
+        load(&path)
+    }
+
+    /// [`ManifestStore::finish`] without reading the result back.
+    pub fn close(mut self, counts: RunCounts, outcome: &str) -> Result<()> {
+        if let Some(run) = self.header.runs.last_mut() {
             run.finished_at = Some(now_rfc3339());
             run.counts = Some(counts);
             run.outcome = Some(outcome.to_string());
         }
-        write_manifest(&path, &manifest)?;
+        self.write_manifest()?;
+        let ManifestStore {
+            path,
+            journal,
+            lock,
+            backing,
+            ..
+        } = self;
+        drop(backing);
         drop(journal);
         let jpath = journal_path(&path);
         match std::fs::remove_file(&jpath) {
@@ -178,7 +413,7 @@ impl ManifestStore {
             Err(e) => return Err(Error::io("remove the journal", &jpath, e)),
         }
         lock.release();
-        Ok(manifest)
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -188,22 +423,276 @@ impl ManifestStore {
     /// Record the workspace the links live in (`apply/workspace.rs` checked it). Written at
     /// once when it changed, so it is on disk before the first link is sent.
     pub fn set_workspace(&mut self, workspace: super::model::WorkspaceRecord) -> Result<()> {
-        if self.manifest.workspace.as_ref() == Some(&workspace) {
+        if self.header.workspace.as_ref() == Some(&workspace) {
             return Ok(());
         }
-        self.manifest.workspace = Some(workspace);
+        self.header.workspace = Some(workspace);
         self.checkpoint()
     }
 
-    /// The manifest as it stands (everything recorded so far).
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+    /// The manifest's header as it stands: every field but `links` (empty here; see
+    /// [`ManifestStore::links`]).
+    pub fn header(&self) -> &Manifest {
+        &self.header
     }
 
     /// Things found while opening that the user should hear about (a torn journal line
     /// ignored, ...). Print them as warnings.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Records are copied from the `M` this store read or wrote, by offset: refuse when
+    /// something else changed that file in place meanwhile (the lock is advisory), rather
+    /// than write a mix of it.
+    fn check_backing(&self) -> Result<()> {
+        let (Some(f), Some(was)) = (self.backing.as_ref(), self.backing_stamp) else {
+            return Ok(());
+        };
+        let now = stamp(f).map_err(|e| Error::io("read the manifest", &self.path, e))?;
+        if now == was {
+            return Ok(());
+        }
+        Err(Error::io(
+            "update the manifest",
+            &self.path,
+            io::Error::other(
+                "it was changed by something else while this build held its lock; it was \
+                 not overwritten. Stop the other writer and run the build again (links \
+                 already created are found by their slugs, not duplicated)",
+            ),
+        ))
+    }
+
+    /// Atomically replace `M` with the header and every record, streaming: an unchanged
+    /// record is copied from the old `M`, a journaled one re-encoded from its line. Then
+    /// the slots point into the new `M`.
+    fn write_manifest(&mut self) -> Result<()> {
+        let mut head = serde_json::to_vec_pretty(&self.header)
+            .map_err(|e| Error::io("write", &self.path, e.into()))?;
+        // `links` is the header's last field, serialized as `[]`: records go in between.
+        let Some(tail) = head.strip_suffix(b"[]\n}".as_slice()).map(<[u8]>::len) else {
+            return Err(Error::io(
+                "write",
+                &self.path,
+                io::Error::other("internal error: unexpected manifest layout"),
+            ));
+        };
+        head.truncate(tail);
+        self.check_backing()?;
+        let mut locs: Vec<Loc> = Vec::with_capacity(self.slots.len());
+        let this = &*self;
+        write_atomic(&this.path, |w| {
+            let mut w = Counting { w, n: 0 };
+            w.write_all(&head)?;
+            if this.slots.is_empty() {
+                w.write_all(b"[]\n}\n")?;
+                return Ok(());
+            }
+            w.write_all(b"[\n")?;
+            let mut buf = Vec::with_capacity(4096);
+            let mut i = 0;
+            while i < this.slots.len() {
+                if i > 0 {
+                    w.write_all(b",\n")?;
+                }
+                w.write_all(RECORD_INDENT)?;
+                let at = w.n;
+                if let Some((from, len)) = this.slots[i].canonical_span() {
+                    // A run of unchanged records that sit back to back in the old M is
+                    // copied as one block (separators included: they are what we write).
+                    let mut j = i + 1;
+                    let mut end = from + u64::from(len);
+                    while let Some((f, l)) = this.slots.get(j).and_then(Slot::canonical_span) {
+                        if f != end + SEPARATOR_LEN {
+                            break;
+                        }
+                        end = f + u64::from(l);
+                        j += 1;
+                    }
+                    let file = this.backing.as_ref().ok_or_else(|| {
+                        io::Error::other("internal error: the manifest is not open")
+                    })?;
+                    copy_range(file, from, end, &mut w)?;
+                    for slot in &this.slots[i..j] {
+                        if let Some((f, l)) = slot.canonical_span() {
+                            locs.push(Loc::Manifest {
+                                at: at + (f - from),
+                                len: l,
+                                canonical: true,
+                            });
+                        }
+                    }
+                    i = j;
+                    continue;
+                }
+                let rec = this.record_of(&this.slots[i]).map_err(io::Error::other)?;
+                buf.clear();
+                pretty_record(&rec, &mut buf)?;
+                w.write_all(&buf)?;
+                let len = u32::try_from(w.n - at).map_err(io::Error::other)?;
+                locs.push(Loc::Manifest {
+                    at,
+                    len,
+                    canonical: true,
+                });
+                i += 1;
+            }
+            w.write_all(b"\n  ]\n}\n")?;
+            Ok(())
+        })?;
+        // M is replaced: read records from the new file from now on.
+        let file =
+            File::open(&self.path).map_err(|e| Error::io("read the manifest", &self.path, e))?;
+        let st = stamp(&file).map_err(|e| Error::io("read the manifest", &self.path, e))?;
+        self.backing_len = st.0;
+        self.backing_stamp = Some(st);
+        self.backing = Some(file);
+        for (slot, loc) in self.slots.iter_mut().zip(locs) {
+            slot.loc = loc;
+        }
+        Ok(())
+    }
+}
+
+/// What identifies a file's content cheaply: its length and modification time.
+type Stamp = (u64, Option<std::time::SystemTime>);
+
+fn stamp(f: &File) -> io::Result<Stamp> {
+    let meta = f.metadata()?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+/// A record as this version writes it inside `links`: pretty-printed, every line after the
+/// first indented by [`RECORD_INDENT`] (JSON strings hold no raw newline, so this is safe).
+fn pretty_record(rec: &LinkRecord, out: &mut Vec<u8>) -> io::Result<()> {
+    let text = serde_json::to_vec_pretty(rec)?;
+    out.reserve(text.len() + text.len() / 8);
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+            out.extend_from_slice(RECORD_INDENT);
+        }
+        out.extend_from_slice(line);
+    }
+    Ok(())
+}
+
+/// Bytes written so far, for the records' new offsets.
+struct Counting<'a> {
+    w: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.w.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+fn lost(path: &Path) -> Error {
+    Error::io(
+        "read the manifest",
+        path,
+        io::Error::other("internal error: a record's place was lost; run again"),
+    )
+}
+
+fn memory_slot(rec: LinkRecord) -> Slot {
+    let summary = LinkSummary::of(&rec);
+    let parsed = OnceCell::new();
+    let _ = parsed.set(Box::new(rec));
+    Slot {
+        loc: Loc::Memory,
+        summary,
+        parsed,
+    }
+}
+
+/// Insert or replace (later wins, first position kept) a record held in memory.
+fn put(
+    slots: &mut Vec<Slot>,
+    index: &mut HashMap<Box<str>, usize>,
+    loc: Loc,
+    rec: LinkRecord,
+    keep: bool,
+) {
+    let summary = LinkSummary::of(&rec);
+    let parsed = OnceCell::new();
+    let key: Box<str> = rec.key.as_str().into();
+    if keep {
+        let _ = parsed.set(Box::new(rec));
+    }
+    let slot = Slot {
+        loc,
+        summary,
+        parsed,
+    };
+    match index.get(&key) {
+        Some(&i) => slots[i] = slot,
+        None => {
+            index.insert(key, slots.len());
+            slots.push(slot);
+        }
+    }
+}
+
+/// Stream `M` (from `file`) into `slots`/`index` (each record parsed once to check it and
+/// summarize it, then dropped) and return the header.
+fn scan_manifest(
+    path: &Path,
+    file: &File,
+    slots: &mut Vec<Slot>,
+    index: &mut HashMap<Box<str>, usize>,
+) -> Result<Manifest> {
+    let mut canon = Vec::with_capacity(4096);
+    let mut n = 0usize;
+    let scanned = super::scan::Scanner::new(file).scan(|at, bytes| {
+        n += 1;
+        let rec: LinkRecord = serde_json::from_slice(bytes)
+            .map_err(|e| format!("link record {n} is damaged ({e})"))?;
+        canon.clear();
+        pretty_record(&rec, &mut canon).map_err(|e| e.to_string())?;
+        let len = u32::try_from(bytes.len()).map_err(|_| format!("link record {n} is too long"))?;
+        let loc = Loc::Manifest {
+            at,
+            len,
+            canonical: canon == bytes,
+        };
+        put(slots, index, loc, rec, false);
+        Ok::<(), String>(())
+    });
+    let header = match scanned {
+        Ok(Ok(Ok(header))) => header,
+        Ok(Ok(Err(why)) | Err(why)) => return Err(invalid_manifest(path, &why)),
+        Err(e) => return Err(Error::io("read the manifest", path, e)),
+    };
+    let mut header = parse_manifest(path, &header)?;
+    // A `links` the scanner did not see as such (e.g. a key spelled with escapes).
+    for rec in std::mem::take(&mut header.links) {
+        put(slots, index, Loc::Memory, rec, true);
+    }
+    Ok(header)
+}
+
+/// The manifest's header as JSON text (every field but `links`, which reads `[]`) and its
+/// number of link records, streamed (the records are not kept). `None` when there is no
+/// manifest or it cannot be read as one.
+pub fn peek_header(path: &Path) -> Option<(Vec<u8>, usize)> {
+    let file = File::open(path).ok()?;
+    let mut n = 0usize;
+    let scanned = super::scan::Scanner::new(&file).scan(|_, _| {
+        n += 1;
+        Ok::<(), ()>(())
+    });
+    match scanned {
+        Ok(Ok(Ok(header))) => Some((header, n)),
+        _ => None,
     }
 }
 
@@ -229,6 +718,9 @@ pub fn load_with_notes(path: &Path) -> Result<(Manifest, Vec<String>)> {
     };
     let mut manifest = parse_manifest(path, &manifest_bytes)?;
     let replay = journal::parse(&jpath, &journal_bytes)?;
+    for run in &replay.runs {
+        run.apply(&mut manifest);
+    }
     merge(&mut manifest, replay.records);
     Ok((manifest, replay.notes))
 }
@@ -251,6 +743,9 @@ pub fn mark_printed(path: &Path, keys: &[String]) -> Result<()> {
     ensure_writable(path, &manifest)?;
     let journal_bytes = read_opt(&jpath, "read the journal")?.unwrap_or_default();
     let replay = journal::parse(&jpath, &journal_bytes)?;
+    for run in &replay.runs {
+        run.apply(&mut manifest);
+    }
     let index = merge(&mut manifest, replay.records);
     let now = now_rfc3339();
     for key in keys {
@@ -357,19 +852,21 @@ fn read_opt(path: &Path, action: &'static str) -> Result<Option<Vec<u8>>> {
 }
 
 fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::io(
-            "read the manifest",
-            path,
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "it is not a valid nimriz-matrix manifest ({e}); it may be damaged or \
-                     a different file. Restore it from a backup or point to the right file"
-                ),
+    serde_json::from_slice(bytes).map_err(|e| invalid_manifest(path, &e.to_string()))
+}
+
+fn invalid_manifest(path: &Path, why: &str) -> Error {
+    Error::io(
+        "read the manifest",
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it is not a valid nimriz-matrix manifest ({why}); it may be damaged or \
+                 a different file. Restore it from a backup or point to the right file"
             ),
-        )
-    })
+        ),
+    )
 }
 
 /// Refuse to rewrite a manifest this version would damage.

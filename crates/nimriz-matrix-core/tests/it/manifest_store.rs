@@ -58,6 +58,7 @@ fn records_survive_a_drop_without_finish_and_later_records_win() {
             store
                 .get(&record("a", LinkStatus::Created).key)
                 .unwrap()
+                .unwrap()
                 .status,
             LinkStatus::Created
         );
@@ -77,6 +78,7 @@ fn records_survive_a_drop_without_finish_and_later_records_win() {
     assert_eq!(
         store
             .links()
+            .unwrap()
             .map(|l| (l.slug.clone(), l.status))
             .collect::<Vec<_>>(),
         vec![(a, LinkStatus::Created), (b, LinkStatus::Pending)]
@@ -85,7 +87,7 @@ fn records_survive_a_drop_without_finish_and_later_records_win() {
     assert_eq!(fs::metadata(journal_path(&path)).unwrap().len(), 0);
     let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     assert_eq!(on_disk["links"][0]["status"], "created");
-    let runs = &store.manifest().runs;
+    let runs = &store.header().runs;
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].finished_at, None, "the crashed run never finished");
     assert!(store.notes().is_empty());
@@ -115,7 +117,7 @@ fn a_torn_last_journal_line_is_ignored_with_a_note() {
 
     let mut store = open(&path).unwrap();
     assert_eq!(store.notes().len(), 1);
-    assert_eq!(store.links().count(), 1);
+    assert_eq!(store.links().unwrap().count(), 1);
     // The torn bytes are gone, so new records never follow a broken line.
     assert_eq!(fs::metadata(&jpath).unwrap().len(), 0);
     store.record(&[record("c", LinkStatus::Created)]).unwrap();
@@ -241,10 +243,10 @@ fn a_held_lock_refuses_a_second_store_in_another_thread_and_in_this_one() {
     // Two stores can never both hold it, even in the same thread.
     assert!(matches!(open(&path), Err(Error::Lock(_))));
     // The refused opens changed nothing.
-    assert_eq!(first.manifest().runs.len(), 1);
+    assert_eq!(first.header().runs.len(), 1);
     drop(first);
     let again = open(&path).unwrap();
-    assert_eq!(again.manifest().runs.len(), 2);
+    assert_eq!(again.header().runs.len(), 2);
 }
 
 #[test]
@@ -403,7 +405,7 @@ fn crash_child_process() {
     };
     let path = PathBuf::from(path);
     let mut store = open(&path).unwrap();
-    let start = store.links().count();
+    let start = store.links().unwrap().count();
     // Bounded, in case the parent never kills us.
     for i in start..start + 20_000 {
         let slug = format!("s{i}");
@@ -476,6 +478,7 @@ fn kill_dash_9_at_any_moment_loses_nothing_recorded() {
             let key = record(slug, *want).key;
             let got = store
                 .get(&key)
+                .unwrap()
                 .unwrap_or_else(|| panic!("round {round}: {slug} was recorded but is lost"));
             if *want == LinkStatus::Created {
                 assert_eq!(got.status, LinkStatus::Created, "round {round}: {slug}");
@@ -484,6 +487,7 @@ fn kill_dash_9_at_any_moment_loses_nothing_recorded() {
         // Plan order survives too: s0, s1, s2, ...
         let order: Vec<usize> = store
             .links()
+            .unwrap()
             .map(|l: &LinkRecord| l.slug[1..].parse().unwrap())
             .collect();
         assert!(order.windows(2).all(|w| w[0] + 1 == w[1]), "{order:?}");
@@ -507,4 +511,204 @@ fn note_ack(acked: &mut BTreeMap<String, LinkStatus>, (slug, status): (String, L
     if status == LinkStatus::Created {
         *entry = status;
     }
+}
+
+// ---- the streamed store (issue 11): records are indexed, not held -------------------
+
+/// The text of the record for `slug` inside `links`, as it stands in the file.
+fn record_text(path: &Path, slug: &str) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    let needle = format!("\"slug\": \"{slug}\"");
+    let at = text.find(&needle).unwrap();
+    let start = text[..at].rfind("\n    {").unwrap();
+    let end = at + text[at..].find("\n    }").unwrap();
+    text[start..end].to_string()
+}
+
+#[test]
+fn a_record_the_run_does_not_touch_comes_out_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    let mut a = record("a", LinkStatus::Created);
+    a.history.push(manifest::model::Change {
+        at: "2026-01-02T00:00:00Z".into(),
+        action: "update-destination".into(),
+        field: "destination".into(),
+        before: Some("https://old.example/\"quoted\" \\ \u{e9}".into()),
+        after: Some("https://new.example/".into()),
+    });
+    store
+        .record(&[a.clone(), record("b", LinkStatus::Pending)])
+        .unwrap();
+    store.finish(RunCounts::default(), "partial").unwrap();
+    let before = record_text(&path, "a");
+
+    // A second run touches only b, with checkpoints in between.
+    let mut store = open(&path).unwrap();
+    store.record(&[record("b", LinkStatus::Created)]).unwrap();
+    store.checkpoint().unwrap();
+    store.record(&[record("c", LinkStatus::Created)]).unwrap();
+    let done = store.finish(RunCounts::default(), "completed").unwrap();
+    assert_eq!(record_text(&path, "a"), before);
+    assert_eq!(done.links[0], a);
+    assert_eq!(
+        statuses(&path),
+        vec![
+            ("a".to_string(), LinkStatus::Created),
+            ("b".to_string(), LinkStatus::Created),
+            ("c".to_string(), LinkStatus::Created)
+        ]
+    );
+    // Still exactly what a full rewrite produces (the pretty format, every field).
+    let full = serde_json::to_string_pretty(&manifest::load(&path).unwrap()).unwrap() + "\n";
+    assert_eq!(fs::read_to_string(&path).unwrap(), full);
+}
+
+#[test]
+fn opening_an_unchanged_manifest_does_not_rewrite_it_and_a_crash_keeps_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store.record(&[record("a", LinkStatus::Created)]).unwrap();
+    store.finish(RunCounts::default(), "completed").unwrap();
+    let bytes = fs::read(&path).unwrap();
+    {
+        let store = open(&path).unwrap();
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            store
+                .summary(&record("a", LinkStatus::Created).key)
+                .map(|s| s.status),
+            Some(LinkStatus::Created)
+        );
+        // Dropped without finish: like a crash.
+    }
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        bytes,
+        "M was rewritten just to open it"
+    );
+    let j = fs::read_to_string(journal_path(&path)).unwrap();
+    assert!(
+        j.starts_with(r#"{"t":"run","index":1,"run":{"started_at":"#),
+        "{j}"
+    );
+    // Readers see the crashed run; the next open compacts it into M, once.
+    let m = manifest::load(&path).unwrap();
+    assert_eq!(m.runs.len(), 2);
+    assert_eq!(m.runs[1].finished_at, None);
+    let store = open(&path).unwrap();
+    assert_eq!(store.header().runs.len(), 3);
+    assert_eq!(fs::metadata(journal_path(&path)).unwrap().len(), 0);
+    let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(on_disk["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(on_disk["runs"][1]["finished_at"], serde_json::Value::Null);
+}
+
+#[test]
+fn replaying_a_run_line_over_a_manifest_that_already_has_it_adds_no_run() {
+    // A crash between a compaction's rename and its journal truncation leaves both.
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    open(&path)
+        .unwrap()
+        .finish(RunCounts::default(), "completed")
+        .unwrap();
+    let mut store = open(&path).unwrap(); // the run goes in as a journal line
+    let journal = fs::read(journal_path(&path)).unwrap();
+    assert!(!journal.is_empty());
+    store.checkpoint().unwrap(); // ... and into M
+    drop(store);
+    let in_m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(in_m["runs"].as_array().unwrap().len(), 2);
+    fs::write(journal_path(&path), &journal).unwrap(); // the un-truncated journal
+    let m = manifest::load(&path).unwrap();
+    assert_eq!(m.runs.len(), 2, "{:?}", m.runs);
+    assert_eq!(m.runs[1].finished_at, None);
+}
+
+#[test]
+fn an_old_manifest_loads_and_is_rewritten_in_full() {
+    // A manifest from before utm/origin/history/... were recorded: fields missing, spaced
+    // differently, keys in another order.
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let src = serde_json::to_value(source()).unwrap();
+    let old = serde_json::json!({
+        "tool": "nimriz-matrix",
+        "schema_version": 1,
+        "tool_version": "0.0.9",
+        "links": [
+            {"key": "go.example/old", "cell": {"brand": "acme"}, "slug": "old",
+             "domain": {"id": null, "host": "go.example"},
+             "destination": "https://example.com/", "idempotency_key": "k1",
+             "status": "created", "short_url": "https://go.example/old", "url_id": "u1"},
+            {"key": "go.example/gone", "cell": {"brand": "acme"}, "slug": "gone",
+             "domain": {"id": null, "host": "go.example"},
+             "destination": "https://example.com/x", "idempotency_key": "k2",
+             "status": "failed", "error": {"message": "nope"}}
+        ],
+        "source": src,
+    });
+    fs::write(&path, serde_json::to_string(&old).unwrap()).unwrap();
+    let store = open(&path).unwrap();
+    assert_eq!(store.len(), 2);
+    let rec = store.get("go.example/old").unwrap().unwrap();
+    assert_eq!(rec.url_id.as_deref(), Some("u1"));
+    assert!(rec.utm.is_empty() && rec.history.is_empty());
+    store.finish(RunCounts::default(), "completed").unwrap();
+    // Written in this version's full form: what a full rewrite of the loaded model gives.
+    let m = manifest::load(&path).unwrap();
+    assert_eq!(m.links.len(), 2);
+    assert_eq!(m.links[1].error.as_ref().unwrap().message, "nope");
+    let full = serde_json::to_string_pretty(&m).unwrap() + "\n";
+    assert_eq!(fs::read_to_string(&path).unwrap(), full);
+    let on_disk: serde_json::Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(on_disk["links"][0]["utm"], serde_json::json!({}));
+    assert_eq!(on_disk["links"][0]["history"], serde_json::json!([]));
+}
+
+#[test]
+fn a_damaged_record_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let store = open(&path).unwrap();
+    store.finish(RunCounts::default(), "completed").unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let broken = text.replace(
+        "\"links\": []",
+        "\"links\": [{\"key\": \"x\", \"status\": \"sideways\"}]",
+    );
+    fs::write(&path, broken).unwrap();
+    let err = open(&path).unwrap_err();
+    let msg = error_text(&err);
+    assert!(msg.contains("not a valid nimriz-matrix manifest"), "{msg}");
+    assert!(msg.contains("link record 1"), "{msg}");
+    assert_eq!(err.exit_code(), exit::LOCAL);
+}
+
+#[test]
+fn a_manifest_changed_in_place_during_a_build_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store.record(&[record("a", LinkStatus::Created)]).unwrap();
+    store.finish(RunCounts::default(), "completed").unwrap();
+
+    let mut store = open(&path).unwrap();
+    // Something ignores the (advisory) lock and rewrites M in place.
+    fs::write(&path, "{\"someone\": \"else\"}\n").unwrap();
+    store.record(&[record("b", LinkStatus::Created)]).unwrap();
+    let err = store.checkpoint().unwrap_err();
+    let msg = error_text(&err);
+    assert!(msg.contains("changed by something else"), "{msg}");
+    assert_eq!(err.exit_code(), exit::LOCAL);
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "{\"someone\": \"else\"}\n"
+    );
+    // Nothing recorded is lost: the journal still has b.
+    let j = fs::read_to_string(journal_path(&path)).unwrap();
+    assert!(j.contains("\"slug\":\"b\""), "{j}");
 }
