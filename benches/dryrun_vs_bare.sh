@@ -12,11 +12,12 @@
 # user + sys of all threads, peak RSS from /usr/bin/time -v) with ranges and the ratio
 # dry-run / bare. Knobs (env): BENCH_REPEAT (3), BENCH_BRANDS (10), BENCH_CHANNELS (100),
 # BENCH_VARIANTS (1000), BENCH_SKIP_BUILD (1 = use the existing release binaries),
-# BENCH_WAIT_LOAD (60: seconds to wait for the 1-minute load to drop below 1.0 first).
+# BENCH_WAIT_LOAD (60: seconds to wait for the 1-minute load to drop below 1.0 first),
+# BENCH_BIN (another nimriz-matrix binary to measure, e.g. one built from main).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release/nimriz-matrix"
+BIN="${BENCH_BIN:-$ROOT/target/release/nimriz-matrix}"
 BARE="$ROOT/target/release/bare-dryrun"
 REPEAT="${BENCH_REPEAT:-3}"
 BRANDS="${BENCH_BRANDS:-10}"

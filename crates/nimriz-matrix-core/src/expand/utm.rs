@@ -149,6 +149,19 @@ fn query_byte_kept(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%&=+*!$(),;:@/?".contains(&b)
 }
 
+/// `application/x-www-form-urlencoded`, as `form_urlencoded::byte_serialize` writes it;
+/// text it leaves alone (the usual UTM value) is copied in one go.
+fn form_encode_into(text: &str, out: &mut String) {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*'))
+    {
+        out.push_str(text);
+    } else {
+        out.extend(url::form_urlencoded::byte_serialize(text.as_bytes()));
+    }
+}
+
 impl ParsedDestination {
     /// Append the finished destination (with `utms`) to `out`, which is cleared first.
     pub fn finish_into(
@@ -217,9 +230,9 @@ impl ParsedDestination {
                     out.push('&');
                 }
                 first = false;
-                out.extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
+                form_encode_into(name, out);
                 out.push('=');
-                out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+                form_encode_into(value, out);
             }
         }
         if out.len() == query_start {
@@ -281,6 +294,65 @@ fn same_host(short: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `build_destination` wrote before it finished URLs by hand: `Url::set_query`
+    /// with the kept query and a `form_urlencoded::Serializer`'s pairs.
+    fn via_set_query(destination: &str, utms: &[(&str, String)]) -> String {
+        let mut url = Url::parse(destination).unwrap();
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in utms {
+            ser.append_pair(k, v);
+        }
+        let added = ser.finish();
+        let mut query = url.query().unwrap_or_default().to_string();
+        if !added.is_empty() {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&added);
+        }
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+        url.into()
+    }
+
+    #[test]
+    fn finished_by_hand_as_the_url_parser_would() {
+        let values = [
+            "google",
+            "paid social",
+            "a&b=c",
+            "café",
+            "x*y-z.w_v",
+            "100%",
+            "'quoted'",
+            "",
+        ];
+        let dests = [
+            "https://x.example/p",
+            "https://x.example/p?",
+            "https://X.Example:8443/a b/?q=%22x%22&flag#frag",
+            "https://x.example/?q='1'&r=\"2\"#f",
+            "https://x.example/?q=caf\u{e9}",
+        ];
+        for d in dests {
+            for v in values {
+                let utms = [
+                    ("utm_source", v.to_string()),
+                    ("utm_medium", "cpc".to_string()),
+                ];
+                let kept: Vec<_> = utms
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    build_destination(d, &utms, UtmConflict::Error, false, None).unwrap(),
+                    via_set_query(d, &kept),
+                    "{d} with {v:?}"
+                );
+            }
+        }
+    }
 
     fn utm(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
