@@ -15,6 +15,10 @@ pub struct RuleViolation {
 /// isolates (U+202A–U+202E, U+2066–U+2069), which make text display in another order than
 /// it is read.
 pub fn forbidden_char(s: &str) -> Option<(char, &'static str)> {
+    // Printable ASCII (the usual text) has neither: one byte scan, no decoding.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return None;
+    }
     s.chars().find_map(|c| {
         if c.is_control() {
             Some((c, "control character"))
@@ -76,11 +80,16 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
         let what = format!("{param} `{}`", escaped(value));
         return vec![forbidden_violation(&what, c, rule)];
     }
+    let has_upper = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_uppercase())
+    } else {
+        value.chars().any(char::is_uppercase)
+    };
     match rules.lowercase {
-        Lowercase::Normalize if value.chars().any(char::is_uppercase) => {
+        Lowercase::Normalize if has_upper => {
             *value = value.to_lowercase();
         }
-        Lowercase::Error if value.chars().any(char::is_uppercase) => out.push(RuleViolation {
+        Lowercase::Error if has_upper => out.push(RuleViolation {
             message: format!("{param} `{value}` is not lowercase"),
             help: format!(
                 "use `{}` (GA4 treats case-variants as different values), or set rules.lowercase = \"normalize\"",
@@ -98,7 +107,12 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
             ),
         });
     }
-    if value.chars().count() > rules.max_utm_length {
+    let chars = if value.is_ascii() {
+        value.len()
+    } else {
+        value.chars().count()
+    };
+    if chars > rules.max_utm_length {
         out.push(RuleViolation {
             message: format!(
                 "{param} is {} characters long (max {})",
