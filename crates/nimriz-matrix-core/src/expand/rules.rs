@@ -15,6 +15,10 @@ pub struct RuleViolation {
 /// isolates (U+202A–U+202E, U+2066–U+2069), which make text display in another order than
 /// it is read.
 pub fn forbidden_char(s: &str) -> Option<(char, &'static str)> {
+    // Printable ASCII (the usual text) has neither: one byte scan, no decoding.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return None;
+    }
     s.chars().find_map(|c| {
         if c.is_control() {
             Some((c, "control character"))
@@ -57,20 +61,35 @@ pub fn forbidden_violation(what: &str, c: char, rule: &str) -> RuleViolation {
     }
 }
 
+/// `utm_<field>` in messages, written out only when a message is.
+struct UtmParam<'a>(&'a str);
+
+impl std::fmt::Display for UtmParam<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "utm_{}", self.0)
+    }
+}
+
 /// Check (and, with `lowercase = "normalize"`, rewrite) one UTM value.
 pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<RuleViolation> {
     let mut out = Vec::new();
-    let param = format!("utm_{field}");
+    // Only messages need the parameter's name: no allocation for a value that passes.
+    let param = UtmParam(field);
     // First, and alone: a newline is a "control character", not "not lowercase".
     if let Some((c, rule)) = forbidden_char(value) {
         let what = format!("{param} `{}`", escaped(value));
         return vec![forbidden_violation(&what, c, rule)];
     }
+    let has_upper = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_uppercase())
+    } else {
+        value.chars().any(char::is_uppercase)
+    };
     match rules.lowercase {
-        Lowercase::Normalize if value.chars().any(char::is_uppercase) => {
+        Lowercase::Normalize if has_upper => {
             *value = value.to_lowercase();
         }
-        Lowercase::Error if value.chars().any(char::is_uppercase) => out.push(RuleViolation {
+        Lowercase::Error if has_upper => out.push(RuleViolation {
             message: format!("{param} `{value}` is not lowercase"),
             help: format!(
                 "use `{}` (GA4 treats case-variants as different values), or set rules.lowercase = \"normalize\"",
@@ -88,7 +107,12 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
             ),
         });
     }
-    if value.chars().count() > rules.max_utm_length {
+    let chars = if value.is_ascii() {
+        value.len()
+    } else {
+        value.chars().count()
+    };
+    if chars > rules.max_utm_length {
         out.push(RuleViolation {
             message: format!(
                 "{param} is {} characters long (max {})",
@@ -115,9 +139,16 @@ pub fn check_utm_value(rules: &Rules, field: &str, value: &mut String) -> Vec<Ru
 /// would land in "Unassigned". Simplified from Google's published rules (medium-based ones;
 /// source-list rules such as "Paid Search needs a search engine source" are not modelled).
 pub fn ga4_channel_group(source: &str, medium: &str, campaign: &str) -> Option<&'static str> {
-    let s = source.to_ascii_lowercase();
-    let m = medium.to_ascii_lowercase();
-    let c = campaign.to_ascii_lowercase();
+    // Values are usually lowercase already (the rules ask for it): no copy then.
+    fn lower(v: &str) -> std::borrow::Cow<'_, str> {
+        if v.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(v.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(v)
+        }
+    }
+    let (s, m, c) = (lower(source), lower(medium), lower(campaign));
+    let (s, m) = (s.as_ref(), m.as_ref());
     let email = ["email", "e-mail", "e_mail", "e mail"];
     if c.contains("cross-network") {
         return Some("Cross-network");
@@ -125,7 +156,7 @@ pub fn ga4_channel_group(source: &str, medium: &str, campaign: &str) -> Option<&
     if m.contains("cp") || m == "ppc" || m == "retargeting" || m.starts_with("paid") {
         return Some("Paid (Search/Social/Video/Shopping/Other)");
     }
-    if ["display", "banner", "expandable", "interstitial", "cpm"].contains(&m.as_str()) {
+    if ["display", "banner", "expandable", "interstitial", "cpm"].contains(&m) {
         return Some("Display");
     }
     if [
@@ -136,7 +167,7 @@ pub fn ga4_channel_group(source: &str, medium: &str, campaign: &str) -> Option<&
         "social network",
         "social media",
     ]
-    .contains(&m.as_str())
+    .contains(&m)
     {
         return Some("Organic Social");
     }
@@ -146,10 +177,10 @@ pub fn ga4_channel_group(source: &str, medium: &str, campaign: &str) -> Option<&
     if m == "organic" {
         return Some("Organic Search");
     }
-    if ["referral", "app", "link"].contains(&m.as_str()) {
+    if ["referral", "app", "link"].contains(&m) {
         return Some("Referral");
     }
-    if email.contains(&m.as_str()) || email.contains(&s.as_str()) {
+    if email.contains(&m) || email.contains(&s) {
         return Some("Email");
     }
     if m == "affiliate" {

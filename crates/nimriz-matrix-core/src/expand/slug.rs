@@ -9,6 +9,14 @@ pub use nimriz::facts::RESERVED_SLUGS;
 /// `Café Münch — Spring!` → `cafe-munch-spring`. Cut to `max_len` at a character boundary,
 /// then trailing dashes are trimmed again.
 pub fn slugify(input: &str, max_len: usize) -> String {
+    let mut out = String::new();
+    slugify_into(input, max_len, &mut out);
+    out
+}
+
+/// `slugify`, appended to `out` (which keeps its allocation from one slug to the next).
+pub fn slugify_into(input: &str, max_len: usize, out: &mut String) {
+    let start = out.len();
     let ascii;
     let text = if input.is_ascii() {
         input
@@ -16,11 +24,11 @@ pub fn slugify(input: &str, max_len: usize) -> String {
         ascii = deunicode(input);
         &ascii
     };
-    let mut out = String::with_capacity(text.len().min(max_len + 1));
+    out.reserve(text.len().min(max_len + 1));
     let mut pending_dash = false;
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
-            if pending_dash && !out.is_empty() {
+            if pending_dash && out.len() > start {
                 out.push('-');
             }
             pending_dash = false;
@@ -31,15 +39,14 @@ pub fn slugify(input: &str, max_len: usize) -> String {
                 pending_dash = true;
             }
         }
-        if out.len() >= max_len {
+        if out.len() - start >= max_len {
             break;
         }
     }
-    out.truncate(max_len);
-    while out.ends_with('-') {
+    out.truncate(start + max_len);
+    while out.len() > start && out.ends_with('-') {
         out.pop();
     }
-    out
 }
 
 /// A short suffix that depends only on the cell, so it is the same on every run.

@@ -94,13 +94,34 @@ pub fn build_destination(
     allow_http: bool,
     short_host: Option<&str>,
 ) -> Result<String, UrlProblem> {
+    let parsed = parse_destination(destination, allow_http)?;
+    let mut out = String::new();
+    parsed.finish_into(utms, conflict, short_host, &mut out)?;
+    Ok(out)
+}
+
+/// A destination checked and parsed once; `finish_into` adds a link's UTMs to it. Many
+/// links share one destination text (it usually depends on one dimension), so the
+/// expander parses each text once and finishes it per link.
+#[derive(Debug, Clone)]
+pub struct ParsedDestination {
+    url: Url,
+    /// The host as the parser wrote it, lowercased.
+    host: String,
+}
+
+/// Everything `build_destination` checks that depends on the destination alone.
+pub fn parse_destination(
+    destination: &str,
+    allow_http: bool,
+) -> Result<ParsedDestination, UrlProblem> {
     // Before parsing: the parser would silently drop a newline or tab, and strip others.
     if let Some((c, rule)) = super::rules::forbidden_char(destination) {
         return Err(UrlProblem::Forbidden(c, rule));
     }
     let written = destination.trim();
     check_authority(written)?;
-    let mut url = Url::parse(written).map_err(|e| UrlProblem::Invalid(e.to_string()))?;
+    let url = Url::parse(written).map_err(|e| UrlProblem::Invalid(e.to_string()))?;
     match url.scheme() {
         "https" => {}
         "http" if allow_http => {}
@@ -115,62 +136,122 @@ pub fn build_destination(
         .host_str()
         .ok_or(UrlProblem::NoHost)?
         .to_ascii_lowercase();
-    let bare = host.trim_end_matches('.');
-    if NIMRIZ_SHORT_DOMAINS.contains(&bare) || short_host.is_some_and(|s| same_host(s, bare)) {
+    if NIMRIZ_SHORT_DOMAINS.contains(&host.trim_end_matches('.')) {
         return Err(UrlProblem::Loop(host));
     }
-    let mut skip_from_spec: Vec<&str> = Vec::new();
-    // Keep the existing query byte-for-byte, except params the spec replaces.
-    let mut kept: Vec<&str> = Vec::new();
-    let existing = url.query().map(str::to_string);
-    if let Some(q) = existing.as_deref() {
-        for piece in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = url::form_urlencoded::parse(piece.as_bytes())
-                .next()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .unwrap_or_default();
-            match utms
-                .iter()
-                .find(|(name, val)| *name == k && !val.is_empty())
-            {
-                // The destination already says the same thing: keep it, add nothing.
-                Some((name, val)) if *val == v => {
-                    skip_from_spec.push(name);
-                    kept.push(piece);
-                }
-                Some((name, _)) => match conflict {
-                    UtmConflict::Error => {
-                        return Err(UrlProblem::Conflict {
-                            param: k,
-                            existing: v,
-                        });
-                    }
-                    UtmConflict::Spec => {}
-                    UtmConflict::Destination => {
+    Ok(ParsedDestination { url, host })
+}
+
+/// Query bytes `Url::set_query` leaves as they are (it percent-encodes controls, space,
+/// `"`, `#`, `<`, `>`, `'` and non-ASCII): for these, plain concatenation gives the same
+/// URL the parser would.
+fn query_byte_kept(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%&=+*!$(),;:@/?".contains(&b)
+}
+
+/// `application/x-www-form-urlencoded`, as `form_urlencoded::byte_serialize` writes it;
+/// text it leaves alone (the usual UTM value) is copied in one go.
+fn form_encode_into(text: &str, out: &mut String) {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*'))
+    {
+        out.push_str(text);
+    } else {
+        out.extend(url::form_urlencoded::byte_serialize(text.as_bytes()));
+    }
+}
+
+impl ParsedDestination {
+    /// Append the finished destination (with `utms`) to `out`, which is cleared first.
+    pub fn finish_into(
+        &self,
+        utms: &[(&str, String)],
+        conflict: UtmConflict,
+        short_host: Option<&str>,
+        out: &mut String,
+    ) -> Result<(), UrlProblem> {
+        out.clear();
+        let url = &self.url;
+        if short_host.is_some_and(|s| same_host(s, self.host.trim_end_matches('.'))) {
+            return Err(UrlProblem::Loop(self.host.clone()));
+        }
+        let mut skip_from_spec: Vec<&str> = Vec::new();
+        // Keep the existing query byte-for-byte, except params the spec replaces.
+        let mut kept: Vec<&str> = Vec::new();
+        if let Some(q) = url.query() {
+            for piece in q.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = url::form_urlencoded::parse(piece.as_bytes())
+                    .next()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .unwrap_or_default();
+                match utms
+                    .iter()
+                    .find(|(name, val)| *name == k && !val.is_empty())
+                {
+                    // The destination already says the same thing: keep it, add nothing.
+                    Some((name, val)) if *val == v => {
                         skip_from_spec.push(name);
                         kept.push(piece);
                     }
-                },
-                None => kept.push(piece),
+                    Some((name, _)) => match conflict {
+                        UtmConflict::Error => {
+                            return Err(UrlProblem::Conflict {
+                                param: k,
+                                existing: v,
+                            });
+                        }
+                        UtmConflict::Spec => {}
+                        UtmConflict::Destination => {
+                            skip_from_spec.push(name);
+                            kept.push(piece);
+                        }
+                    },
+                    None => kept.push(piece),
+                }
             }
         }
-    }
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (name, value) in utms {
-        if !value.is_empty() && !skip_from_spec.contains(name) {
-            ser.append_pair(name, value);
+        // The query: what is kept, then the spec's parameters (form-encoded), written
+        // straight into `out` after the URL's head.
+        let head = &url[..url::Position::AfterPath];
+        out.push_str(head);
+        let query_start = out.len() + 1;
+        out.push('?');
+        for (i, piece) in kept.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(piece);
         }
-    }
-    let added = ser.finish();
-    let mut query = kept.join("&");
-    if !added.is_empty() {
-        if !query.is_empty() {
-            query.push('&');
+        let mut first = kept.is_empty();
+        for (name, value) in utms {
+            if !value.is_empty() && !skip_from_spec.contains(name) {
+                if !first {
+                    out.push('&');
+                }
+                first = false;
+                form_encode_into(name, out);
+                out.push('=');
+                form_encode_into(value, out);
+            }
         }
-        query.push_str(&added);
+        if out.len() == query_start {
+            out.pop(); // no query at all
+        } else if !out.as_bytes()[query_start..]
+            .iter()
+            .all(|&b| query_byte_kept(b))
+        {
+            // Rare: let the URL parser encode what it would encode.
+            let query = out[query_start..].to_string();
+            let mut url = url.clone();
+            url.set_query(Some(&query));
+            out.clear();
+            out.push_str(url.as_str());
+            return Ok(());
+        }
+        out.push_str(&url[url::Position::AfterQuery..]);
+        Ok(())
     }
-    url.set_query(if query.is_empty() { None } else { Some(&query) });
-    Ok(url.into())
 }
 
 /// For http(s), what the parser would "repair" instead of refuse: `https:///landing` (no
@@ -213,6 +294,65 @@ fn same_host(short: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `build_destination` wrote before it finished URLs by hand: `Url::set_query`
+    /// with the kept query and a `form_urlencoded::Serializer`'s pairs.
+    fn via_set_query(destination: &str, utms: &[(&str, String)]) -> String {
+        let mut url = Url::parse(destination).unwrap();
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in utms {
+            ser.append_pair(k, v);
+        }
+        let added = ser.finish();
+        let mut query = url.query().unwrap_or_default().to_string();
+        if !added.is_empty() {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&added);
+        }
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+        url.into()
+    }
+
+    #[test]
+    fn finished_by_hand_as_the_url_parser_would() {
+        let values = [
+            "google",
+            "paid social",
+            "a&b=c",
+            "café",
+            "x*y-z.w_v",
+            "100%",
+            "'quoted'",
+            "",
+        ];
+        let dests = [
+            "https://x.example/p",
+            "https://x.example/p?",
+            "https://X.Example:8443/a b/?q=%22x%22&flag#frag",
+            "https://x.example/?q='1'&r=\"2\"#f",
+            "https://x.example/?q=caf\u{e9}",
+        ];
+        for d in dests {
+            for v in values {
+                let utms = [
+                    ("utm_source", v.to_string()),
+                    ("utm_medium", "cpc".to_string()),
+                ];
+                let kept: Vec<_> = utms
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    build_destination(d, &utms, UtmConflict::Error, false, None).unwrap(),
+                    via_set_query(d, &kept),
+                    "{d} with {v:?}"
+                );
+            }
+        }
+    }
 
     fn utm(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()

@@ -126,7 +126,7 @@ pub struct DryRunSettings {
 
 pub fn validate_command(args: &ValidateSettings, printer: &dyn Reporter) -> Result<u8> {
     let (spec, _) = load_spec_with(&args.spec, args.max_links, &args.inputs)?;
-    let result = walk::walk(&spec, |_| Ok(()))
+    let result = walk::walk_bytes(&spec, |_, _| (), |(), _| Ok(()))
         .map_err(|walk::SinkError::Io(e)| Error::io("check", &args.spec, e))?;
     if let Some(r) = result.report() {
         return Err(r.into());
@@ -176,10 +176,10 @@ pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<
     let io_err = |e| Error::io("write", "the plan", e);
     writer.begin(&spec).map_err(io_err)?;
     let encoder = writer.encoder();
-    let result = walk::walk_prepared(
+    let result = walk::walk_bytes(
         &spec,
-        |l| encoder.encode(l),
-        |l, bytes| writer.link(&l, &bytes),
+        |l, out| encoder.encode_into(l, out),
+        |row, bytes| writer.link(row, bytes),
     )
     .map_err(|walk::SinkError::Io(e)| io_err(e))?;
     if let Some(r) = result.report() {

@@ -91,8 +91,9 @@ impl<W: Write> PlanWriter<W> {
         }
     }
 
-    /// Write one link, given what `LinkEncoder::encode` made of it.
-    pub fn link(&mut self, link: &PlannedLink, encoded: &[u8]) -> io::Result<()> {
+    /// Write one link, given what `LinkEncoder::encode_into` made of it: its bytes (the
+    /// line-based formats) or its table row.
+    pub fn link(&mut self, row: Option<TableRow>, encoded: &[u8]) -> io::Result<()> {
         match self.encoder.format {
             PlanFormat::Json => {
                 self.out
@@ -102,12 +103,7 @@ impl<W: Write> PlanWriter<W> {
             }
             PlanFormat::Jsonl | PlanFormat::Csv => self.out.write_all(encoded),
             PlanFormat::Table => {
-                let short = link
-                    .short_url
-                    .clone()
-                    .unwrap_or_else(|| format!("{}/{}", link.domain.key(), link.slug));
-                self.table_rows
-                    .push([link.slug.clone(), short, link.destination.clone()]);
+                self.table_rows.extend(row);
                 Ok(())
             }
         }
@@ -165,15 +161,26 @@ pub struct LinkEncoder {
     utm_columns: Vec<&'static str>,
 }
 
+/// Slug, short URL and destination: one row of the table format.
+pub type TableRow = [String; 3];
+
 impl LinkEncoder {
-    pub fn encode(&self, link: &PlannedLink) -> Vec<u8> {
+    /// Append the link's bytes to `out` (JSON Lines, JSON, CSV), or give its table row.
+    pub fn encode_into(&self, link: &PlannedLink, out: &mut Vec<u8>) -> Option<TableRow> {
         match self.format {
             PlanFormat::Jsonl => {
-                let mut v = serde_json::to_vec(link).unwrap_or_default();
-                v.push(b'\n');
-                v
+                let at = out.len();
+                if serde_json::to_writer(&mut *out, link).is_err() {
+                    out.truncate(at);
+                }
+                out.push(b'\n');
             }
-            PlanFormat::Json => serde_json::to_vec(link).unwrap_or_default(),
+            PlanFormat::Json => {
+                let at = out.len();
+                if serde_json::to_writer(&mut *out, link).is_err() {
+                    out.truncate(at);
+                }
+            }
             PlanFormat::Csv => {
                 let mut row: Vec<String> = link.cell.0.iter().map(|(_, k)| k.clone()).collect();
                 row.push(link.slug.clone());
@@ -188,10 +195,17 @@ impl LinkEncoder {
                 row.push(link.space.clone().unwrap_or_default());
                 row.push(link.redirect.to_string());
                 row.push(link.expires_at.clone().unwrap_or_default());
-                csv_line(&row).into_bytes()
+                out.extend_from_slice(csv_line(&row).as_bytes());
             }
-            PlanFormat::Table => Vec::new(),
+            PlanFormat::Table => {
+                let short = link
+                    .short_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}", link.domain.key(), link.slug));
+                return Some([link.slug.clone(), short, link.destination.clone()]);
+            }
         }
+        None
     }
 }
 

@@ -135,6 +135,31 @@ fn parallel_walk_equals_sequential_walk() {
     for threads in [2, 3, 4] {
         assert_eq!(run(threads), seq, "{threads} threads differ from 1");
     }
+    // The writers' walk (buffers reused from link to link, bytes straight into the
+    // chunk, hash-suffixed links re-encoded on the collector) writes the same lines.
+    for threads in [1, 2, 3] {
+        let mut lines = Vec::new();
+        let r = nimriz_matrix_core::plan::walk::walk_bytes_on_threads(
+            &spec,
+            threads,
+            |l, out| serde_json::to_writer(out, l).unwrap(),
+            |(), bytes| {
+                lines.push(String::from_utf8(bytes.to_vec()).unwrap());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(lines, seq.0, "walk_bytes on {threads} thread(s)");
+        assert_eq!(
+            (
+                r.summary.links,
+                r.summary.hash_suffixed,
+                r.warnings,
+                r.problem_count
+            ),
+            (seq.1, seq.2, seq.3.clone(), seq.4)
+        );
+    }
 }
 
 proptest! {
