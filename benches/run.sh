@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 5): `build` against the local sandbox with injected latency,
-# next to the physical bound N·L/(B·C), a naive one-request-per-link script, a rate limit,
-# a no-op re-run, a 1,000,000-link dry-run, and the sandbox's own throughput.
+# The benchmark suite (issues 5 and 11): `build` against the local sandbox with injected
+# latency, next to the bounds N·L/(B·C) and L·(1+⌈N/(B·C)⌉) (at 50 and 100 ms, and the
+# absolute time at 0 ms), a naive one-request-per-link script, rate limits with and without
+# published budgets, a no-op re-run, a 1,000,000-link dry-run next to a bare serde_json
+# writer of the same bytes (benches/dryrun_vs_bare.sh), the manifest at 1k/10k/100k links
+# (benches/manifest_scale.sh), and the sandbox's own throughput.
 #
-#   bash benches/run.sh            # whole suite, a few minutes; prints the table
+#   bash benches/run.sh            # whole suite, about 5 minutes; prints the table
 #
 # Writes benches/results/latest.md (the table) and benches/results/raw.jsonl (every
 # measurement). Needs cargo and python3 (stdlib only); uses /usr/bin/time -v when present.
-# Knobs (env): BENCH_LATENCY_MS (50), BENCH_RATE (10), BENCH_NAIVE_LINKS (200),
-# BENCH_REPEAT (3, runs of each build setting; the median is reported), BENCH_WAIT_LOAD (90, seconds to wait
-# for a quiet machine first), BENCH_SKIP_BUILD (1 = use the existing release binary).
+# Knobs (env): BENCH_LATENCY_MS (50), BENCH_LATENCY2_MS (100), BENCH_RATE (10),
+# BENCH_NAIVE_LINKS (200), BENCH_REPEAT (3, runs of each build setting; the median is
+# reported), BENCH_WAIT_LOAD (90, seconds to wait for a quiet machine first),
+# BENCH_SKIP_BUILD (1 = use the existing release binaries).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +21,7 @@ BENCH="$ROOT/benches"
 RESULTS="$BENCH/results"
 BIN="$ROOT/target/release/nimriz-matrix"
 LATENCY_MS="${BENCH_LATENCY_MS:-50}"
+LATENCY2_MS="${BENCH_LATENCY2_MS:-100}"
 RATE="${BENCH_RATE:-10}"
 NAIVE_LINKS="${BENCH_NAIVE_LINKS:-200}"
 REPEAT="${BENCH_REPEAT:-3}"
@@ -96,13 +101,12 @@ SUITE_START=$(date +%s)
 
 say "release build"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$ROOT" && cargo build --release --quiet)
+    (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet -p bare-dryrun)
 fi
 [[ -x "$BIN" ]] || { echo "no release binary at $BIN" >&2; exit 1; }
 
 say "specs"
 python3 "$BENCH/gen_spec.py" --links $N --domain "$DOMAIN" --out "$WORK/spec10k.toml"
-python3 "$BENCH/gen_spec.py" --links $N_BIG --domain "$DOMAIN" --out "$WORK/spec1m.toml"
 "$BIN" build "$WORK/spec10k.toml" --dry-run --format jsonl --output "$WORK/plan10k.jsonl" -q
 
 say "waiting up to ${WAIT_LOAD}s for a quiet machine (1-min load < 1.0)"
@@ -125,6 +129,13 @@ for i in $(seq 1 "$REPEAT"); do
                 -- "$BIN" build "$WORK/spec10k.toml" --manifest "$WORK/build-b$b-c$c-$i.manifest.json"
         fi
     done
+done
+
+say "1b. the default build at ${LATENCY2_MS} ms latency, $REPEAT times (issue 11: vs L·(1+⌈N/(B·C)⌉))"
+L2_S=$(python3 -c "print($LATENCY2_MS/1000)")
+for i in $(seq 1 "$REPEAT"); do
+    start_sandbox "$LATENCY2_MS"
+    build_run "build-l$LATENCY2_MS-$i" 100 4 --meta kind=latency --meta latency_s="$L2_S"
 done
 
 say "fixed cost: the same 10,000 links in one round (10 batches of 1,000 in flight at once)"
@@ -150,12 +161,8 @@ for headers in none ietf x; do
     done
 done
 
-say "6. dry-run of $N_BIG links to jsonl"
-for i in $(seq 1 "$REPEAT"); do
-    mt --out "$RAW" --id "dryrun-1m-$i" --rss --meta kind=dryrun --meta n=$N_BIG \
-        -- "$BIN" build "$WORK/spec1m.toml" --dry-run --format jsonl --output "$WORK/plan1m.jsonl"
-    rm -f "$WORK/plan1m.jsonl"
-done
+say "6. dry-run of $N_BIG links to JSON Lines next to a bare serde_json writer of the same bytes (benches/dryrun_vs_bare.sh)"
+BENCH_WAIT_LOAD=0 bash "$BENCH/dryrun_vs_bare.sh" | tee "$WORK/dryrun.md"
 
 say "7. the sandbox alone, zero latency"
 start_sandbox 0
@@ -165,7 +172,11 @@ start_sandbox 0
 build_run "build-zero-latency" 100 4 --meta kind=zero --meta latency_s=0
 stop_sandbox
 
+say "8. the manifest at 1k / 10k / 100k links: builds and no-op re-runs at 0 ms (benches/manifest_scale.sh)"
+BENCH_BINS="this=$BIN" bash "$BENCH/manifest_scale.sh" | tee "$WORK/scale.md"
+
 SUITE_END=$(date +%s)
 say "results"
 python3 "$BENCH/report.py" --raw "$RAW" --out "$RESULTS/latest.md" \
-    --suite-seconds $((SUITE_END - SUITE_START))
+    --suite-seconds $((SUITE_END - SUITE_START)) \
+    --append "$WORK/dryrun.md" --append "$WORK/scale.md"

@@ -21,9 +21,10 @@
 //! 1. `record()` writes its lines with one `write_all` on an `O_APPEND` file and then
 //!    fsyncs; only after that does it return, so "recorded" means "on disk". A crash during
 //!    `record()` can leave only a *torn last line*, which replay ignores (with a note): the
-//!    caller was never told those records were stored, and apply records `pending` *before*
-//!    sending a batch, so the lost line at worst causes a resend with the same idempotency
-//!    key, never a second link. A failed write is truncated back so a torn line never ends up
+//!    caller was never told those records were stored. Apply journals a batch's results
+//!    after its answer (nothing is journaled before a send: the idempotency key is derived
+//!    from the link and what the record already holds), so a lost line at worst causes a resend with the same
+//!    idempotency key, never a second link. A failed write is truncated back so a torn line never ends up
 //!    in the middle; if even that fails, the journal refuses further appends.
 //! 2. `M` is only replaced atomically (temp file, fsync, rename, fsync folder): any crash
 //!    leaves the old or the new `M`, never a mix.
