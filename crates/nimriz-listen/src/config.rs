@@ -459,6 +459,20 @@ impl Cx<'_> {
             .push(loc.problem(message, (!help.is_empty()).then(|| help.to_string())));
     }
 
+    /// [`Cx::err`] for a line holding a database URL: the quoted line shows no password.
+    fn err_hiding<T>(
+        &mut self,
+        spanned: &Spanned<T>,
+        message: &str,
+        help: &str,
+        url: &DatabaseUrl,
+    ) {
+        let loc = self.source.locate(&spanned.span());
+        let mut problem = loc.problem(message, Some(help.to_string()));
+        problem.snippet = problem.snippet.map(|s| url.redact(&s));
+        self.problems.push(problem);
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -610,15 +624,22 @@ impl Cx<'_> {
         const HELP: &str = "set storage = \"postgres\" and database_url_env = \"LISTEN_DATABASE_URL\", \
                             and export the URL in that variable (never in the file)";
         if let Some(u) = &raw.database_url {
-            self.err(u, "a database URL does not go in the config file", HELP);
+            let url = DatabaseUrl::new(u.get_ref().as_str().unwrap_or_default());
+            self.err_hiding(
+                u,
+                "a database URL does not go in the config file",
+                HELP,
+                &url,
+            );
         }
         let storage = raw.storage.as_ref()?;
         let value = storage.get_ref();
         if is_database_url(value) {
-            self.err(
+            self.err_hiding(
                 storage,
                 "storage is a database URL; the URL (and its password) does not go in the config file",
                 HELP,
+                &DatabaseUrl::new(value),
             );
             return None;
         }
