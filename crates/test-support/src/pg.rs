@@ -16,6 +16,7 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     as_postgres: bool,
     running: bool,
+    created: std::cell::Cell<usize>,
 }
 
 /// The folder with `initdb`, `pg_ctl` and `postgres`, if PostgreSQL is installed.
@@ -86,6 +87,7 @@ impl PgCluster {
             dir,
             as_postgres,
             running: false,
+            created: std::cell::Cell::new(0),
         };
         if as_postgres {
             let chown = Command::new("chown")
@@ -138,6 +140,21 @@ impl PgCluster {
             "host={} user=postgres dbname=postgres",
             self.socket_dir().display()
         )
+    }
+
+    /// A new, empty database in the cluster; its connection string.
+    pub fn create_database(&self) -> Result<String, String> {
+        self.created.set(self.created.get() + 1);
+        let name = format!("db{}", self.created.get());
+        let host = self.socket_dir().display().to_string();
+        let out = self.run("createdb", &["-h", &host, "-U", "postgres", &name])?;
+        if !out.status.success() {
+            return Err(format!(
+                "createdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(format!("host={host} user=postgres dbname={name}"))
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<Output, String> {
