@@ -444,3 +444,55 @@ fn a_database_url_in_the_file_or_a_missing_variable_is_exit_2_without_the_passwo
     assert!(err.contains("listen:***@127.0.0.1:9"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pacing_holds_across_two_receivers_on_one_database() {
+    let test = "pacing_holds_across_two_receivers_on_one_database";
+    let Some(db) = PgCluster::start_or_skip(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slack = StandIn::start().await;
+    // 200 ms between posts to the target, for the fleet: each receiver alone would also
+    // keep it, so only a shared pace keeps two of them from posting twice as often.
+    let rules = "[[rules]]\nname = \"clicks\"\n[[rules.actions]]\nname = \"slack\"\ntype = \"slack\"\n\
+                 url_env = \"SLACK_URL\"\nmin_interval_ms = 200\ntext = \"click {event_id}\"\n";
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        let url = db.url();
+        fleet.push(
+            start_custom(dir.path(), &slack, "", rules, move |c| {
+                c.database = Some(DatabaseUrl::new(&url));
+            })
+            .await,
+        );
+    }
+    let (b, a) = (fleet.pop().expect("b"), fleet.pop().expect("a"));
+    let client = reqwest::Client::new();
+    for i in 0..8 {
+        let l = if i % 2 == 0 { &a } else { &b };
+        let (status, _) = post_click(
+            &client,
+            &format!("{}/nimriz/click", l.base_url()),
+            &json!({"event_id": format!("p{i}")}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    wait_until(Duration::from_secs(30), "8 Slack posts", || {
+        slack.accepted("slack").len() >= 8
+    })
+    .await;
+    let posts = slack.accepted("slack");
+    assert_eq!(posts.len(), 8);
+    for pair in posts.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        // Receipts drift by scheduling jitter; two unshared paces would allow ~0 ms gaps.
+        assert!(
+            gap >= Duration::from_millis(120),
+            "Slack posts {gap:?} apart"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
