@@ -3,7 +3,9 @@
 //! closed-loop run, default 10000), `BENCH_DIR` (where the stores go), `ONLY` (a comma list
 //! of `closed`, `open`, `burst`, `drain`: run only those parts; default all), `BURST` (events
 //! in the burst, default 120000), `BURST_REPS` (default `REPS`), `PROFILE` (a folder: run
-//! `listen` with `NIMRIZ_LISTEN_PROFILE=1` and keep each one's stderr there).
+//! `listen` with `NIMRIZ_LISTEN_PROFILE=1` and keep each one's stderr there), `SENDERS`
+//! (closed loop: a comma list, default `1,16,64`), `MODES` (closed loop: a comma list of
+//! `idle`, `fast`, `slow`, `down`; default all).
 //!
 //! One load generator (this process) sends pre-signed, distinct lifecycle webhooks over
 //! keep-alive connections to:
@@ -418,17 +420,34 @@ async fn run() {
     println!("\nload at end: {}", load.trim());
 }
 
+/// A comma list of numbers from the environment, or `default`.
+fn list_env(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: not a number: {x}"))
+            })
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
 async fn closed_rows(reps: usize, n: usize, dir: &std::path::Path) {
     println!(
         "\n| server | senders | acks/s (range of {reps}) | p50 ms | p99 ms | non-200 | vs baseline |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
 
+    let senders_list = list_env("SENDERS", &[1, 16, 64]);
+    let modes = std::env::var("MODES").unwrap_or_else(|_| "idle,fast,slow,down".into());
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
     cmd.arg("--baseline");
     let (_baseline, base) = spawn(cmd, None);
     let mut baseline_rate = std::collections::HashMap::new();
-    for senders in [1, 16, 64] {
+    for &senders in &senders_list {
         let count = if senders == 1 { n / 5 } else { n };
         let mut runs = Vec::new();
         for rep in 0..reps {
@@ -449,13 +468,22 @@ async fn closed_rows(reps: usize, n: usize, dir: &std::path::Path) {
         ("listen, downstream answering after 2 s", Downstream::Slow),
         ("listen, downstream down (closed port)", Downstream::Down),
     ] {
+        let key = match mode {
+            Downstream::None => "idle",
+            Downstream::Fast => "fast",
+            Downstream::Slow => "slow",
+            Downstream::Down => "down",
+        };
+        if !modes.split(',').any(|m| m.trim() == key) {
+            continue;
+        }
         let crm = match mode {
             Downstream::None => None,
             Downstream::Fast => Some(fast.url.clone()),
             Downstream::Slow => Some(slow.url.clone()),
             Downstream::Down => Some("http://127.0.0.1:9/crm".to_string()),
         };
-        for senders in [1, 16, 64] {
+        for &senders in &senders_list {
             let count = if senders == 1 { n / 5 } else { n };
             let mut runs = Vec::new();
             for rep in 0..reps {

@@ -44,6 +44,17 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// Worker changes committed together at most (bounds how long an ack can wait behind them).
 const MAX_OPS_PER_COMMIT: usize = 128;
 
+/// The longest an acknowledgement waits for others to join its group commit
+/// (`WriterThread::fill_group`), and the step it waits in.
+const MAX_GROUP_WAIT: Duration = Duration::from_millis(1);
+const GROUP_WAIT_STEP: Duration = Duration::from_micros(100);
+
+/// Worker changes small enough to ride in an acknowledgement's transaction: each touches a
+/// few rows by key or index (routing and pruning work through up to hundreds of rows and
+/// get their own transaction). At most [`FOLD_BUDGET`] of them per group.
+const FOLDABLE: &[&str] = &["claim", "delivered", "retry", "dead"];
+const FOLD_BUDGET: Duration = Duration::from_micros(500);
+
 /// How long a worker transaction waits for a write lock held by another process (`listen
 /// replay`, a second `listen` on the same file) before it is refused and tried again later.
 /// Short, so acknowledgements queued behind it get their turn: only an acknowledgement may
@@ -453,6 +464,8 @@ pub struct WriterStats {
     /// Worker transactions and the changes in them.
     pub op_commits: AtomicU64,
     pub ops: AtomicU64,
+    /// Worker changes committed inside an acknowledgement's transaction.
+    pub folded: AtomicU64,
 }
 
 /// Handle to the single writer thread.
@@ -512,6 +525,7 @@ impl Writer {
             profile: profile::Profile::new(profile::enabled()),
             wal_frames: checkpointer.wal_frames.clone(),
             restart_frames,
+            last_ack_commit: Duration::ZERO,
             checkpointer: Some(checkpointer),
         };
         let handle = std::thread::Builder::new()
@@ -656,6 +670,8 @@ struct WriterThread {
     wal_frames: Arc<std::sync::atomic::AtomicI64>,
     /// Past this length the writer restarts the WAL ([`WAL_RESTART_FRAMES`]).
     restart_frames: i64,
+    /// How long the last acknowledgement commit took (bounds the wait to fill a group).
+    last_ack_commit: Duration,
 }
 
 /// A thread with its own connection that runs a PASSIVE checkpoint every
@@ -760,12 +776,13 @@ impl WriterThread {
                 }
             }
             if !acks.is_empty() {
+                self.fill_group(&mut rx, &mut acks, &mut probes, &mut ops, &mut open);
                 // A request that gave up (503 after the timeout) is not written.
                 acks.retain(|(_, reply, _)| !reply.is_closed());
                 while !acks.is_empty() {
                     let n = acks.len().min(self.max_batch);
                     let batch: Vec<_> = acks.drain(..n).collect();
-                    self.commit_acks(batch);
+                    self.commit_acks(batch, &mut ops);
                 }
                 continue;
             }
@@ -781,6 +798,43 @@ impl WriterThread {
             let n = ops.len().min(MAX_OPS_PER_COMMIT);
             let batch: Vec<Op> = ops.drain(..n).collect();
             self.commit_ops(batch, WORKER_BUSY_TIMEOUT.min(self.ack_timeout));
+        }
+    }
+
+    /// Concurrent senders come back in waves: while one group commits, the senders answered
+    /// by the previous commit send again, so without waiting the groups settle at about half
+    /// the senders each, and every group pays a whole fsync. When more than one
+    /// acknowledgement is waiting (so others are likely on their way), wait in short steps
+    /// for more while each step brings some, at most half the last commit's time and
+    /// [`MAX_GROUP_WAIT`]. A lone sender never waits.
+    fn fill_group(
+        &self,
+        rx: &mut mpsc::Receiver<Msg>,
+        acks: &mut Vec<PendingAck>,
+        probes: &mut Vec<Op>,
+        ops: &mut std::collections::VecDeque<Op>,
+        open: &mut bool,
+    ) {
+        if acks.len() < 2 || acks.len() >= self.max_batch || !*open {
+            return;
+        }
+        let deadline = std::time::Instant::now() + (self.last_ack_commit / 2).min(MAX_GROUP_WAIT);
+        while std::time::Instant::now() < deadline && acks.len() < self.max_batch {
+            std::thread::sleep(GROUP_WAIT_STEP);
+            let before = acks.len();
+            loop {
+                match rx.try_recv() {
+                    Ok(m) => sort(m, acks, probes, ops),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        *open = false;
+                        return;
+                    }
+                }
+            }
+            if acks.len() == before {
+                return;
+            }
         }
     }
 
@@ -826,7 +880,12 @@ impl WriterThread {
         msg
     }
 
-    fn commit_acks(&mut self, batch: Vec<PendingAck>) {
+    /// Commit a group of acknowledgements, and in the same transaction (after the events,
+    /// each in its own savepoint) the cheap worker changes at the head of `ops` — as many
+    /// as fit in [`FOLD_BUDGET`]: they share the fsync the group pays anyway instead of
+    /// each paying its own after it. An op that fails rolls back only itself; a commit
+    /// that fails fails the group and the folded ops alike (both are retried).
+    fn commit_acks(&mut self, batch: Vec<PendingAck>, ops: &mut std::collections::VecDeque<Op>) {
         if let Some(f) = self.health.fatal() {
             for (_, reply, _) in batch {
                 let _ = reply.send(Err(f.clone()));
@@ -836,14 +895,38 @@ impl WriterThread {
         self.set_busy(self.ack_timeout);
         let t0 = std::time::Instant::now();
         let events: Vec<&NewEvent> = batch.iter().map(|(e, _, _)| e).collect();
-        let result = commit_events(&mut self.conn, &events)
-            .map_err(|e| self.failed(&e))
-            .and_then(|outcomes| self.check_identity().map(|()| outcomes));
+        let mut done: Vec<Done> = Vec::new();
+        let mut timed = Vec::new();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let outcomes = insert_events(&tx, &events)?;
+            let folding = std::time::Instant::now();
+            // The first always fits: the budget bounds the rest.
+            while (done.is_empty() || folding.elapsed() < FOLD_BUDGET)
+                && ops.front().is_some_and(|op| FOLDABLE.contains(&op.label()))
+            {
+                let Some(op) = ops.pop_front() else { break };
+                let (label, t) = (op.label(), std::time::Instant::now());
+                done.push(op.run(&tx));
+                timed.push((label, t.elapsed()));
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })()
+        .map_err(|e: rusqlite::Error| self.failed(&e))
+        .and_then(|outcomes| self.check_identity().map(|()| outcomes));
+        self.last_ack_commit = t0.elapsed();
         if self.profile.on() {
             let oldest = batch.iter().map(|(_, _, q)| *q).min().unwrap_or(t0);
             self.profile
                 .acks(batch.len(), t0.elapsed(), oldest.elapsed());
+            if !timed.is_empty() {
+                self.profile.folded(&timed);
+            }
         }
+        let commit = result.as_ref().map(|_| ()).map_err(Clone::clone);
         match result {
             Ok(outcomes) => {
                 self.health.set_last(None);
@@ -852,6 +935,8 @@ impl WriterThread {
                 s.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 s.largest_batch
                     .fetch_max(batch.len() as u64, Ordering::Relaxed);
+                s.ops.fetch_add(done.len() as u64, Ordering::Relaxed);
+                s.folded.fetch_add(done.len() as u64, Ordering::Relaxed);
                 self.stored.notify_one();
                 for ((_, reply, _), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -862,6 +947,9 @@ impl WriterThread {
                     let _ = reply.send(Err(msg.clone()));
                 }
             }
+        }
+        for d in done {
+            d(commit.clone());
         }
     }
 
@@ -923,10 +1011,18 @@ fn sort(
     }
 }
 
-/// Insert a batch of new events in one transaction; an id already stored (or twice in the
-/// batch) is a duplicate.
+/// Insert a batch of new events in one transaction (tests).
+#[cfg(test)]
 fn commit_events(conn: &mut Connection, batch: &[&NewEvent]) -> rusqlite::Result<Vec<Ingest>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = insert_events(&tx, batch)?;
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// Insert a batch of new events inside the caller's transaction; an id already stored (or
+/// twice in the batch) is a duplicate.
+fn insert_events(tx: &Connection, batch: &[&NewEvent]) -> rusqlite::Result<Vec<Ingest>> {
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut insert = tx.prepare_cached(
@@ -949,7 +1045,6 @@ fn commit_events(conn: &mut Connection, batch: &[&NewEvent]) -> rusqlite::Result
             });
         }
     }
-    tx.commit()?;
     Ok(outcomes)
 }
 
@@ -1836,6 +1931,82 @@ mod tests {
             .expect("bounded")
             .is_ok(),
             "worker changes go through again once the lock is free"
+        );
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cheap_worker_changes_commit_with_waiting_acks_and_fail_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.db");
+        let (writer, thread) = Writer::start(
+            &path,
+            crate::DEFAULT_WRITE_BATCH,
+            Arc::new(Notify::new()),
+            Duration::from_secs(60),
+        )
+        .expect("writer");
+        writer
+            .run(|c| c.execute("CREATE TABLE done_marks (x INTEGER)", []))
+            .await
+            .expect("table");
+        // Hold the write lock so that acknowledgements and worker changes queue up together.
+        let other = Connection::open(&path).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let first = tokio::spawn({
+            let w = writer.clone();
+            async move { w.ingest(event("first", 1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut acks = Vec::new();
+        let mut ops = Vec::new();
+        for i in 0..10 {
+            let w = writer.clone();
+            acks.push(tokio::spawn(async move {
+                w.ingest(event(&format!("e{i}"), 1)).await
+            }));
+            let w = writer.clone();
+            ops.push(tokio::spawn(async move {
+                w.run_as("delivered", move |c| {
+                    c.execute("INSERT INTO done_marks (x) VALUES (?1)", [i])
+                })
+                .await
+            }));
+        }
+        let w = writer.clone();
+        let bad = tokio::spawn(async move {
+            w.run_as("retry", |c| {
+                c.execute("INSERT INTO no_such_table VALUES (1)", [])
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.execute_batch("ROLLBACK").expect("release");
+        let bounded = Duration::from_secs(30);
+        let got = tokio::time::timeout(bounded, first).await.expect("bounded");
+        assert_eq!(got.expect("task"), Ok(Ingest::Stored));
+        for a in acks {
+            let got = tokio::time::timeout(bounded, a).await.expect("bounded");
+            assert_eq!(got.expect("task"), Ok(Ingest::Stored));
+        }
+        for o in ops {
+            let got = tokio::time::timeout(bounded, o).await.expect("bounded");
+            assert_eq!(got.expect("task"), Ok(1));
+        }
+        let got = tokio::time::timeout(bounded, bad).await.expect("bounded");
+        assert!(
+            got.expect("task").is_err(),
+            "the failing change fails alone"
+        );
+        let marks: i64 = Connection::open(&path)
+            .expect("open")
+            .query_row("SELECT count(*) FROM done_marks", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(marks, 10);
+        assert!(
+            writer.stats.folded.load(Ordering::Relaxed) >= 1,
+            "at least one worker change rode in an acknowledgement's commit"
         );
         drop(writer);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;

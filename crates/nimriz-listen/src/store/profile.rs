@@ -36,6 +36,8 @@ struct Window {
     ack_max: Duration,
     wait_max: Duration,
     slow: u64,
+    /// Worker changes committed with acknowledgements.
+    folded: u64,
     op_commits: u64,
     ops: u64,
     op_busy: Duration,
@@ -103,6 +105,19 @@ impl Profile {
         self.tick();
     }
 
+    /// Worker changes ran inside an acknowledgement commit (already timed with it).
+    pub fn folded(&mut self, ops: &[(&'static str, Duration)]) {
+        if !self.on {
+            return;
+        }
+        self.w.folded += ops.len() as u64;
+        for &(label, d) in ops {
+            if self.w.slowest_op.is_none_or(|(_, m)| d > m) {
+                self.w.slowest_op = Some((label, d));
+            }
+        }
+    }
+
     /// A worker transaction ran `ops` (label, time inside the transaction) and took `took`
     /// from BEGIN to the end of COMMIT.
     pub fn ops(&mut self, ops: &[(&'static str, Duration)], took: Duration) {
@@ -157,13 +172,14 @@ impl Profile {
         });
         say(&format!(
             "profile: writer {busy:.0}% busy | {} acks in {} commits (max {:.1} ms, oldest \
-             waited max {:.1} ms, {} slow) | worker {} ops in {} commits (max {:.1} ms with {} \
-             ops{slowest})",
+             waited max {:.1} ms, {} slow) | worker {} ops with acks, {} ops in {} commits (max \
+             {:.1} ms with {} ops{slowest})",
             w.acks,
             w.ack_commits,
             ms(w.ack_max),
             ms(w.wait_max),
             w.slow,
+            w.folded,
             w.ops,
             w.op_commits,
             ms(w.op_max),
