@@ -404,7 +404,7 @@ impl Listener {
             Some(url) => {
                 let pool = config.worker.concurrency + 8;
                 let db = pg::Db::open(url, pool, config.http.ack_timeout).await?;
-                let acks = pg::PgAcks::start(db.clone(), config.http.ack_timeout);
+                let acks = pg::PgAcks::start(db.clone(), config.http.ack_timeout, wake.clone());
                 let queue = pg::PgQueue::new(db);
                 queue.listen(wake.clone(), stop_rx.clone());
                 let stats = acks.stats.clone();

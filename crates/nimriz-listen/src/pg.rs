@@ -10,7 +10,8 @@
 //! - **Acknowledgements**: waiting events are grouped into one transaction (`INSERT … SELECT
 //!   FROM unnest(…) ON CONFLICT (event_id) DO NOTHING RETURNING event_id`), committed with
 //!   `synchronous_commit = on` before any of them hears 200; the same transaction runs
-//!   `NOTIFY nimriz_listen` when it stored something.
+//!   `NOTIFY nimriz_listen` when it stored something (at most every 10 ms per receiver:
+//!   PostgreSQL serialises notifying commits; the receiver's own worker is woken in-process).
 //! - **Claims**: `FOR UPDATE SKIP LOCKED` over the ready index, a batch per target, lease and
 //!   `sending_at_ms` set in the same statement. A paced target's row is locked (`SKIP
 //!   LOCKED`: a replica claiming for it makes the others pass it by) and moved on in the
@@ -32,7 +33,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use nimriz_matrix_core::{Error, Result};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -47,6 +48,11 @@ const PRUNE_LOCK: i64 = 0x6e6d_785f_7072_756e;
 
 /// Events one acknowledgement transaction takes at most.
 const MAX_ACK_BATCH: usize = 256;
+
+/// A receiver sends `NOTIFY` at most this often (ms): PostgreSQL serialises every committing
+/// transaction that notifies, and each notification wakes every receiver's worker. Its own
+/// worker is woken in-process after every commit.
+const NOTIFY_EVERY_MS: i64 = 10;
 
 /// Tasks committing acknowledgements side by side (each one transaction at a time).
 const ACK_TASKS: usize = 4;
@@ -304,13 +310,15 @@ pub struct PgAcks {
 
 impl PgAcks {
     /// Start the committing tasks; they end when the last handle is dropped.
-    pub fn start(db: Db, ack_timeout: Duration) -> Arc<PgAcks> {
+    pub fn start(db: Db, ack_timeout: Duration, wake: Arc<Notify>) -> Arc<PgAcks> {
+        let last_notify = Arc::new(AtomicI64::new(0));
         let (tx, rx) = mpsc::channel::<(NewEvent, Reply)>(8192);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let health = Arc::new(PgHealth::default());
         let stats = Arc::new(WriterStats::default());
         for _ in 0..ACK_TASKS {
             let (db, rx, health, stats) = (db.clone(), rx.clone(), health.clone(), stats.clone());
+            let (wake, last_notify) = (wake.clone(), last_notify.clone());
             tokio::spawn(async move {
                 loop {
                     let mut batch = Vec::new();
@@ -333,8 +341,14 @@ impl PgAcks {
                         continue;
                     }
                     let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
-                    match commit_events(&db, &events).await {
+                    let now = now_ms();
+                    let notify = last_notify.load(Ordering::Relaxed) + NOTIFY_EVERY_MS <= now;
+                    match commit_events(&db, &events, notify).await {
                         Ok(outcomes) => {
+                            if notify {
+                                last_notify.store(now, Ordering::Relaxed);
+                            }
+                            wake.notify_one();
                             health.set(None);
                             stats.commits.fetch_add(1, Ordering::Relaxed);
                             stats
@@ -432,7 +446,11 @@ impl AckStore for PgAcks {
 
 /// One transaction for a batch; an id already stored (or twice in the batch) is a
 /// duplicate.
-async fn commit_events(db: &Db, batch: &[&NewEvent]) -> std::result::Result<Vec<Ingest>, String> {
+async fn commit_events(
+    db: &Db,
+    batch: &[&NewEvent],
+    notify: bool,
+) -> std::result::Result<Vec<Ingest>, String> {
     let keys: Vec<String> = batch
         .iter()
         .map(|e| event_key(e.source, &e.event_id))
@@ -458,7 +476,7 @@ async fn commit_events(db: &Db, batch: &[&NewEvent]) -> std::result::Result<Vec<
                 &[&keys, &sources, &types, &received, &headers, &bodies],
             )
             .await?;
-        if !rows.is_empty() {
+        if notify && !rows.is_empty() {
             tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
         }
         tx.commit().await?;
