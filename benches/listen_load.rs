@@ -409,6 +409,13 @@ async fn run() {
     if want("drain") {
         drain_rows(reps, dir.path()).await;
     }
+    // Needs PostgreSQL: only when asked for.
+    if only
+        .as_deref()
+        .is_some_and(|o| o.split(',').any(|p| p.trim() == "fleet"))
+    {
+        fleet_rows(reps, n, dir.path()).await;
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("\nload at end: {}", load.trim());
 }
@@ -594,4 +601,119 @@ async fn drain_rows(reps: usize, dir: &std::path::Path) {
         rates[rates.len() - 1],
         rates[rates.len() / 2]
     );
+}
+
+/// `ONLY=fleet` (issue 18): acks/s (worker idle, 16 senders spread over the receivers) and
+/// drain rate (20k jobs behind a closed gate, then opened) of 1 receiver on SQLite next to
+/// 1, 2 and 3 receivers on one PostgreSQL (a throwaway cluster, a fresh database per run),
+/// each with the overhead per event (µs of wall time per acknowledgement / delivered job).
+async fn fleet_rows(reps: usize, n: usize, dir: &std::path::Path) {
+    let mut cluster = test_support::pg::PgCluster::start().expect("PostgreSQL for ONLY=fleet");
+    println!(
+        "\n| store | receivers | acks/s (range of {reps}) | µs/ack | drain jobs/s (range) | µs/job | non-200 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let setups: [(&str, usize); 4] = [
+        ("sqlite", 1),
+        ("postgres", 1),
+        ("postgres", 2),
+        ("postgres", 3),
+    ];
+    for (store, k) in setups {
+        let (mut acks, mut drains, mut bad) = (Vec::new(), Vec::new(), 0);
+        for rep in 0..reps {
+            let url = (store == "postgres").then(|| cluster.create_database().expect("createdb"));
+            // Acknowledgements, worker idle (no rule).
+            let procs: Vec<(Proc, String)> = (0..k)
+                .map(|_| start_fleet_member(dir, url.as_deref(), None))
+                .collect();
+            let per = n / k;
+            let t0 = Instant::now();
+            let mut runs = tokio::task::JoinSet::new();
+            for (i, (_, base)) in procs.iter().enumerate() {
+                let url = format!("{base}/nimriz/webhook");
+                let reqs = presign(&format!("f{store}{k}r{rep}m{i}"), per);
+                runs.spawn(async move { closed_loop(&url, 16usize.div_ceil(k), reqs).await });
+            }
+            let mut ok = 0;
+            while let Some(r) = runs.join_next().await {
+                let r = r.expect("sender");
+                bad += r.non_200;
+                ok += per - r.non_200;
+            }
+            acks.push(ok as f64 / t0.elapsed().as_secs_f64());
+            drop(procs);
+            // Drain: the same store layout, a rule to a gated stand-in.
+            let url = (store == "postgres").then(|| cluster.create_database().expect("createdb"));
+            let gated = stand_in(Duration::ZERO).await;
+            gated.gate.store(false, Ordering::Relaxed);
+            let procs: Vec<(Proc, String)> = (0..k)
+                .map(|_| start_fleet_member(dir, url.as_deref(), Some(&gated.url)))
+                .collect();
+            let fill = closed_loop(
+                &format!("{}/nimriz/webhook", procs[0].1),
+                64,
+                presign(&format!("fd{store}{k}r{rep}"), 20_000),
+            )
+            .await;
+            let jobs = (20_000 - fill.non_200) as u64;
+            tokio::time::sleep(Duration::from_millis(1500)).await; // let routing finish
+            let before = gated.received.load(Ordering::Relaxed);
+            let t0 = Instant::now();
+            gated.gate.store(true, Ordering::Relaxed);
+            while gated.received.load(Ordering::Relaxed) < jobs {
+                assert!(t0.elapsed() < Duration::from_secs(600), "drain stalled");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drains.push((jobs - before) as f64 / t0.elapsed().as_secs_f64());
+            drop(procs);
+        }
+        acks.sort_by(f64::total_cmp);
+        drains.sort_by(f64::total_cmp);
+        let (a, d) = (acks[acks.len() / 2], drains[drains.len() / 2]);
+        println!(
+            "| {store} | {k} | {a:.0} ({:.0}–{:.0}) | {:.0} | {d:.0} ({:.0}–{:.0}) | {:.0} | {bad} |",
+            acks[0],
+            acks[acks.len() - 1],
+            1e6 / a,
+            drains[0],
+            drains[drains.len() - 1],
+            1e6 / d
+        );
+    }
+    cluster.stop();
+}
+
+/// One receiver of a fleet: SQLite (its own file) when `database` is `None`, else the
+/// PostgreSQL database at that URL.
+fn start_fleet_member(
+    dir: &std::path::Path,
+    database: Option<&str>,
+    crm_url: Option<&str>,
+) -> (Proc, String) {
+    let storage = match database {
+        Some(_) => "storage = \"postgres\"\ndatabase_url_env = \"BENCH_DATABASE_URL\"".to_string(),
+        None => format!(
+            "storage = \"{}\"",
+            dir.join(format!("fleet-{}.db", uuid::Uuid::new_v4()))
+                .display()
+        ),
+    };
+    let mut text = format!(
+        "bind = \"127.0.0.1:0\"\n{storage}\n[webhook]\nsecret_env = \"BENCH_SECRET\"\n\
+         [worker]\nbackoff_base_ms = 1000\nbackoff_max_ms = 30000\n"
+    );
+    if let Some(url) = crm_url {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"all\"\n[[rules.actions]]\nname = \"crm\"\ntype = \"http\"\nurl = \"{url}\"\n"
+        ));
+    }
+    let cfg = dir.join(format!("fleet-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&cfg, text).expect("config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimriz-matrix"));
+    cmd.args(["--quiet", "listen", "--config"])
+        .arg(&cfg)
+        .env("BENCH_SECRET", SECRET)
+        .env("BENCH_DATABASE_URL", database.unwrap_or_default());
+    spawn(cmd, None)
 }

@@ -9,6 +9,7 @@ mod layout;
 mod lifecycle_cli;
 mod listen_attack;
 mod listen_crash;
+mod listen_pg;
 mod listen_receive;
 mod manifest_export;
 mod messages;

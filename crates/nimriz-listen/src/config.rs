@@ -34,7 +34,11 @@ pub use nimriz::Secret;
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
     pub bind: SocketAddr,
+    /// The SQLite file (unused when `database` is set).
     pub storage: PathBuf,
+    /// `storage = "postgres"`: the PostgreSQL database shared by every replica (its URL
+    /// read from `database_url_env`).
+    pub database: Option<DatabaseUrl>,
     pub tolerance: Duration,
     pub max_body_bytes: usize,
     /// How long a processed event (and its dedupe row) is kept.
@@ -75,6 +79,87 @@ impl Default for HttpLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             ack_timeout: Duration::from_secs(1),
         }
+    }
+}
+
+/// Does this look like a database URL (or a libpq `key=value` connection string)?
+pub fn is_database_url(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=")
+}
+
+/// A PostgreSQL connection string: a URL (`postgres://user:pw@host/db`) or libpq
+/// `key=value` pairs. Its password is never shown: [`DatabaseUrl::redacted`] and `Debug`
+/// print it as `***`, and [`DatabaseUrl::redact`] takes it out of any message.
+#[derive(Clone)]
+pub struct DatabaseUrl(Secret);
+
+impl DatabaseUrl {
+    pub fn new(url: &str) -> Self {
+        DatabaseUrl(Secret::new(url.as_bytes()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_str()
+    }
+
+    /// The password in it, if any (read by hand: a URL that does not parse still hides it).
+    fn password(&self) -> Option<String> {
+        let s = self.expose();
+        if let Some((_, rest)) = s.split_once("://") {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            let (userinfo, _) = authority.rsplit_once('@')?;
+            return userinfo.split_once(':').map(|(_, p)| p.to_string());
+        }
+        s.split_whitespace()
+            .find_map(|kv| kv.strip_prefix("password="))
+            .map(|p| p.trim_matches('\'').to_string())
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        self.redact(self.expose())
+    }
+
+    /// `text` with every occurrence of the password (as written and URL-decoded) replaced.
+    pub fn redact(&self, text: &str) -> String {
+        let Some(p) = self.password().filter(|p| !p.is_empty()) else {
+            return text.to_string();
+        };
+        let mut out = text.replace(&p, "***");
+        // A URL holds it percent-encoded; a driver's message may show it decoded.
+        let plain = percent_decode(&p);
+        if !plain.is_empty() {
+            out = out.replace(&plain, "***");
+        }
+        out
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
     }
 }
 
@@ -177,7 +262,9 @@ impl ActionKind {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     bind: Option<Spanned<String>>,
-    storage: Option<String>,
+    storage: Option<Spanned<String>>,
+    database_url_env: Option<Spanned<String>>,
+    database_url: Option<Spanned<toml::Value>>,
     tolerance_seconds: Option<u64>,
     max_body_bytes: Option<usize>,
     retention_days: Option<u64>,
@@ -372,6 +459,20 @@ impl Cx<'_> {
             .push(loc.problem(message, (!help.is_empty()).then(|| help.to_string())));
     }
 
+    /// [`Cx::err`] for a line holding a database URL: the quoted line shows no password.
+    fn err_hiding<T>(
+        &mut self,
+        spanned: &Spanned<T>,
+        message: &str,
+        help: &str,
+        url: &DatabaseUrl,
+    ) {
+        let loc = self.source.locate(&spanned.span());
+        let mut problem = loc.problem(message, Some(help.to_string()));
+        problem.snippet = problem.snippet.map(|s| url.redact(&s));
+        self.problems.push(problem);
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -396,7 +497,8 @@ impl Cx<'_> {
                 }
             },
         };
-        let storage = self.path(raw.storage.as_deref().unwrap_or("listen.db"));
+        let storage = self.path(raw.storage.as_ref().map_or("listen.db", |s| s.get_ref()));
+        let database = self.database(&raw);
         let manifests = raw
             .manifests
             .iter()
@@ -500,6 +602,7 @@ impl Cx<'_> {
             clock: Clock::system(),
             bind,
             storage,
+            database,
             tolerance: Duration::from_secs(
                 raw.tolerance_seconds
                     .unwrap_or(DEFAULT_TOLERANCE_SECS)
@@ -512,6 +615,66 @@ impl Cx<'_> {
             click,
             worker,
             rules,
+        }
+    }
+
+    /// `storage = "postgres"` + `database_url_env`: the URL from the environment. A URL in
+    /// the file (its password would be in it) or an unset variable is a problem at its line.
+    fn database(&mut self, raw: &RawConfig) -> Option<DatabaseUrl> {
+        const HELP: &str = "set storage = \"postgres\" and database_url_env = \"LISTEN_DATABASE_URL\", \
+                            and export the URL in that variable (never in the file)";
+        if let Some(u) = &raw.database_url {
+            let url = DatabaseUrl::new(u.get_ref().as_str().unwrap_or_default());
+            self.err_hiding(
+                u,
+                "a database URL does not go in the config file",
+                HELP,
+                &url,
+            );
+        }
+        let storage = raw.storage.as_ref()?;
+        let value = storage.get_ref();
+        if is_database_url(value) {
+            self.err_hiding(
+                storage,
+                "storage is a database URL; the URL (and its password) does not go in the config file",
+                HELP,
+                &DatabaseUrl::new(value),
+            );
+            return None;
+        }
+        if value != "postgres" {
+            if let Some(e) = &raw.database_url_env {
+                self.err(
+                    e,
+                    "database_url_env is only read with storage = \"postgres\"",
+                    HELP,
+                );
+            }
+            return None;
+        }
+        let Some(name) = &raw.database_url_env else {
+            self.err(
+                storage,
+                "storage = \"postgres\" needs database_url_env",
+                HELP,
+            );
+            return None;
+        };
+        match self.env.var(name.get_ref()) {
+            Some(v) if !v.trim().is_empty() => Some(DatabaseUrl::new(v.trim())),
+            _ => {
+                self.err(
+                    name,
+                    format!(
+                        "environment variable {} is not set or empty",
+                        name.get_ref()
+                    ),
+                    "export the database URL in it before starting `listen`, e.g. \
+                     postgres://listen:PASSWORD@db.internal/listen",
+                );
+                None
+            }
         }
     }
 

@@ -8,8 +8,10 @@
 //!
 //! Tests start everything in-process with [`Listener::start`].
 
+pub mod backend;
 pub mod campaign;
 pub mod config;
+pub mod pg;
 pub mod rules;
 pub mod server;
 pub mod store;
@@ -133,6 +135,38 @@ impl StoreOptions {
         out
     }
 
+    /// `storage = "postgres"` in the config: the database URL from its `database_url_env`
+    /// (read from the environment); `None` for a SQLite store (or with `--db`).
+    pub fn database(&self) -> Result<Option<config::DatabaseUrl>> {
+        if self.db.is_some() {
+            return Ok(None);
+        }
+        let Some(table) = std::fs::read_to_string(&self.config)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        else {
+            return Ok(None); // `path` says what is wrong with the file
+        };
+        if table.get("storage").and_then(|v| v.as_str()) != Some("postgres") {
+            return Ok(None);
+        }
+        let Some(name) = table.get("database_url_env").and_then(|v| v.as_str()) else {
+            return Err(Error::Usage(format!(
+                "{}: storage = \"postgres\" needs database_url_env = \"NAME\" (the variable \
+                 holding the database URL)",
+                self.config.display()
+            )));
+        };
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(config::DatabaseUrl::new(v.trim()))),
+            _ => Err(Error::Usage(format!(
+                "environment variable {name} (database_url_env in {}) is not set or empty; \
+                 export the database URL in it",
+                self.config.display()
+            ))),
+        }
+    }
+
     /// The store's path; it must exist (log and replay never create one).
     pub fn path(&self) -> Result<PathBuf> {
         if let Some(db) = &self.db {
@@ -183,12 +217,18 @@ pub fn listen_command(
     match args.command {
         Some(ListenCommand::Log(a)) => log_command(&a),
         Some(ListenCommand::Replay(a)) => {
-            let n = store::replay_with(
-                &a.store.path()?,
-                a.event_id.as_deref(),
-                a.action.as_deref(),
-                &a.store.configured_actions(),
-            )?;
+            let configured = a.store.configured_actions();
+            let n = match a.store.database()? {
+                Some(url) => on_database(&url, async |db| {
+                    pg::replay(db, a.event_id.as_deref(), a.action.as_deref(), &configured).await
+                })?,
+                None => store::replay_with(
+                    &a.store.path()?,
+                    a.event_id.as_deref(),
+                    a.action.as_deref(),
+                    &configured,
+                )?,
+            };
             printer.info(&format!(
                 "re-queued {n} dead-lettered action(s); a running `listen` delivers them"
             ));
@@ -204,13 +244,38 @@ fn log_command(args: &LogOptions) -> Result<u8> {
         store::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     });
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    // One row at a time: memory stays flat however large the store is.
-    store::for_each_log_entry(&args.store.path()?, since, args.event_id.as_deref(), |e| {
-        // A closed pipe (`| head`): stop quietly.
-        writeln!(out, "{e}").is_ok()
-    })?;
+    // A closed pipe (`| head`): stop quietly.
+    let mut print = |e: serde_json::Value| writeln!(out, "{e}").is_ok();
+    match args.store.database()? {
+        // Through a portal, 500 rows at a time.
+        Some(url) => on_database(&url, async |db| {
+            pg::for_each_log_entry(db, since, args.event_id.as_deref(), &mut print).await
+        })?,
+        // One row at a time: memory stays flat however large the store is.
+        None => store::for_each_log_entry(
+            &args.store.path()?,
+            since,
+            args.event_id.as_deref(),
+            &mut print,
+        )?,
+    }
     let _ = out.flush();
     Ok(exit::OK)
+}
+
+/// Run `f` on the database (migrated first) in a small runtime of its own.
+fn on_database<T>(
+    url: &config::DatabaseUrl,
+    f: impl AsyncFnOnce(&pg::Db) -> Result<T>,
+) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start", "the async runtime", e))?;
+    runtime.block_on(async {
+        let db = pg::Db::open(url, 2, Duration::from_secs(10)).await?;
+        f(&db).await
+    })
 }
 
 fn serve_command(
@@ -246,7 +311,7 @@ fn serve_command(
             "{} rule(s), {} campaign link(s), store {}; Ctrl-C stops.",
             running.config.rules.len(),
             running.campaign_links,
-            running.config.storage.display()
+            running.store_name()
         ));
         printer.info(&format!(
             "at most {} connection(s) at once (file-descriptor limit {}); header/body/idle \
@@ -309,20 +374,49 @@ impl Listener {
         }
         let config = Arc::new(config);
         let wake = Arc::new(Notify::new());
-        let (writer, writer_thread) = store::Writer::start(
-            &config.storage,
-            write_batch,
-            wake.clone(),
-            config.http.ack_timeout,
-        )?;
-        let writer_stats = writer.stats.clone();
-        let health = writer.health.clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let (acks, queue, writer_stats, health, writer_thread): (
+            backend::Acks,
+            Arc<dyn backend::JobQueue>,
+            _,
+            _,
+            _,
+        ) = match &config.database {
+            None => {
+                let (writer, thread) = store::Writer::start(
+                    &config.storage,
+                    write_batch,
+                    wake.clone(),
+                    config.http.ack_timeout,
+                )?;
+                let reader = store::open_with(&config.storage, Duration::from_secs(1))?;
+                let queue =
+                    backend::SqliteQueue::new(reader, writer.clone(), config.storage.clone());
+                let (stats, health) = (writer.stats.clone(), writer.health.clone());
+                (
+                    Arc::new(writer),
+                    Arc::new(queue),
+                    stats,
+                    health,
+                    Some(thread),
+                )
+            }
+            Some(url) => {
+                let pool = config.worker.concurrency + 8;
+                let db = pg::Db::open(url, pool, config.http.ack_timeout).await?;
+                let acks = pg::PgAcks::start(db.clone(), config.http.ack_timeout, wake.clone());
+                let queue = pg::PgQueue::new(db);
+                queue.listen(wake.clone(), stop_rx.clone());
+                let stats = acks.stats.clone();
+                (acks, Arc::new(queue), stats, Arc::default(), None)
+            }
+        };
         let worker = Arc::new(worker::Worker::new(
             config.clone(),
             campaign.clone(),
             wake,
             printer.clone(),
-            writer.clone(),
+            queue,
         )?);
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -335,7 +429,7 @@ impl Listener {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Usage(format!("could not read the listening address: {e}")))?;
-        let app = server::router(&config, writer, printer);
+        let app = server::router(&config, acks, printer);
         let fd_limit = server::fd_soft_limit();
         let max_connections = server::connection_cap(
             config.http.max_connections,
@@ -343,7 +437,6 @@ impl Listener {
             server::reserved_fds(config.worker.concurrency),
         );
         let conn_stats = Arc::new(server::ConnStats::default());
-        let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(server::serve(
             listener,
             app,
@@ -365,7 +458,7 @@ impl Listener {
             stop,
             server,
             worker,
-            writer_thread: Some(writer_thread),
+            writer_thread,
         })
     }
 }
@@ -373,6 +466,14 @@ impl Listener {
 impl RunningListener {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The store as the messages name it (a database URL without its password).
+    pub fn store_name(&self) -> String {
+        match &self.config.database {
+            Some(url) => url.redacted(),
+            None => self.config.storage.display().to_string(),
+        }
     }
 
     pub fn base_url(&self) -> String {

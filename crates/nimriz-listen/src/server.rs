@@ -9,8 +9,9 @@
 //! Connections are bounded (see [`serve`]): header, body and idle timeouts, and a cap on
 //! open connections below the file-descriptor limit, closing the longest-idle one first.
 
+use super::backend::Acks;
 use super::config::{ClickEndpoint, Clock, HttpLimits, ListenConfig, WebhookEndpoint};
-use super::store::{Ingest, NewEvent, Writer};
+use super::store::{Ingest, NewEvent};
 use super::verify::{verify_shared_secret, verify_webhook};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -38,13 +39,13 @@ struct AppState {
     max_body: usize,
     body_timeout: Duration,
     clock: Clock,
-    writer: Writer,
+    writer: Acks,
     printer: SharedReporter,
 }
 
 type Shared = State<Arc<AppState>>;
 
-pub fn router(config: &ListenConfig, writer: Writer, printer: SharedReporter) -> Router {
+pub fn router(config: &ListenConfig, writer: Acks, printer: SharedReporter) -> Router {
     let state = Arc::new(AppState {
         webhook: config.webhook.clone(),
         click: config.click.clone(),

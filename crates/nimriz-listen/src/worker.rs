@@ -14,17 +14,17 @@
 //! actions the `Idempotency-Key` (derived from event id + action) lets the target drop the
 //! repeat, Slack has no such key.
 
+use super::backend::JobQueue;
 use super::campaign::{Campaign, CampaignSource};
 use super::config::{Action, ActionKind, ListenConfig};
 use super::rules::{EventView, Source};
-use super::store::{self, Job, JobSpec, Writer, key_id, now_ms};
+use super::store::{self, Job, JobSpec, key_id, now_ms};
 use nimriz_matrix_core::report::SharedReporter;
 use nimriz_matrix_core::{Error, Result};
-use rusqlite::Connection;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -60,9 +60,8 @@ fn idempotency_basis(key: &str) -> &str {
 }
 
 pub struct Worker {
-    /// Reads only (bodies, unrouted events); writes go through `writer`.
-    reader: Arc<Mutex<Connection>>,
-    writer: Writer,
+    /// The store: SQLite (`backend::SqliteQueue`) or PostgreSQL (`pg::PgQueue`).
+    queue: Arc<dyn JobQueue>,
     config: Arc<ListenConfig>,
     campaign: Arc<CampaignSource>,
     actions: HashMap<String, Action>,
@@ -94,9 +93,8 @@ impl Worker {
         campaign: Arc<CampaignSource>,
         wake: Arc<Notify>,
         printer: SharedReporter,
-        writer: Writer,
+        queue: Arc<dyn JobQueue>,
     ) -> Result<Self> {
-        let reader = store::open_with(&config.storage, Duration::from_secs(1))?;
         let mut actions = HashMap::new();
         let mut pace: HashMap<String, i64> = HashMap::new();
         for a in config.rules.iter().flat_map(|r| &r.actions) {
@@ -114,8 +112,7 @@ impl Worker {
             .build()
             .map_err(|e| Error::Usage(format!("could not build the HTTP client: {e}")))?;
         Ok(Worker {
-            reader: Arc::new(Mutex::new(reader)),
-            writer,
+            queue,
             config,
             campaign,
             actions,
@@ -127,38 +124,10 @@ impl Worker {
         })
     }
 
-    /// A read on the worker's own connection (never blocks the writer: WAL).
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let reader = self.reader.clone();
-        let path = self.config.storage.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            f(&conn).map_err(|e| Error::io("read", path, std::io::Error::other(e)))
-        })
-        .await
-        .map_err(|e| Error::Usage(format!("worker task failed: {e}")))?
-    }
-
-    /// A change, through the writer (grouped, after acknowledgements); `label` names it in
-    /// the writer's profile.
-    async fn write<T: Send + 'static>(
-        &self,
-        label: &'static str,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.writer
-            .run_as(label, f)
-            .await
-            .map_err(|e| Error::Usage(format!("event store: {e}")))
-    }
-
     /// Dead-letter queued jobs whose target no configured action posts to any more (one
     /// read at start; otherwise no claim would ever reach them).
     async fn retire_unknown_targets(&self) -> Result<()> {
-        let queued = self.read(store::queued_targets).await?;
+        let queued = self.queue.queued_targets().await?;
         for t in queued {
             if self.targets.iter().any(|(k, _)| *k == t) {
                 continue;
@@ -166,12 +135,10 @@ impl Worker {
             let mut n = 0;
             loop {
                 let reason = "no action in the config posts to this target any more".to_string();
-                let target = t.clone();
                 // Small steps: acknowledgements get the writer between them.
                 let step = self
-                    .write("retire", move |c| {
-                        store::dead_letter_target(c, &target, &reason, now_ms(), 500)
-                    })
+                    .queue
+                    .dead_letter_target(t.clone(), reason, 500)
                     .await?;
                 n += step;
                 if step < 500 {
@@ -203,10 +170,7 @@ impl Worker {
             if now_ms() >= next_prune {
                 let cutoff = now_ms() - retention_ms;
                 loop {
-                    match self
-                        .write("prune", move |c| store::prune(c, cutoff, 500))
-                        .await
-                    {
+                    match self.queue.prune(cutoff, 500).await {
                         Ok(500) => continue,
                         Ok(_) => break,
                         Err(e) => {
@@ -229,11 +193,7 @@ impl Worker {
                 // Start with a different target each round: no target starves the others.
                 rotate = (rotate + 1) % targets.len();
                 targets.rotate_left(rotate);
-                let claimed = self
-                    .write("claim", move |c| {
-                        store::claim(c, &owner, lease, now_ms(), &targets, free)
-                    })
-                    .await;
+                let claimed = self.queue.claim(owner, lease, targets, free).await;
                 match claimed {
                     Ok(jobs) => {
                         for job in jobs {
@@ -264,18 +224,13 @@ impl Worker {
     /// Evaluate the rules for every unrouted event and record its jobs.
     async fn route_pending(&self) -> Result<()> {
         loop {
-            let pending = self.read(|c| store::unrouted(c, ROUTE_BATCH)).await?;
-            if pending.is_empty() {
+            let campaign = self.campaign();
+            let route = |ev: &store::PendingEvent| {
+                self.matching_jobs(&campaign, &ev.event_id, &ev.source, &ev.body)
+            };
+            if self.queue.route(ROUTE_BATCH, &route).await? == 0 {
                 return Ok(());
             }
-            let campaign = self.campaign();
-            let mut routed = Vec::with_capacity(pending.len());
-            for ev in pending {
-                let jobs = self.matching_jobs(&campaign, &ev.event_id, &ev.source, &ev.body);
-                routed.push((ev.seq, ev.event_id, jobs));
-            }
-            self.write("route", move |c| store::record_routes(c, &routed, now_ms()))
-                .await?;
         }
     }
 
@@ -327,25 +282,22 @@ impl Worker {
                 status: None,
                 error: format!("action {} is no longer in the config", job.action),
             },
-            Some(action) => {
-                let key = job.event_id.clone();
-                match self.read(move |c| store::event_body(c, &key)).await {
-                    Ok(Some((source, body))) => {
-                        let view = self.view(&self.campaign(), &job.event_id, &source, &body);
-                        self.deliver(action, &view, idempotency_basis(&job.event_id))
-                            .await
-                    }
-                    Ok(None) => Outcome::Permanent {
-                        status: None,
-                        error: "the event's payload is gone".into(),
-                    },
-                    Err(e) => Outcome::Retry {
-                        status: None,
-                        error: e.to_string(),
-                        retry_after: None,
-                    },
+            Some(action) => match self.queue.event_body(job.event_id.clone()).await {
+                Ok(Some((source, body))) => {
+                    let view = self.view(&self.campaign(), &job.event_id, &source, &body);
+                    self.deliver(action, &view, idempotency_basis(&job.event_id))
+                        .await
                 }
-            }
+                Ok(None) => Outcome::Permanent {
+                    status: None,
+                    error: "the event's payload is gone".into(),
+                },
+                Err(e) => Outcome::Retry {
+                    status: None,
+                    error: e.to_string(),
+                    retry_after: None,
+                },
+            },
         };
         let w = &self.config.worker;
         let owner = self.owner.clone();
@@ -358,9 +310,8 @@ impl Worker {
             Outcome::Delivered(status) => {
                 self.printer
                     .detail(&format!("delivered {} for event {id}", job.action));
-                let j = job.clone();
-                self.record("delivered", deadline, move |c| {
-                    store::mark_delivered(c, j.id, Some(status), now_ms())
+                self.record(deadline, || {
+                    self.queue.mark_delivered(job.clone(), Some(status))
                 })
                 .await;
             }
@@ -369,9 +320,8 @@ impl Worker {
                     "{} for event {id}: {error}; dead-lettered (`listen replay` re-queues it)",
                     job.action
                 ));
-                let j = job.clone();
-                self.record("dead", deadline, move |c| {
-                    store::dead_letter(c, &j, status, &error, now_ms())
+                self.record(deadline, || {
+                    self.queue.dead_letter(job.clone(), status, error.clone())
                 })
                 .await;
             }
@@ -381,9 +331,8 @@ impl Worker {
                     "{} for event {id}: {reason}; dead-lettered",
                     job.action
                 ));
-                let j = job.clone();
-                self.record("dead", deadline, move |c| {
-                    store::dead_letter(c, &j, status, &reason, now_ms())
+                self.record(deadline, || {
+                    self.queue.dead_letter(job.clone(), status, reason.clone())
                 })
                 .await;
             }
@@ -401,9 +350,15 @@ impl Worker {
                     job.action,
                     delay.as_millis()
                 ));
-                let j = job.clone();
-                self.record("retry", deadline, move |c| {
-                    store::retry_later(c, &j, &owner, at, pause, status, &error)
+                self.record(deadline, || {
+                    self.queue.retry_later(
+                        job.clone(),
+                        owner.clone(),
+                        at,
+                        pause,
+                        status,
+                        error.clone(),
+                    )
                 })
                 .await;
             }
@@ -411,15 +366,14 @@ impl Worker {
     }
 
     /// Write an outcome; on failure try again (50 ms, doubling to 1 s) until `deadline`.
-    async fn record(
-        &self,
-        label: &'static str,
+    async fn record<'a>(
+        &'a self,
         deadline: Instant,
-        f: impl Fn(&Connection) -> rusqlite::Result<()> + Clone + Send + Sync + 'static,
+        f: impl Fn() -> super::backend::BoxFuture<'a, Result<()>>,
     ) {
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.write(label, f.clone()).await {
+            match f().await {
                 Ok(()) => return,
                 Err(e) if Instant::now() + delay >= deadline => {
                     // The lease will expire and the job be taken again: nothing is lost.

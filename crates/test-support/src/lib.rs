@@ -5,5 +5,6 @@
 pub mod bin;
 pub mod listen;
 pub mod manifest;
+pub mod pg;
 
 pub use bin::{ChildGuard, Run, Scratch, command, repo, run_in, sandbox};
