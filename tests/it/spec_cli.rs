@@ -974,6 +974,55 @@ fn an_expiry_in_the_past_is_a_warning() {
     );
 }
 
+/// `--output` naming a named pipe (or `/dev/null`) writes into it; it is never replaced
+/// by a renamed temp file (as root, that turned `/dev/null` into a plain file).
+#[cfg(unix)]
+#[test]
+fn a_dry_run_into_a_named_pipe_writes_into_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Scratch::new();
+    s.write(
+        "links.csv",
+        "brand,domain,destination\nacme,go.x.example,https://acme.example/\n",
+    );
+    let fifo = s.path("plan.pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs")
+            .success()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || tx.send(std::fs::read_to_string(&fifo).expect("read")))
+    };
+    let plan = fifo.to_str().expect("utf-8 path");
+    s.run(&[
+        "build",
+        "links.csv",
+        "--dry-run",
+        "--format",
+        "csv",
+        "--output",
+        plan,
+    ])
+    .succeeds();
+    // Bounded: a replaced pipe never gets a writer, and the reader is left behind.
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the plan went through the pipe");
+    assert!(got.contains("https://acme.example/"), "{got}");
+    reader.join().expect("reader");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .expect("still there")
+            .file_type()
+            .is_fifo()
+    );
+}
+
 #[test]
 fn past_expiries_in_every_csv_row_give_five_warnings_and_a_count() {
     let s = Scratch::new();

@@ -18,12 +18,30 @@ pub(crate) fn temp_prefix(target: &Path) -> String {
     format!(".{name}.tmp-")
 }
 
+/// `path` exists and is a device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named pipe):
+/// something to write into, never a file to replace. (Renaming a temp file over
+/// `/dev/null`, as root, would turn it into a plain file for every program on the machine.)
+pub fn is_stream(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 /// Atomically replace `target` with what `write` produces. On any error the target is
-/// untouched and the temp file is removed.
+/// untouched and the temp file is removed. A [stream](is_stream) target is written into
+/// directly instead (it cannot be replaced, and has no old content to keep).
 pub fn write_atomic(
     target: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
+    if is_stream(target) {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(target)
+            .map_err(|e| Error::io("open", target, e))?;
+        let mut out = BufWriter::new(file);
+        return write(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io("write", target, e));
+    }
     // Replace what a symlink points at, not the link itself.
     let resolved;
     let target = match fs::symlink_metadata(target) {
@@ -152,6 +170,41 @@ mod tests {
         assert_eq!(err.exit_code(), crate::exit::LOCAL);
         assert_eq!(fs::read_to_string(&target).unwrap(), "old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A named pipe is written into, and is still a pipe afterwards (the rename of a temp
+    /// file over it would have left a plain file, and the reader waiting forever).
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_target_is_written_into_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let got = fs::read(&fifo).unwrap();
+                tx.send(got).unwrap();
+            })
+        };
+        let wrote = write_atomic(&fifo, |w| w.write_all(b"through the pipe"));
+        // Bounded: if the pipe was replaced, the reader never returns (it is left behind).
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        wrote.unwrap();
+        assert_eq!(got.expect("the reader got the bytes"), b"through the pipe");
+        reader.join().unwrap();
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[cfg(unix)]

@@ -155,6 +155,12 @@ pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<
     // half a plan behind: a temp file beside `--output` (renamed into place at the end), or
     // a spool that spills to disk for stdout.
     let to_file = args.output.as_deref().filter(|p| *p != Path::new("-"));
+    // A device or pipe (`--output /dev/null`, a named pipe) is written into at the end, like
+    // stdout: a temp file renamed over it would replace it.
+    let (to_file, to_stream) = match to_file {
+        Some(p) if crate::manifest::is_stream(p) => (None, Some(p)),
+        other => (other, None),
+    };
     let staged = match to_file {
         Some(p) => {
             let dir = p
@@ -195,6 +201,20 @@ pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<
             let p = to_file.unwrap_or(Path::new("-"));
             set_shareable(tmp.as_file());
             tmp.persist(p).map_err(|e| Error::io("write", p, e.error))?;
+            if args.format != PlanFormat::Table {
+                for line in render::summary_lines(&spec, &result.summary) {
+                    printer.info(&line);
+                }
+            }
+        }
+        Staged::Spool(mut spool) if to_stream.is_some() => {
+            let p = to_stream.unwrap_or(Path::new("-"));
+            spool.rewind().map_err(io_err)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map_err(|e| Error::io("open", p, e))?;
+            copy_to(&mut spool, &mut out).map_err(|e| Error::io("write", p, e))?;
             if args.format != PlanFormat::Table {
                 for line in render::summary_lines(&spec, &result.summary) {
                     printer.info(&line);
