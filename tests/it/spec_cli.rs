@@ -1014,7 +1014,7 @@ fn a_dry_run_into_a_named_pipe_writes_into_it() {
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("the plan went through the pipe");
     assert!(got.contains("https://acme.example/"), "{got}");
-    reader.join().expect("reader");
+    reader.join().expect("reader").expect("sent");
     assert!(
         std::fs::symlink_metadata(&fifo)
             .expect("still there")
