@@ -991,6 +991,7 @@ impl Client {
                 }
                 Err(e) => Err(e),
             };
+            let started = permit.started();
             drop(permit);
             let disposition = match &outcome {
                 Ok((status, ra, _)) => retry::classify(Ok((*status, ra.as_deref()))),
@@ -998,7 +999,7 @@ impl Client {
             };
             match &outcome {
                 Ok((429, _, _)) => {}
-                Ok(_) => self.inner.throttle.on_answer(),
+                Ok(_) => self.inner.throttle.on_answer(started),
                 Err(_) => {}
             }
             match (disposition, outcome) {
@@ -1037,7 +1038,7 @@ impl Client {
                     let wait = policy.delay(attempt - 1, retry_after);
                     if rate_limited {
                         // Everyone waits, not just this request (see throttle.rs).
-                        self.inner.throttle.on_rate_limited(wait);
+                        self.inner.throttle.on_rate_limited(wait, started);
                     }
                     brake.note_retry();
                     if wait >= ANNOUNCE_WAIT {

@@ -201,9 +201,15 @@ struct State {
 /// Held while a request is on the wire.
 pub struct Permit<'a> {
     throttle: &'a Throttle,
+    started: Instant,
 }
 
 impl Permit<'_> {
+    /// When this request was let go (its answer says nothing about a window opened later).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// This request's answer carried budget headers; call before the permit is dropped.
     pub fn on_headers(&self, h: &RateHeaders) {
         self.throttle.on_headers(h);
@@ -234,7 +240,10 @@ impl Throttle {
             let notified = self.changed.notified();
             let wait = {
                 let Ok(mut s) = self.state.lock() else {
-                    return Permit { throttle: self };
+                    return Permit {
+                        throttle: self,
+                        started: Instant::now(),
+                    };
                 };
                 let now = Instant::now();
                 let not_before = s.paused_until.into_iter().chain(s.next_start).max();
@@ -263,7 +272,10 @@ impl Throttle {
                         } else if let Some(iv) = s.interval {
                             s.next_start = Some(now + iv);
                         }
-                        return Permit { throttle: self };
+                        return Permit {
+                            throttle: self,
+                            started: now,
+                        };
                     }
                 }
             };
@@ -319,19 +331,33 @@ impl Throttle {
         self.changed.notify_waiters();
     }
 
-    /// The server answered with something other than 429.
-    pub fn on_answer(&self) {
+    /// The server answered with something other than 429, to a request let go at `started`.
+    pub fn on_answer(&self, started: Instant) {
         if let Ok(mut s) = self.state.lock() {
-            s.answered_since_429 += 1;
+            // In flight when the window opened: the server may have counted it before.
+            if s.last_429.is_none_or(|l| started >= l) {
+                s.answered_since_429 += 1;
+            }
         }
     }
 
-    /// The server said 429; `retry_after` is how long it asked us to wait.
-    pub fn on_rate_limited(&self, retry_after: Duration) {
+    /// The server said 429 to a request let go at `started`; `retry_after` is how long it
+    /// asked us to wait.
+    pub fn on_rate_limited(&self, retry_after: Duration, started: Instant) {
         if let Ok(mut s) = self.state.lock() {
             let now = Instant::now();
             let until = now + retry_after;
             s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+            // A request already in flight when the last 429 came: the same burst of 429s,
+            // whatever was answered in between (the server counts concurrent requests in
+            // an order we cannot see). Measured: an answer and a 429 from that burst, 2 ms
+            // apart, taught a rate of 475/s against a limit of 10/s, and 22% of requests
+            // then met a 429.
+            if s.last_429.is_some_and(|l| started < l) {
+                drop(s);
+                self.changed.notify_waiters();
+                return;
+            }
             if let Some(b) = s.budget.as_mut() {
                 // Spent, whatever the mirror thought; whole again once the wait is over
                 // (the next answer's headers correct it).
@@ -400,7 +426,7 @@ mod tests {
     async fn a_429_pauses_everyone_then_one_at_a_time() {
         let t = Throttle::default();
         let p1 = t.acquire().await;
-        t.on_rate_limited(Duration::from_millis(60));
+        t.on_rate_limited(Duration::from_millis(60), Instant::now());
         drop(p1);
         let start = Instant::now();
         let p2 = t.acquire().await;
@@ -417,15 +443,58 @@ mod tests {
             .expect("free once the first is done");
     }
 
+    /// The requests in flight when the first 429 comes are one burst, even when an answer
+    /// the server counted earlier arrives between their 429s: no rate is learnt from them.
+    #[tokio::test(start_paused = true)]
+    async fn answers_and_429s_from_the_first_burst_teach_no_rate() {
+        let t = Throttle::default();
+        let burst = futures_lite_join(&t, 4).await;
+        let started: Vec<Instant> = burst.iter().map(Permit::started).collect();
+        drop(burst);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        t.on_rate_limited(Duration::from_secs(1), started[0]);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        t.on_answer(started[1]);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        t.on_rate_limited(Duration::from_secs(1), started[2]);
+        {
+            let s = t.state.lock().unwrap();
+            assert!(
+                s.budget.is_none() && s.interval.is_none(),
+                "nothing learnt: {s:?}"
+            );
+            assert!(s.one_at_a_time);
+        }
+        // After the wait, one at a time: 10 answers over 1 s, then a 429, teach ~10/s.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..10 {
+            let p = t.acquire().await;
+            let at = p.started();
+            drop(p);
+            tokio::time::advance(Duration::from_millis(100)).await;
+            t.on_answer(at);
+        }
+        let p = t.acquire().await;
+        let at = p.started();
+        drop(p);
+        t.on_rate_limited(Duration::from_secs(1), at);
+        let s = t.state.lock().unwrap();
+        let rate = s.budget.and_then(|b| b.rate).expect("a rate is learnt");
+        assert!(
+            rate < 10.0,
+            "about 10 answers in 2 s, less the margin: {rate}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn second_429_sets_a_pace_from_the_granted_rate() {
         let t = Throttle::default();
-        t.on_rate_limited(Duration::ZERO);
+        t.on_rate_limited(Duration::ZERO, Instant::now());
         for _ in 0..10 {
-            t.on_answer();
+            t.on_answer(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        t.on_rate_limited(Duration::ZERO);
+        t.on_rate_limited(Duration::ZERO, Instant::now());
         // 10 answers in ~100 ms → ~100/s → ~10.5 ms between starts.
         let iv = t.state.lock().unwrap().interval.expect("pace known");
         assert!(
@@ -448,19 +517,19 @@ mod tests {
         // 10 answered at once, then the first 429, 100 ms after the first start.
         for _ in 0..10 {
             drop(t.acquire().await);
-            t.on_answer();
+            t.on_answer(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        t.on_rate_limited(Duration::from_secs(1));
+        t.on_rate_limited(Duration::from_secs(1), Instant::now());
         // One at a time: 20 answers in the 2 s between the two 429s → 10/s.
         tokio::time::sleep(Duration::from_secs(1)).await;
         for _ in 0..20 {
             let p = t.acquire().await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(p);
-            t.on_answer();
+            t.on_answer(Instant::now());
         }
-        t.on_rate_limited(Duration::from_secs(1));
+        t.on_rate_limited(Duration::from_secs(1), Instant::now());
         {
             let s = t.state.lock().unwrap();
             let b = s.budget.expect("a learnt bucket");
@@ -489,9 +558,9 @@ mod tests {
         );
         drop(held);
         // A 429 now means the guess was high: cut, once for the whole burst.
-        t.on_answer();
-        t.on_rate_limited(Duration::ZERO);
-        t.on_rate_limited(Duration::ZERO);
+        t.on_answer(Instant::now());
+        t.on_rate_limited(Duration::ZERO, Instant::now());
+        t.on_rate_limited(Duration::ZERO, Instant::now());
         let b = t.state.lock().unwrap().budget.expect("still learnt");
         assert_eq!(b.capacity, Some(7.0), "9 × 0.8, rounded down, once");
         assert!(b.rate.unwrap() < 7.7, "{:?}", b.rate);
