@@ -88,6 +88,13 @@ fn same_file(_: &Path, _: &Path) -> bool {
     false
 }
 
+/// `path` exists and is a device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named pipe):
+/// something to write into, never a file to replace. (Renaming a temp file over
+/// `/dev/null`, as root, would turn it into a plain file for every program on the machine.)
+pub fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,21 +18,16 @@ pub(crate) fn temp_prefix(target: &Path) -> String {
     format!(".{name}.tmp-")
 }
 
-/// `path` exists and is a device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named pipe):
-/// something to write into, never a file to replace. (Renaming a temp file over
-/// `/dev/null`, as root, would turn it into a plain file for every program on the machine.)
-pub fn is_stream(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
-}
-
 /// Atomically replace `target` with what `write` produces. On any error the target is
-/// untouched and the temp file is removed. A [stream](is_stream) target is written into
+/// untouched and the temp file is removed. A [stream] target is written into
 /// directly instead (it cannot be replaced, and has no old content to keep).
+///
+/// [stream]: crate::guard::is_stream
 pub fn write_atomic(
     target: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
-    if is_stream(target) {
+    if crate::guard::is_stream(target) {
         let file = OpenOptions::new()
             .write(true)
             .open(target)

@@ -14,7 +14,7 @@ pub mod model;
 mod scan;
 pub mod store;
 
-pub use atomic::{is_stream, write_atomic};
+pub use atomic::write_atomic;
 pub use export::{
     ExportFormat, ExportSettings, LINK_COLUMNS, UTF8_BOM, dimension_names, export_command,
     neutralize, utm_columns, write_csv, write_json,

@@ -158,7 +158,7 @@ pub fn dry_run_command(args: &DryRunSettings, printer: &dyn Reporter) -> Result<
     // A device or pipe (`--output /dev/null`, a named pipe) is written into at the end, like
     // stdout: a temp file renamed over it would replace it.
     let (to_file, to_stream) = match to_file {
-        Some(p) if crate::manifest::is_stream(p) => (None, Some(p)),
+        Some(p) if crate::guard::is_stream(p) => (None, Some(p)),
         other => (other, None),
     };
     let staged = match to_file {
