@@ -17,7 +17,14 @@ const EVENTS: usize = 300;
 const SENDERS: usize = 6;
 
 /// Kills the child even when an assertion fails first.
-struct Running(Child);
+pub(crate) struct Running(Child);
+
+impl Running {
+    pub(crate) fn kill_9(mut self) {
+        self.0.kill().expect("kill -9"); // SIGKILL on Unix
+        let _ = self.0.wait();
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -26,7 +33,11 @@ impl Drop for Running {
     }
 }
 
-fn spawn_listen(config: &std::path::Path, env: &HashMap<String, String>) -> (Running, String) {
+/// Start `listen --config CONFIG` with `env`; its first stdout line gives the address.
+pub(crate) fn spawn_listen(
+    config: &std::path::Path,
+    env: &HashMap<String, String>,
+) -> (Running, String) {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin!("nimriz-matrix"))
         .args(["--quiet", "listen", "--config"])
         .arg(config)
@@ -44,7 +55,7 @@ fn spawn_listen(config: &std::path::Path, env: &HashMap<String, String>) -> (Run
         let _ = tx.send(line);
     });
     let line = rx
-        .recv_timeout(Duration::from_secs(20))
+        .recv_timeout(Duration::from_secs(30))
         .expect("listen printed its address");
     let base = line
         .trim()
@@ -117,7 +128,7 @@ async fn kill_9_under_load_then_restart_processes_every_acked_event_once() {
     let todo = Arc::new(Mutex::new(all.iter().rev().cloned().collect::<Vec<_>>()));
 
     // Phase 1: load, and kill -9 once some events are acknowledged and some delivered.
-    let (mut first, base) = spawn_listen(&config, &env);
+    let (first, base) = spawn_listen(&config, &env);
     let sender = tokio::spawn(send_all(base, todo.clone()));
     let start = Instant::now();
     while crm.received().len() < 20 || todo.lock().expect("lock").len() > EVENTS / 2 {
@@ -127,8 +138,7 @@ async fn kill_9_under_load_then_restart_processes_every_acked_event_once() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    first.0.kill().expect("kill -9"); // SIGKILL on Unix
-    let _ = first.0.wait();
+    first.kill_9();
     let mut acked: Vec<String> = sender.await.expect("sender");
     let acked_before_crash = acked.len();
     assert!(acked_before_crash > 0 && acked_before_crash < EVENTS);

@@ -6,63 +6,18 @@
 use test_support::listen as listen_support;
 use test_support::pg::PgCluster;
 
+use crate::listen_crash::{Running, spawn_listen};
 use listen_support::*;
 use nimriz_listen::config::DatabaseUrl;
 use nimriz_listen::pg;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SENDERS: usize = 8;
-
-/// Kills the child even when an assertion fails first.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn kill_9(mut self) {
-        self.0.kill().expect("kill -9"); // SIGKILL on Unix
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_listen(config: &std::path::Path, env: &HashMap<String, String>) -> (Running, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("nimriz-matrix"))
-        .args(["--quiet", "listen", "--config"])
-        .arg(config)
-        .envs(env)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn listen");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listen printed its address");
-    let base = line
-        .trim()
-        .strip_prefix("nimriz listen on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (Running(child), base)
-}
 
 fn fleet_config(dir: &std::path::Path) -> std::path::PathBuf {
     let config = dir.join("listen.toml");
