@@ -7,7 +7,7 @@ use test_support::listen as listen_support;
 use listen_support::*;
 use nimriz_listen::store;
 use serde_json::json;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -166,14 +166,7 @@ async fn kill_9_under_load_then_restart_processes_every_acked_event_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Exactly once as the CRM sees it: one idempotency key per event, every event present.
-    let mut keys_per_event: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in crm.accepted("crm") {
-        let event = r.body["event"].as_str().expect("event id").to_string();
-        keys_per_event
-            .entry(event)
-            .or_default()
-            .insert(r.idempotency_key.clone().expect("idempotency key"));
-    }
+    let keys_per_event = crm.keys_per_event("crm");
     for id in &acked {
         let keys = keys_per_event
             .get(id)

@@ -11,7 +11,7 @@ use listen_support::*;
 use nimriz_listen::config::DatabaseUrl;
 use nimriz_listen::pg;
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,14 +154,7 @@ async fn check_exactly_once(url: &str, crm: &StandIn, acked: &[String], kills: u
         assert_eq!(e["outcome"], "delivered", "{e}");
         assert_eq!(e["actions"].as_array().map(Vec::len), Some(1), "{e}");
     }
-    let mut keys_per_event: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in crm.accepted("crm") {
-        let event = r.body["event"].as_str().expect("event id").to_string();
-        keys_per_event
-            .entry(event)
-            .or_default()
-            .insert(r.idempotency_key.clone().expect("idempotency key"));
-    }
+    let keys_per_event = crm.keys_per_event("crm");
     for e in &last {
         let id = e["event_id"].as_str().unwrap_or_default();
         let keys = keys_per_event

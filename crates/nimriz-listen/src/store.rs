@@ -1886,18 +1886,23 @@ mod tests {
         assert_eq!(replay(&path, Some("12345"), None).expect("replay"), 1);
     }
 
+    /// A writer with the default batch and `ack_timeout`.
+    fn start_writer(path: &Path, ack_timeout: Duration) -> (Writer, std::thread::JoinHandle<()>) {
+        Writer::start(
+            path,
+            crate::DEFAULT_WRITE_BATCH,
+            Arc::new(Notify::new()),
+            ack_timeout,
+        )
+        .expect("writer")
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_worker_change_does_not_wait_out_the_ack_timeout_on_a_foreign_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
         // A long ack timeout: a worker change that waited for it would outlive the bound.
-        let (writer, thread) = Writer::start(
-            &path,
-            crate::DEFAULT_WRITE_BATCH,
-            Arc::new(Notify::new()),
-            Duration::from_secs(60),
-        )
-        .expect("writer");
+        let (writer, thread) = start_writer(&path, Duration::from_secs(60));
         let other = Connection::open(&path).expect("open");
         other
             .execute_batch("BEGIN IMMEDIATE")
@@ -1940,13 +1945,7 @@ mod tests {
     async fn cheap_worker_changes_commit_with_waiting_acks_and_fail_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f.db");
-        let (writer, thread) = Writer::start(
-            &path,
-            crate::DEFAULT_WRITE_BATCH,
-            Arc::new(Notify::new()),
-            Duration::from_secs(60),
-        )
-        .expect("writer");
+        let (writer, thread) = start_writer(&path, Duration::from_secs(60));
         writer
             .run(|c| c.execute("CREATE TABLE done_marks (x INTEGER)", []))
             .await
@@ -2016,13 +2015,7 @@ mod tests {
     async fn commits_never_checkpoint_the_checkpointer_copies_the_wal_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.db");
-        let (writer, thread) = Writer::start(
-            &path,
-            crate::DEFAULT_WRITE_BATCH,
-            Arc::new(Notify::new()),
-            Duration::from_secs(5),
-        )
-        .expect("writer");
+        let (writer, thread) = start_writer(&path, Duration::from_secs(5));
         // No commit of the writer's connection runs a checkpoint (an ack would wait for it).
         let auto = writer
             .run(|c| c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0)))

@@ -13,7 +13,7 @@ use nimriz_matrix_core::model::{Cell, DomainRef, PlanSource};
 use nimriz_matrix_core::report::{SharedReporter, Silent};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -178,6 +178,19 @@ impl StandIn {
             .into_iter()
             .filter(|r| r.path == path && (200..300).contains(&r.answered))
             .collect()
+    }
+
+    /// For requests to `path` answered 2xx: each body's `event` → the idempotency keys it
+    /// came with (exactly once as a downstream sees it = one key per event).
+    pub fn keys_per_event(&self, path: &str) -> HashMap<String, BTreeSet<String>> {
+        let mut keys: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for r in self.accepted(path) {
+            let event = r.body["event"].as_str().expect("event id").to_string();
+            keys.entry(event)
+                .or_default()
+                .insert(r.idempotency_key.clone().expect("idempotency key"));
+        }
+        keys
     }
 }
 
