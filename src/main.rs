@@ -127,9 +127,10 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
                 None => None,
             };
             let inputs = settings::inputs(&args.inputs);
-            let plan = plan::load_with(&args.spec, args.max_links, &inputs, &printer)?;
+            // Checked here, walked again while sending (the links are never all held).
+            let plan = plan::prepare_with(&args.spec, args.max_links, &inputs, &printer)?;
             let mut build = settings::build(&args)?;
-            settings::refuse_manifest_over_inputs(&build, &plan, &args.spec)?;
+            settings::refuse_manifest_over_inputs(&build, &plan.source, &args.spec)?;
             if let Some((path, saved)) = &saved {
                 let now = lifecycle::hashes_now(&plan.source, &build.manifest_path)?;
                 lifecycle::check_fresh(saved, path, &now)?;

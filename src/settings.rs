@@ -8,7 +8,7 @@ use nimriz_matrix_core::apply::{
 use nimriz_matrix_core::guard::{Protected, refuse_protected, spec_files};
 use nimriz_matrix_core::lifecycle::{PlanOutput, PlanSettings};
 use nimriz_matrix_core::manifest::{ExportFormat, ExportSettings};
-use nimriz_matrix_core::plan::Plan;
+use nimriz_matrix_core::plan::PlanSource;
 use nimriz_matrix_core::plan::{DryRunSettings, PlanFormat, ValidateSettings};
 use nimriz_matrix_core::spec::InputPolicy;
 use nimriz_matrix_core::{Error, Result};
@@ -67,8 +67,12 @@ pub fn manifest_files(m: &std::path::Path) -> Vec<Protected> {
 
 /// A build's manifest (and its journal and lock) must not be the spec or one of its inputs:
 /// `build spec.toml --manifest spec.toml` would replace the spec with the record.
-pub fn refuse_manifest_over_inputs(build: &BuildSettings, plan: &Plan, spec: &Path) -> Result<()> {
-    let protected = spec_files(spec, &plan.source.inputs);
+pub fn refuse_manifest_over_inputs(
+    build: &BuildSettings,
+    source: &PlanSource,
+    spec: &Path,
+) -> Result<()> {
+    let protected = spec_files(spec, &source.inputs);
     for own in manifest_files(&build.manifest_path) {
         refuse_protected("--manifest", &own.path, &protected)?;
     }

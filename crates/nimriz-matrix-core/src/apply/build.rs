@@ -21,6 +21,7 @@ use crate::manifest::{
     LinkRecord, LinkStatus, ManifestStore, RecordedError, RunCounts, now_rfc3339,
 };
 use crate::model::{DomainRef, Moved, Plan, PlannedLink};
+use crate::plan::{LinkWalk, SpecPlan};
 use crate::report::{ProgressSink, Reporter, SharedReporter};
 use crate::{Error, Result};
 use nimriz::Domain;
@@ -34,12 +35,56 @@ use tokio::task::JoinSet;
 /// Why in-flight requests stop retrying after Ctrl-C (the client's brake carries it).
 const INTERRUPTED: &str = "interrupted (Ctrl-C, SIGTERM or SIGHUP)";
 
+/// What a build sends: a plan held in memory (library callers, tests), or a checked spec
+/// whose links are walked again while the batches go out (the binary), so memory is
+/// bounded by the send window instead of the number of links.
+pub enum BuildInput {
+    Plan(Plan),
+    Spec(SpecPlan),
+}
+
+impl From<Plan> for BuildInput {
+    fn from(p: Plan) -> Self {
+        BuildInput::Plan(p)
+    }
+}
+
+impl From<SpecPlan> for BuildInput {
+    fn from(p: SpecPlan) -> Self {
+        BuildInput::Spec(p)
+    }
+}
+
+impl BuildInput {
+    fn planned(&self) -> usize {
+        match self {
+            BuildInput::Plan(p) => p.links.len(),
+            BuildInput::Spec(s) => s.links,
+        }
+    }
+
+    /// The distinct domains, in order of first use (the domain lookup needs no more).
+    fn domains(&self) -> Vec<DomainRef> {
+        match self {
+            BuildInput::Plan(p) => {
+                let mut seen = HashSet::new();
+                p.links
+                    .iter()
+                    .filter(|l| seen.insert(&l.domain))
+                    .map(|l| l.domain.clone())
+                    .collect()
+            }
+            BuildInput::Spec(s) => s.domains.clone(),
+        }
+    }
+}
+
 /// Create the plan's links. Stops when `interrupt` completes (the binary passes Ctrl-C):
 /// in-flight requests finish, the manifest is written, outcome `Interrupted`. `Err` for
 /// run-level failures (auth, unreachable → exit 3; manifest I/O or lock → exit 4; unknown
 /// domain → exit 2), after recording the manifest.
 pub async fn run_build<F>(
-    plan: Plan,
+    plan: impl Into<BuildInput>,
     settings: &BuildSettings,
     printer: &SharedReporter,
     interrupt: F,
@@ -47,28 +92,45 @@ pub async fn run_build<F>(
 where
     F: Future<Output = ()>,
 {
+    let input = plan.into();
     let started = Instant::now();
     let client = Client::new(settings.api.clone())?.with_reporter(printer.clone());
 
     // Domains and the workspace identity first, together (one round trip): an unknown host
     // or a manifest from another workspace must stop the run before anything is created.
     let recorded = super::workspace::peek(&settings.manifest_path);
-    let (whoami, domains) = tokio::join!(client.whoami(), resolve_domains(&client, plan.links));
+    let distinct = input.domains();
+    let (whoami, domains) = tokio::join!(client.whoami(), lookup_domains(&client, &distinct));
     let mut warnings = Vec::new();
     let now = super::workspace::current(&client.api_host(), whoami, &mut warnings)?;
     let (workspace, more) =
         super::workspace::check(&settings.manifest_path, recorded.as_ref(), now)?;
-    let (links, domains) = domains?;
-    // Rows are made one at a time below (a done, unchanged link never becomes one); the
-    // plan's keys are checked for duplicates first, before anything is opened.
-    let keys = planned_keys(&links)?;
-    let planned = links.len();
+    let (resolver, domains) = domains?;
+    let planned = input.planned();
+    let now = now_rfc3339();
+    // The plan's keys are checked for duplicates first, before anything is opened. A walked
+    // spec has unique (domain, slug) pairs already (the walk checks them); its keys can only
+    // repeat when two of its domains resolve to one id, and only then are they listed.
+    let (mut keys, feed, source, moved) = match input {
+        BuildInput::Plan(plan) => {
+            let mut links = plan.links;
+            resolver.resolve_all(&mut links);
+            let keys = planned_keys(&links)?;
+            let feed = Feed::Links(links.into_iter(), now.clone());
+            (Some(keys), feed, plan.source, plan.moved)
+        }
+        BuildInput::Spec(spec) => {
+            let keys = if resolver.may_merge(&distinct) {
+                Some(walked_keys(&spec.walk, &resolver)?)
+            } else {
+                None
+            };
+            let feed = Feed::walk(spec.walk.clone(), resolver.clone(), now.clone())?;
+            (keys, feed, spec.source, spec.moved)
+        }
+    };
 
-    let mut store = ManifestStore::open(
-        &settings.manifest_path,
-        &plan.source,
-        Some(&client.api_host()),
-    )?;
+    let mut store = ManifestStore::open(&settings.manifest_path, &source, Some(&client.api_host()))?;
     store.set_workspace(workspace)?;
     for note in warnings
         .iter()
@@ -80,137 +142,48 @@ where
     }
 
     // The print lock, before anything is sent (against the record just opened).
-    if !settings.break_printed
-        && let Err(e) = refuse_printed_breaks(&store, &keys)
-    {
-        let counts = RunCounts {
-            planned,
-            ..RunCounts::default()
-        };
-        let _ = store.close(counts, &format!("aborted: {e}"));
-        return Err(e);
+    if !settings.break_printed && store.any_printed() {
+        let checked = match keys.take() {
+            Some(k) => Ok(k),
+            None => match &feed {
+                Feed::Walk { walk, .. } => walked_keys(walk, &resolver),
+                Feed::Links(..) => Ok(HashSet::new()),
+            },
+        }
+        .and_then(|k| refuse_printed_breaks(&store, &k));
+        if let Err(e) = checked {
+            let counts = RunCounts {
+                planned,
+                ..RunCounts::default()
+            };
+            let _ = store.close(counts, &format!("aborted: {e}"));
+            return Err(e);
+        }
     }
+    drop(keys);
 
     // Split: already done (skip), live links the spec changed (update in place), vs to send.
     // New rows are first journaled when their batch is launched (in plan order, as the
     // queue is); rows never launched are journaled when the run stops, so the manifest
     // lists the whole plan in plan order. Not journaling all of them up front saves writing
     // the whole plan one extra time (7 MB for 10,000 links).
-    let mut queue: VecDeque<Row> = VecDeque::new();
-    let mut skipped_done = 0usize;
-    let mut split = Split::default();
-    drop(keys);
-    let now = now_rfc3339();
-    for link in links {
-        let mut row = to_row(link, &now);
-        let summary = store.summary(&row.rec.key);
-        // Done and unchanged (the common re-run): decided from the index, nothing parsed.
-        if let Some(s) = summary
-            && s.status.is_done()
-            && !s.retired
-            && !s.outside
-            && s.planned == row.rec.planned_fingerprint()
-        {
-            skipped_done += 1;
-            continue;
-        }
-        let moved_from = match summary {
-            None => moved_source(&store, &plan.moved, &row)?,
-            Some(_) => None,
-        };
-        if let Some(prev) = moved_from {
-            let changes = rename_changes(prev, &row);
-            split.change(settings, prev, &row, changes, false);
-            continue;
-        }
-        match store.get(&row.rec.key)? {
-            Some(prev)
-                if prev.retired.is_some()
-                    && (prev.status.is_done() || prev.status == LinkStatus::Deleted) =>
-            {
-                // Retired links are left as `retire` set them.
-                skipped_done += 1;
-            }
-            Some(prev) if prev.status.is_done() => {
-                let (changes, outside) = live_changes(prev, &row);
-                if changes.is_empty() {
-                    skipped_done += 1;
-                } else {
-                    split.change(settings, prev, &row, changes, outside);
-                }
-            }
-            Some(prev)
-                if prev.status == LinkStatus::Drift
-                    && prev.url_id.is_some()
-                    && settings.update
-                    && settings.force_drift =>
-            {
-                let changes = vec![FieldChange {
-                    field: "destination".into(),
-                    old: prev.existing_destination.clone(),
-                    new: Some(row.rec.destination.clone()),
-                    updatable: true,
-                }];
-                split.change(settings, prev, &row, changes, true);
-            }
-            Some(prev) => {
-                row.rec.attempts = prev.attempts;
-                row.rec.status = prev.status;
-                row.rec.url_id = prev.url_id.clone();
-                row.rec.short_url = prev.short_url.clone();
-                row.rec.existing_destination = prev.existing_destination.clone();
-                row.rec.error = prev.error.clone();
-                keep_lifecycle(&mut row.rec, prev);
-                if prev.status == LinkStatus::Deleted {
-                    // Deleted on Nimriz: a create under the old idempotency key could be
-                    // answered with the replay of the deleted link. A new key, recorded so
-                    // a resend after a crash reuses it.
-                    let key = contract::idempotency_key(
-                        row.rec.domain.id.as_deref().unwrap_or_default(),
-                        &row.rec.slug,
-                        &format!(
-                            "{}\nafter-delete:{}",
-                            row.rec.destination,
-                            prev.url_id.as_deref().unwrap_or_default()
-                        ),
-                    );
-                    row.rec.idempotency_key = key;
-                    row.rec.url_id = None;
-                    row.rec.short_url = None;
-                } else if matches!(prev.status, LinkStatus::Pending | LinkStatus::Failed)
-                    && prev.destination == row.rec.destination
-                {
-                    // Never settled: resend with the key it was sent with (a recreate after
-                    // a delete has its own). A settled record's key belongs to a create
-                    // whose link may have changed since, so it is never reused.
-                    row.rec.idempotency_key.clone_from(&prev.idempotency_key);
-                }
-                // Keep the record as it was until it is actually sent again.
-                queue.push_back(row);
-            }
-            None => queue.push_back(row),
-        }
-    }
-
-    let to_send = queue.len();
-    let sent_keys: Vec<String> = queue.iter().map(|r| r.rec.key.clone()).collect();
-    // "nothing to do" is said by the summary (`BuildReport::summary_lines`).
-    if to_send > 0 && skipped_done > 0 {
-        printer.info(&format!(
-            "{skipped_done} of {planned} links already done; sending {to_send}"
-        ));
-    }
-
+    //
+    // Into an empty record every link is new: rows go out as the walk makes them. With a
+    // record, the whole plan is split first (what is done, what changed), so the run can
+    // say what it will send before it sends; only the rows to send are held.
+    let streaming = store.is_empty();
     let retry_client = client.clone();
-    let progress = printer.progress(to_send as u64, Arc::new(move || retry_client.retries()));
     let mut run = Run {
         client: client.clone(),
         settings,
         printer: printer.as_ref(),
-        progress: progress.as_ref(),
+        progress: None,
         domains: &domains,
         store: &mut store,
-        queue,
+        queue: VecDeque::new(),
+        feed,
+        moved: &moved,
+        intake: Intake::default(),
         batch_size: settings.batch_size.max(1),
         single_mode: false,
         said_too_large: false,
@@ -222,17 +195,42 @@ where
         create_requests: 0,
         resends: 0,
     };
+    let to_send = if streaming {
+        planned
+    } else {
+        // A record that cannot be read stops the run before anything is sent.
+        run.take_all().await?;
+        let to_send = run.queue.len();
+        let skipped_done = run.intake.skipped_done;
+        // "nothing to do" is said by the summary (`BuildReport::summary_lines`).
+        if to_send > 0 && skipped_done > 0 {
+            printer.info(&format!(
+                "{skipped_done} of {planned} links already done; sending {to_send}"
+            ));
+        }
+        to_send
+    };
+
+    let progress = printer.progress(to_send as u64, Arc::new(move || retry_client.retries()));
+    run.progress = Some(progress.as_ref());
     let mut interrupt = std::pin::pin!(interrupt);
     run.drive(interrupt.as_mut()).await;
+    progress.finish();
+    // Stopped early: the rest of the plan is still split and its new rows recorded.
+    run.finish_intake().await;
     let Run {
         mut stop,
         settled,
         create_requests,
         resends,
-        queue,
+        intake,
         ..
     } = run;
-    progress.finish();
+    let Intake {
+        skipped_done,
+        mut split,
+        sent_keys,
+    } = intake;
 
     // Then the live links to change in place (after the creates: a rename's new slug may
     // only be free once nothing else claims it, and an interrupt stops both).
@@ -257,18 +255,6 @@ where
         } else if stopped {
             stop = Some(Stop::Interrupted);
         }
-    }
-
-    // Rows this run never launched (it stopped early) and no run has recorded yet.
-    let never_sent: Vec<LinkRecord> = queue
-        .into_iter()
-        .filter(|r| !store.contains(&r.rec.key))
-        .map(|r| r.rec)
-        .collect();
-    if let Err(e) = store.record(&never_sent)
-        && !matches!(stop, Some(Stop::Fatal(_)))
-    {
-        stop = Some(Stop::Fatal(e));
     }
 
     let base = RunCounts {
@@ -328,7 +314,7 @@ where
         retries: client.retries(),
         resends,
         not_applied: split.pending,
-        spec_path: plan.source.spec_path.clone(),
+        spec_path: source.spec_path.clone(),
         cannot_update: split.cannot_update,
     })
 }
@@ -648,11 +634,19 @@ struct Run<'a> {
     client: Client,
     settings: &'a BuildSettings,
     printer: &'a dyn Reporter,
-    progress: &'a dyn ProgressSink,
+    /// Set once the number of rows to send is known.
+    progress: Option<&'a dyn ProgressSink>,
     /// The workspace's domains (what each row's request is built against).
     domains: &'a [Domain],
     store: &'a mut ManifestStore,
+    /// Rows to send, in plan order (resends at the back, a refused batch at the front).
     queue: VecDeque<Row>,
+    /// The plan's rows still to come.
+    feed: Feed,
+    /// The spec's `[[moved]]` entries.
+    moved: &'a [Moved],
+    /// What the split made of the rows taken so far.
+    intake: Intake,
     batch_size: usize,
     /// The bulk route is missing: one `POST /api/shorten` per link.
     single_mode: bool,
@@ -675,16 +669,211 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    fn note(&self, msg: &str) {
+        if let Some(p) = self.progress {
+            p.note(msg);
+        }
+    }
+
+    fn inc(&self, n: u64) {
+        if let Some(p) = self.progress {
+            p.inc(n);
+        }
+    }
+
+    /// Rows the queue may hold ahead of the launches: enough to fill every request slot.
+    /// Bounds the memory of a streamed build (the feed's channel adds a little more).
+    fn window(&self) -> usize {
+        self.batch_size.saturating_mul(self.settings.concurrency.max(1))
+    }
+
+    /// Split every row of the plan before sending (a build against an existing record).
+    async fn take_all(&mut self) -> Result<()> {
+        while let Some(row) = self.feed.next().await {
+            self.take(row)?;
+        }
+        self.feed_ended()
+    }
+
+    /// Take the rows already made, without waiting, until the queue holds a window.
+    fn take_ready(&mut self) {
+        while self.queue.len() < self.window() {
+            match self.feed.try_next() {
+                Next::Row(row) => self.take_or_stop(row),
+                Next::Wait => return,
+                Next::End => {
+                    if let Err(e) = self.feed_ended() {
+                        self.stop_with(Stop::Fatal(e));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_or_stop(&mut self, row: Row) {
+        if let Err(e) = self.take(row) {
+            self.stop_with(Stop::Fatal(e));
+        }
+    }
+
+    /// The feed is done: was the whole plan made?
+    fn feed_ended(&mut self) -> Result<()> {
+        self.feed.finish().map_err(|e| {
+            Error::Api(format!(
+                "internal error: walking the spec for its links failed ({e}); nothing more is                  sent, and the next run sends what this one did not"
+            ))
+        })
+    }
+
+    /// After an early stop: split the rest of the plan and record its new rows as this run
+    /// never launched them, a window at a time, so the manifest still lists the whole
+    /// plan in plan order.
+    async fn finish_intake(&mut self) {
+        if self.stop.is_none() {
+            return;
+        }
+        self.record_never_sent();
+        while let Some(row) = self.feed.next().await {
+            self.take_or_stop(row);
+            if self.queue.len() >= self.window().max(1_000) {
+                self.record_never_sent();
+            }
+        }
+        if let Err(e) = self.feed_ended() {
+            self.stop_with(Stop::Fatal(e));
+        }
+        self.record_never_sent();
+    }
+
+    /// Journal the queued rows no run has recorded yet (this run never launched them).
+    fn record_never_sent(&mut self) {
+        let never_sent: Vec<LinkRecord> = std::mem::take(&mut self.queue)
+            .into_iter()
+            .filter(|r| !self.store.contains(&r.rec.key))
+            .map(|r| r.rec)
+            .collect();
+        if let Err(e) = self.store.record(&never_sent)
+            && !matches!(self.stop, Some(Stop::Fatal(_)))
+        {
+            self.stop = Some(Stop::Fatal(e));
+        }
+    }
+
+    /// Split one planned row: already done (skip), a live link the spec changed (update in
+    /// place), or to send (queued).
+    fn take(&mut self, mut row: Row) -> Result<()> {
+        let store = &*self.store;
+        let settings = self.settings;
+        let intake = &mut self.intake;
+        let summary = store.summary(&row.rec.key);
+        // Done and unchanged (the common re-run): decided from the index, nothing parsed.
+        if let Some(s) = summary
+            && s.status.is_done()
+            && !s.retired
+            && !s.outside
+            && s.planned == row.rec.planned_fingerprint()
+        {
+            intake.skipped_done += 1;
+            return Ok(());
+        }
+        let moved_from = match summary {
+            None => moved_source(store, self.moved, &row)?,
+            Some(_) => None,
+        };
+        if let Some(prev) = moved_from {
+            let changes = rename_changes(prev, &row);
+            intake.split.change(settings, prev, &row, changes, false);
+            return Ok(());
+        }
+        match store.get(&row.rec.key)? {
+            Some(prev)
+                if prev.retired.is_some()
+                    && (prev.status.is_done() || prev.status == LinkStatus::Deleted) =>
+            {
+                // Retired links are left as `retire` set them.
+                intake.skipped_done += 1;
+                return Ok(());
+            }
+            Some(prev) if prev.status.is_done() => {
+                let (changes, outside) = live_changes(prev, &row);
+                if changes.is_empty() {
+                    intake.skipped_done += 1;
+                } else {
+                    intake.split.change(settings, prev, &row, changes, outside);
+                }
+                return Ok(());
+            }
+            Some(prev)
+                if prev.status == LinkStatus::Drift
+                    && prev.url_id.is_some()
+                    && settings.update
+                    && settings.force_drift =>
+            {
+                let changes = vec![FieldChange {
+                    field: "destination".into(),
+                    old: prev.existing_destination.clone(),
+                    new: Some(row.rec.destination.clone()),
+                    updatable: true,
+                }];
+                intake.split.change(settings, prev, &row, changes, true);
+                return Ok(());
+            }
+            Some(prev) => {
+                row.rec.attempts = prev.attempts;
+                row.rec.status = prev.status;
+                row.rec.url_id = prev.url_id.clone();
+                row.rec.short_url = prev.short_url.clone();
+                row.rec.existing_destination = prev.existing_destination.clone();
+                row.rec.error = prev.error.clone();
+                keep_lifecycle(&mut row.rec, prev);
+                if prev.status == LinkStatus::Deleted {
+                    // Deleted on Nimriz: a create under the old idempotency key could be
+                    // answered with the replay of the deleted link. A new key, recorded so
+                    // a resend after a crash reuses it.
+                    let key = contract::idempotency_key(
+                        row.rec.domain.id.as_deref().unwrap_or_default(),
+                        &row.rec.slug,
+                        &format!(
+                            "{}\nafter-delete:{}",
+                            row.rec.destination,
+                            prev.url_id.as_deref().unwrap_or_default()
+                        ),
+                    );
+                    row.rec.idempotency_key = key;
+                    row.rec.url_id = None;
+                    row.rec.short_url = None;
+                } else if matches!(prev.status, LinkStatus::Pending | LinkStatus::Failed)
+                    && prev.destination == row.rec.destination
+                {
+                    // Never settled: resend with the key it was sent with (a recreate after
+                    // a delete has its own). A settled record's key belongs to a create
+                    // whose link may have changed since, so it is never reused.
+                    row.rec.idempotency_key.clone_from(&prev.idempotency_key);
+                }
+                // Keep the record as it was until it is actually sent again.
+            }
+            None => {}
+        }
+        intake.sent_keys.push(row.rec.key.clone());
+        self.queue.push_back(row);
+        Ok(())
+    }
+
     async fn drive<F: Future<Output = ()>>(&mut self, interrupt: F) {
         let mut in_flight: JoinSet<BatchDone> = JoinSet::new();
         let interrupt = std::pin::pin!(interrupt);
         let mut interrupt = interrupt;
         let mut interrupted = false;
         loop {
+            self.take_ready();
             self.launch_ready(&mut in_flight);
             // Results with no launch after them (the queue is empty, or the run is stopping).
             self.journal_results();
-            if in_flight.is_empty() {
+            // More rows are wanted while the run goes on and the queue is short of a window.
+            let want_rows =
+                self.stop.is_none() && !self.feed.ended() && self.queue.len() < self.window();
+            if in_flight.is_empty() && !want_rows {
                 break;
             }
             if self.checkpoint_due {
@@ -703,13 +892,21 @@ impl Run<'_> {
                     // Requests on the wire finish; none starts a new retry. Rows whose
                     // request gives up stay pending and are resent (same keys) next run.
                     self.client.stop(INTERRUPTED);
-                    self.progress.note(&format!(
+                    self.note(&format!(
                         "interrupted: sending nothing new; waiting for {} request(s) in flight, \
                          then writing the manifest",
                         in_flight.len()
                     ));
                 }
-                joined = in_flight.join_next() => {
+                row = self.feed.next(), if want_rows => match row {
+                    Some(row) => self.take_or_stop(row),
+                    None => {
+                        if let Err(e) = self.feed_ended() {
+                            self.stop_with(Stop::Fatal(e));
+                        }
+                    }
+                },
+                joined = in_flight.join_next(), if !in_flight.is_empty() => {
                     let mut joined = joined;
                     // Batches sent together finish together: take every one already done,
                     // so their results and the batches launched next share one journal
@@ -760,11 +957,13 @@ impl Run<'_> {
     /// with the results not yet journaled (one append, one fsync), then send them.
     fn launch_ready(&mut self, in_flight: &mut JoinSet<BatchDone>) {
         let mut batches: Vec<Vec<Row>> = Vec::new();
+        let n = if self.single_mode { 1 } else { self.batch_size };
         while self.stop.is_none()
             && in_flight.len() + batches.len() < self.settings.concurrency
             && !self.queue.is_empty()
+            // A short batch only once the plan has no more rows to give.
+            && (self.queue.len() >= n || self.feed.ended())
         {
-            let n = if self.single_mode { 1 } else { self.batch_size };
             let n = n.min(self.queue.len());
             let mut rows: Vec<Row> = self.queue.drain(..n).collect();
             let now = now_rfc3339();
@@ -907,7 +1106,7 @@ impl Run<'_> {
                     records.push(row.rec);
                 }
                 self.unjournaled.extend(records);
-                self.progress.inc(settled_now);
+                self.inc(settled_now);
                 if let Some(e) = fatal {
                     self.client_failed(e);
                 }
@@ -931,7 +1130,7 @@ impl Run<'_> {
                             r.rec
                         })
                         .collect();
-                    self.progress.inc(records.len() as u64);
+                    self.inc(records.len() as u64);
                     self.unjournaled.extend(records);
                 } else {
                     let smaller = (rows.len() / 2).max(1);
@@ -947,7 +1146,7 @@ impl Run<'_> {
                             self.printer.detail(&msg);
                         } else {
                             self.said_too_large = true;
-                            self.progress.note(&msg);
+                            self.note(&msg);
                         }
                     }
                     self.requeue_front(rows);
@@ -956,7 +1155,7 @@ impl Run<'_> {
             BatchVerdict::BulkUnsupported => {
                 if !self.single_mode {
                     self.single_mode = true;
-                    self.progress.note(&format!(
+                    self.note(&format!(
                         "{} is not available on this server (404/405); creating links one \
                              by one through {} instead",
                         contract::PATH_SHORTEN_BULK,
@@ -1002,25 +1201,43 @@ pub(super) async fn resolve_domains(
     client: &Client,
     mut links: Vec<PlannedLink>,
 ) -> Result<(Vec<PlannedLink>, Vec<Domain>)> {
-    let needs_lookup = links.iter().any(|l| l.domain.id.is_none());
-    if !needs_lookup {
-        return Ok((links, Vec::new()));
+    let mut seen = HashSet::new();
+    let distinct: Vec<DomainRef> = links
+        .iter()
+        .filter(|l| seen.insert(&l.domain))
+        .map(|l| l.domain.clone())
+        .collect();
+    let (resolver, domains) = lookup_domains(client, &distinct).await?;
+    resolver.resolve_all(&mut links);
+    Ok((links, domains))
+}
+
+/// The domain lookup for the plan's distinct `domains`: a usage error naming every host
+/// the workspace does not have (in plan order).
+async fn lookup_domains(
+    client: &Client,
+    distinct: &[DomainRef],
+) -> Result<(Resolver, Vec<Domain>)> {
+    if distinct.iter().all(|d| d.id.is_some()) {
+        return Ok((Resolver::default(), Vec::new()));
     }
     let domains = client.list_domains().await?;
-    let by_host: HashMap<String, String> = domains
-        .iter()
-        .map(|d| (nimriz::facts::normalize_host(&d.domain_name), d.id.clone()))
-        .collect();
+    let resolver = Resolver {
+        by_host: Arc::new(
+            domains
+                .iter()
+                .map(|d| (nimriz::facts::normalize_host(&d.domain_name), d.id.clone()))
+                .collect(),
+        ),
+    };
     let mut unknown: Vec<String> = Vec::new();
-    for link in &mut links {
-        if link.domain.id.is_some() {
+    for d in distinct {
+        if d.id.is_some() {
             continue;
         }
-        let host = link.domain.host.clone().unwrap_or_default();
-        match by_host.get(&nimriz::facts::normalize_host(&host)) {
-            Some(id) => link.domain.id = Some(id.clone()),
-            None if !unknown.contains(&host) => unknown.push(host),
-            None => {}
+        let host = d.host.clone().unwrap_or_default();
+        if resolver.id_of(&host).is_none() && !unknown.contains(&host) {
+            unknown.push(host);
         }
     }
     if !unknown.is_empty() {
@@ -1039,7 +1256,190 @@ pub(super) async fn resolve_domains(
             super::workspace::add_domain_fix(&client.api_host())
         )));
     }
-    Ok((links, domains))
+    Ok((resolver, domains))
+}
+
+/// Host → domain id, from the workspace's domain list.
+#[derive(Debug, Clone, Default)]
+struct Resolver {
+    /// Keyed by the normalised host.
+    by_host: Arc<HashMap<String, String>>,
+}
+
+impl Resolver {
+    fn id_of(&self, host: &str) -> Option<&String> {
+        self.by_host.get(&nimriz::facts::normalize_host(host))
+    }
+
+    /// Give a domain named by its host alone its id.
+    fn resolve(&self, d: &mut DomainRef) {
+        if d.id.is_none()
+            && let Some(id) = d.host.as_deref().and_then(|h| self.id_of(h))
+        {
+            d.id = Some(id.clone());
+        }
+    }
+
+    fn resolve_all(&self, links: &mut [PlannedLink]) {
+        for link in links {
+            self.resolve(&mut link.domain);
+        }
+    }
+
+    /// Could two of the plan's domain keys (id, else host) become one once resolved (a
+    /// host and an id of the same domain, two spellings of a host)? Only then can a plan
+    /// whose (domain, slug) pairs are unique have a record key twice.
+    fn may_merge(&self, distinct: &[DomainRef]) -> bool {
+        let mut first: HashMap<String, &str> = HashMap::new();
+        for d in distinct {
+            let mut resolved = d.clone();
+            self.resolve(&mut resolved);
+            let before = first
+                .entry(resolved.key().to_string())
+                .or_insert_with(|| d.key());
+            if *before != d.key() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Every record key of a walked plan (`planned_keys`, without holding the links).
+fn walked_keys(walk: &LinkWalk, resolver: &Resolver) -> Result<HashSet<String>> {
+    let mut seen = HashSet::new();
+    let mut twice = None;
+    let walked = walk.each(
+        |l| {
+            let mut domain = l.domain.clone();
+            resolver.resolve(&mut domain);
+            (LinkRecord::key_for(&domain, &l.slug), domain, l.slug.clone())
+        },
+        |(key, domain, slug)| {
+            if seen.insert(key) {
+                return Ok(());
+            }
+            twice = Some(Error::Usage(format!(
+                "the plan has slug '{slug}' twice on domain {}; slugs must be unique per domain",
+                describe_domain(&domain)
+            )));
+            Err(std::io::Error::other("a key twice"))
+        },
+    );
+    if let Some(e) = twice {
+        return Err(e);
+    }
+    walked.map_err(|e| Error::Api(format!("internal error: walking the spec failed ({e})")))?;
+    Ok(seen)
+}
+
+/// The plan's rows, made one at a time as the send loop takes them.
+enum Feed {
+    /// A plan in memory (domains already resolved) and the time its rows are stamped with.
+    Links(std::vec::IntoIter<PlannedLink>, String),
+    /// A walk of the spec on its own thread, a bounded channel ahead of the send loop.
+    Walk {
+        walk: LinkWalk,
+        rx: tokio::sync::mpsc::Receiver<Row>,
+        thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+        ended: bool,
+    },
+}
+
+/// Rows the walk may make ahead of the send loop (besides the queue's window).
+const FEED_ROWS: usize = 512;
+
+enum Next {
+    Row(Row),
+    /// None made yet.
+    Wait,
+    End,
+}
+
+impl Feed {
+    fn walk(walk: LinkWalk, resolver: Resolver, now: String) -> Result<Self> {
+        let (tx, rx) = tokio::sync::mpsc::channel(FEED_ROWS);
+        let w = walk.clone();
+        let thread = std::thread::Builder::new()
+            .name("plan-walk".into())
+            .spawn(move || {
+                w.each(
+                    |l| {
+                        let mut link = l.clone();
+                        resolver.resolve(&mut link.domain);
+                        to_row(link, &now)
+                    },
+                    // Only fails once the send loop has gone (the build returned early).
+                    |row| {
+                        tx.blocking_send(row)
+                            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+                    },
+                )
+            })
+            .map_err(|e| Error::io("start", "the walk of the plan", e))?;
+        Ok(Feed::Walk {
+            walk,
+            rx,
+            thread: Some(thread),
+            ended: false,
+        })
+    }
+
+    fn ended(&self) -> bool {
+        match self {
+            Feed::Links(links, _) => links.len() == 0,
+            Feed::Walk { ended, .. } => *ended,
+        }
+    }
+
+    fn try_next(&mut self) -> Next {
+        match self {
+            Feed::Links(links, now) => match links.next() {
+                Some(l) => Next::Row(to_row(l, now)),
+                None => Next::End,
+            },
+            Feed::Walk { rx, ended, .. } => match rx.try_recv() {
+                Ok(row) => Next::Row(row),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => Next::Wait,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    *ended = true;
+                    Next::End
+                }
+            },
+        }
+    }
+
+    async fn next(&mut self) -> Option<Row> {
+        match self {
+            Feed::Links(links, now) => links.next().map(|l| to_row(l, now)),
+            Feed::Walk { rx, ended, .. } => {
+                let row = rx.recv().await;
+                *ended |= row.is_none();
+                row
+            }
+        }
+    }
+
+    /// Once ended: did the walk make every row?
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Feed::Links(..) => Ok(()),
+            Feed::Walk { thread, .. } => match thread.take().map(std::thread::JoinHandle::join) {
+                None => Ok(()),
+                Some(Ok(walked)) => walked,
+                Some(Err(_)) => Err(std::io::Error::other("the walk panicked")),
+            },
+        }
+    }
+}
+
+/// What the split made of the plan's rows.
+#[derive(Default)]
+struct Intake {
+    skipped_done: usize,
+    split: Split,
+    /// Keys of the rows queued to send.
+    sent_keys: Vec<String>,
 }
 
 /// The records a build would write for `links` before sending anything (`import` matches

@@ -5,10 +5,12 @@
 //! never disagree with what is sent.
 
 pub mod render;
+pub mod stream;
 pub mod walk;
 
 pub use crate::model::{Cell, DomainRef, InputFile, Plan, PlanSource, PlannedLink};
 pub use render::PlanFormat;
+pub use stream::{LinkWalk, SpecPlan, prepare_with};
 
 use crate::diag::{Problem, Report};
 use crate::report::Reporter;

@@ -967,3 +967,89 @@ async fn a_locked_manifest_is_exit_4_and_sends_nothing() {
 fn silent() -> SharedReporter {
     std::sync::Arc::new(Silent)
 }
+
+// ------------------------------------------------------------------------------------
+// A spec walked while sending (what the binary does): `plan::prepare_with`
+// ------------------------------------------------------------------------------------
+
+/// A spec of `n` links `spring-v0 … spring-v{n-1}` on `HOST`, checked and ready to walk.
+fn spec_plan(dir: &Path, n: usize) -> nimriz_matrix_core::plan::SpecPlan {
+    let values: Vec<String> = (0..n).map(|i| format!("\"v{i}\"")).collect();
+    let path = dir.join("spring.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[campaign]\nname = \"spring\"\n\n[link]\ndomain = \"{HOST}\"\n\
+             destination = \"https://shop.example/spring\"\nslug = \"spring-{{variant}}\"\n\n\
+             [utm]\nsource = \"news\"\ncontent = \"{{variant}}\"\n\n\
+             [[dimension]]\nname = \"variant\"\nvalues = [{}]\n",
+            values.join(", ")
+        ),
+    )
+    .unwrap();
+    nimriz_matrix_core::plan::prepare_with(&path, 10_000, &Default::default(), &Silent).unwrap()
+}
+
+#[tokio::test]
+async fn a_walked_spec_longer_than_the_send_window_is_created_once_in_plan_order() {
+    let server = MockServer::start().await;
+    let fake = Fake::new(Script::default());
+    mount(&server, &fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A window of 2 × 3 rows against 250 links: rows are made while batches fly.
+    let s = settings(&server, dir.path(), 3, 2);
+    let report = run_build(spec_plan(dir.path(), 250), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.exit_code(), exit::OK);
+    assert_eq!(
+        (report.counts.planned, report.counts.created),
+        (250, 250)
+    );
+    assert_eq!(report.create_requests, 84, "⌈250 / 3⌉ batches");
+    assert_all_created_once(&fake, &load(&s), 250);
+
+    // The re-run walks the spec against the record: nothing sent.
+    let again = run_build(spec_plan(dir.path(), 250), &s, &silent(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(again.counts.skipped_done, 250);
+    assert_eq!(again.create_requests, 0);
+    assert_eq!(fake.st().bulk_calls, 84);
+}
+
+#[tokio::test]
+async fn a_walked_build_stopped_early_records_every_planned_row_and_the_next_run_converges() {
+    let server = MockServer::start().await;
+    let fake = Fake::new(Script {
+        delay_all: Some(Duration::from_millis(300)),
+        ..Script::default()
+    });
+    mount(&server, &fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&server, dir.path(), 2, 1);
+    let report = run_build(spec_plan(dir.path(), 40), &s, &silent(), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.exit_code(), exit::INTERRUPTED);
+    assert_eq!((report.counts.created, report.counts.pending), (2, 38));
+    let m = load(&s);
+    // The rows the walk had not yet made when the run stopped are recorded too.
+    let keys: Vec<String> = m.links.iter().map(|l| l.key.clone()).collect();
+    assert_eq!(keys, (0..40).map(key_of).collect::<Vec<_>>());
+    let attempts: Vec<u32> = m.links.iter().map(|l| l.attempts).collect();
+    assert_eq!(attempts[..3], [1, 1, 0]);
+    assert!(attempts[2..].iter().all(|&a| a == 0));
+    assert_eq!(fake.st().bulk_calls, 1, "nothing new sent after the interrupt");
+
+    let mut s2 = s.clone();
+    s2.batch_size = 10;
+    let done = run_build(spec_plan(dir.path(), 40), &s2, &silent(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(done.exit_code(), exit::OK);
+    assert_eq!(done.counts.skipped_done, 2);
+    assert_all_created_once(&fake, &load(&s2), 40);
+}
