@@ -130,7 +130,8 @@ where
         }
     };
 
-    let mut store = ManifestStore::open(&settings.manifest_path, &source, Some(&client.api_host()))?;
+    let mut store =
+        ManifestStore::open(&settings.manifest_path, &source, Some(&client.api_host()))?;
     store.set_workspace(workspace)?;
     for note in warnings
         .iter()
@@ -684,7 +685,8 @@ impl Run<'_> {
     /// Rows the queue may hold ahead of the launches: enough to fill every request slot.
     /// Bounds the memory of a streamed build (the feed's channel adds a little more).
     fn window(&self) -> usize {
-        self.batch_size.saturating_mul(self.settings.concurrency.max(1))
+        self.batch_size
+            .saturating_mul(self.settings.concurrency.max(1))
     }
 
     /// Split every row of the plan before sending (a build against an existing record).
@@ -1313,7 +1315,11 @@ fn walked_keys(walk: &LinkWalk, resolver: &Resolver) -> Result<HashSet<String>> 
         |l| {
             let mut domain = l.domain.clone();
             resolver.resolve(&mut domain);
-            (LinkRecord::key_for(&domain, &l.slug), domain, l.slug.clone())
+            (
+                LinkRecord::key_for(&domain, &l.slug),
+                domain,
+                l.slug.clone(),
+            )
         },
         |(key, domain, slug)| {
             if seen.insert(key) {

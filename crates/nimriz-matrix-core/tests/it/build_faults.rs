@@ -998,21 +998,28 @@ async fn a_walked_spec_longer_than_the_send_window_is_created_once_in_plan_order
     let dir = tempfile::tempdir().unwrap();
     // A window of 2 × 3 rows against 250 links: rows are made while batches fly.
     let s = settings(&server, dir.path(), 3, 2);
-    let report = run_build(spec_plan(dir.path(), 250), &s, &silent(), std::future::pending())
-        .await
-        .unwrap();
+    let report = run_build(
+        spec_plan(dir.path(), 250),
+        &s,
+        &silent(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.exit_code(), exit::OK);
-    assert_eq!(
-        (report.counts.planned, report.counts.created),
-        (250, 250)
-    );
+    assert_eq!((report.counts.planned, report.counts.created), (250, 250));
     assert_eq!(report.create_requests, 84, "⌈250 / 3⌉ batches");
     assert_all_created_once(&fake, &load(&s), 250);
 
     // The re-run walks the spec against the record: nothing sent.
-    let again = run_build(spec_plan(dir.path(), 250), &s, &silent(), std::future::pending())
-        .await
-        .unwrap();
+    let again = run_build(
+        spec_plan(dir.path(), 250),
+        &s,
+        &silent(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.counts.skipped_done, 250);
     assert_eq!(again.create_requests, 0);
     assert_eq!(fake.st().bulk_calls, 84);
@@ -1042,13 +1049,22 @@ async fn a_walked_build_stopped_early_records_every_planned_row_and_the_next_run
     let attempts: Vec<u32> = m.links.iter().map(|l| l.attempts).collect();
     assert_eq!(attempts[..3], [1, 1, 0]);
     assert!(attempts[2..].iter().all(|&a| a == 0));
-    assert_eq!(fake.st().bulk_calls, 1, "nothing new sent after the interrupt");
+    assert_eq!(
+        fake.st().bulk_calls,
+        1,
+        "nothing new sent after the interrupt"
+    );
 
     let mut s2 = s.clone();
     s2.batch_size = 10;
-    let done = run_build(spec_plan(dir.path(), 40), &s2, &silent(), std::future::pending())
-        .await
-        .unwrap();
+    let done = run_build(
+        spec_plan(dir.path(), 40),
+        &s2,
+        &silent(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(done.exit_code(), exit::OK);
     assert_eq!(done.counts.skipped_done, 2);
     assert_all_created_once(&fake, &load(&s2), 40);
