@@ -1355,6 +1355,8 @@ enum Feed {
 /// Rows the walk may make ahead of the send loop (besides the queue's window).
 const FEED_ROWS: usize = 512;
 
+// Only ever a return value, matched at once: boxing each row would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Row(Row),
     /// None made yet.
