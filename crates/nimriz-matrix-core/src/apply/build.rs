@@ -960,6 +960,13 @@ impl Run<'_> {
     fn launch_ready(&mut self, in_flight: &mut JoinSet<BatchDone>) {
         let mut batches: Vec<Vec<Row>> = Vec::new();
         let n = if self.single_mode { 1 } else { self.batch_size };
+        // While the walk still makes rows, wait until every free slot can take a full batch:
+        // batches launched together share one journal append (one fsync), as when the whole
+        // plan was queued first (one at a time, 10 batches of 1,000 cost 10 fsyncs in a row).
+        let free = self.settings.concurrency.saturating_sub(in_flight.len());
+        if !self.feed.ended() && self.queue.len() < n.saturating_mul(free) {
+            return;
+        }
         while self.stop.is_none()
             && in_flight.len() + batches.len() < self.settings.concurrency
             && !self.queue.is_empty()
