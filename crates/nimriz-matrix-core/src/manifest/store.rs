@@ -820,6 +820,34 @@ fn scan_manifest(
     slots: &mut Vec<Slot>,
     index: &mut HashMap<Box<str>, usize>,
 ) -> Result<Manifest> {
+    let header = match take_stash(path, file) {
+        // `peek_header` indexed this very file moments ago (a build's workspace check).
+        Some(stash) => {
+            *slots = stash.slots;
+            *index = stash.index;
+            stash.header
+        }
+        None => match index_records(file, slots, index) {
+            Ok(Ok((header, _))) => header,
+            Ok(Err(why)) => return Err(invalid_manifest(path, &why)),
+            Err(e) => return Err(Error::io("read the manifest", path, e)),
+        },
+    };
+    let mut header = parse_manifest(path, &header)?;
+    // A `links` the scanner did not see as such (e.g. a key spelled with escapes).
+    for rec in std::mem::take(&mut header.links) {
+        put(slots, index, Loc::Memory, rec, true);
+    }
+    Ok(header)
+}
+
+/// Stream `M` into `slots`/`index` (each record read for its summary, not kept): the
+/// header's JSON text and the number of records, or why `M` is not a manifest.
+fn index_records(
+    file: &File,
+    slots: &mut Vec<Slot>,
+    index: &mut HashMap<Box<str>, usize>,
+) -> io::Result<std::result::Result<(Vec<u8>, usize), String>> {
     let mut n = 0usize;
     let scanned = super::scan::Scanner::new(file).scan(|at, bytes, eof| {
         let damaged = |e: serde_json::Error| format!("link record {} is damaged ({e})", n + 1);
@@ -837,24 +865,78 @@ fn scan_manifest(
         };
         put_summary(slots, index, brief.key.as_ref(), loc, brief.summary());
         Ok::<_, String>(super::scan::Step::Took(len))
-    });
-    let header = match scanned {
-        Ok(Ok(Ok(header))) => header,
-        Ok(Ok(Err(why)) | Err(why)) => return Err(invalid_manifest(path, &why)),
-        Err(e) => return Err(Error::io("read the manifest", path, e)),
+    })?;
+    Ok(match scanned {
+        Ok(Ok(header)) => Ok((header, n)),
+        Ok(Err(why)) | Err(why) => Err(why),
+    })
+}
+
+/// Which file, with which content (as far as its metadata tells): device, inode, length,
+/// modification time.
+type FileId = (u64, u64, Stamp);
+
+fn file_id(f: &File) -> io::Result<FileId> {
+    let meta = f.metadata()?;
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
     };
-    let mut header = parse_manifest(path, &header)?;
-    // A `links` the scanner did not see as such (e.g. a key spelled with escapes).
-    for rec in std::mem::take(&mut header.links) {
-        put(slots, index, Loc::Memory, rec, true);
-    }
-    Ok(header)
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Ok((dev, ino, (meta.len(), meta.modified().ok())))
+}
+
+/// The index [`peek_header`] built, for the [`ManifestStore::open`] of the same file that a
+/// build does right after it: reading a 100,000-link manifest twice was a fifth of a
+/// no-op re-run. Used only while the file is unchanged (same inode, length and mtime).
+struct Stash {
+    path: PathBuf,
+    id: FileId,
+    header: Vec<u8>,
+    slots: Vec<Slot>,
+    index: HashMap<Box<str>, usize>,
+}
+
+static STASH: std::sync::Mutex<Option<Stash>> = std::sync::Mutex::new(None);
+
+fn take_stash(path: &Path, file: &File) -> Option<Stash> {
+    let stash = STASH.lock().ok()?.take()?;
+    let id = file_id(file).ok()?;
+    (stash.path == path && stash.id == id).then_some(stash)
 }
 
 /// The manifest's header as JSON text (every field but `links`, which reads `[]`) and its
-/// number of link records, streamed (the records are not kept). `None` when there is no
-/// manifest or it cannot be read as one.
+/// number of link records, streamed (the records are not kept: their index is, for the
+/// store a build opens next). `None` when there is no manifest or it cannot be read as one.
 pub fn peek_header(path: &Path) -> Option<(Vec<u8>, usize)> {
+    let file = File::open(path).ok()?;
+    let id = file_id(&file).ok()?;
+    let mut slots = Vec::new();
+    let mut index = HashMap::new();
+    let (header, n) = match index_records(&file, &mut slots, &mut index).ok()? {
+        Ok(indexed) => indexed,
+        // Not all records: `open` will say what is wrong; the header may still be read.
+        Err(_) => return count_elements(path),
+    };
+    // The file is unchanged since it was opened: else the index may mix two versions.
+    if file_id(&file).ok()? == id
+        && let Ok(mut stash) = STASH.lock()
+    {
+        *stash = Some(Stash {
+            path: path.to_path_buf(),
+            id,
+            header: header.clone(),
+            slots,
+            index,
+        });
+    }
+    Some((header, n))
+}
+
+/// The header and the number of elements of `links`, whatever they hold.
+fn count_elements(path: &Path) -> Option<(Vec<u8>, usize)> {
     let file = File::open(path).ok()?;
     let mut n = 0usize;
     let scanned =

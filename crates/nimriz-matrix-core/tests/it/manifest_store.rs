@@ -848,3 +848,39 @@ fn a_no_op_run_over_a_manifest_of_another_version_rewrites_it_once() {
     assert_eq!(fs::read(&path).unwrap(), rewritten);
     assert_eq!(manifest::load(&path).unwrap().runs.len(), 3);
 }
+
+#[test]
+fn the_index_a_peek_keeps_is_used_only_for_the_file_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store
+        .record(&[
+            record("a", LinkStatus::Created),
+            record("b", LinkStatus::Failed),
+        ])
+        .unwrap();
+    store.close(RunCounts::default(), "completed").unwrap();
+    let b = record("b", LinkStatus::Failed).key;
+    // Unchanged between the peek and the open: the open sees what the file says.
+    assert_eq!(manifest::peek_header(&path).unwrap().1, 2);
+    let store = open(&path).unwrap();
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        store.summary(&b).map(|s| s.status),
+        Some(LinkStatus::Failed)
+    );
+    store.close(RunCounts::default(), "completed").unwrap();
+    // Replaced between the peek and the open (another writer): the open reads it anew.
+    assert_eq!(manifest::peek_header(&path).unwrap().1, 2);
+    let text = fs::read_to_string(&path).unwrap();
+    let changed = text.replace("\"status\": \"failed\"", "\"status\": \"created\"");
+    assert_ne!(changed, text);
+    fs::write(&path, changed).unwrap();
+    let store = open(&path).unwrap();
+    assert_eq!(
+        store.summary(&b).map(|s| s.status),
+        Some(LinkStatus::Created)
+    );
+    assert_eq!(store.get(&b).unwrap().unwrap().status, LinkStatus::Created);
+}
