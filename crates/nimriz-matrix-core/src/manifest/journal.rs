@@ -15,7 +15,14 @@
 //! line wins; a key not yet in `M` is appended to `links` (plan order = first appearance). A
 //! `run` line sets `source`/`api_host` and appends its run unless `runs` already has more
 //! than `index` entries (it was compacted into `M`), so replaying twice is harmless.
-//! A run's finish is not journaled: it is written straight into `M` (see below).
+//! `"run_end"` (`{"t":"run_end","index":N,"finished_at":...,"counts":{...},"outcome":...}`)
+//! finishes run `index`: written by a run that changed no record, instead of rewriting `M`
+//! just to store its finish (a no-op re-run of 100,000 links would rewrite 119 MB). A run
+//! that changed something writes its finish straight into `M` (see below). A journal of
+//! nothing but finished runs is kept by the next open and appended to (not compacted), so
+//! repeated no-op runs never rewrite `M`; anything else in it (a record, a run without its
+//! end, a torn or unknown line) is compacted at open as before. Older versions skip
+//! `run_end` lines with a note (their run then reads as unfinished).
 //!
 //! # Why a `kill -9` at any instant loses nothing recorded
 //! 1. `record()` writes its lines with one `write_all` on an `O_APPEND` file and then
@@ -40,7 +47,7 @@
 //! next one began; a middle line that does not parse is real damage (or a hand edit), and
 //! replay stops with an error naming the file and line rather than guess.
 
-use super::model::{LinkRecord, RunRecord};
+use super::model::{LinkRecord, RunCounts, RunRecord};
 use crate::model::PlanSource;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -53,6 +60,7 @@ use std::path::{Path, PathBuf};
 enum LineOut<'a> {
     Link(&'a LinkRecord),
     Run(&'a RunLine),
+    RunEnd(&'a RunEnd),
 }
 
 #[derive(Deserialize)]
@@ -60,6 +68,7 @@ enum LineOut<'a> {
 enum LineIn {
     Link(Box<LinkRecord>),
     Run(Box<RunLine>),
+    RunEnd(Box<RunEnd>),
     #[serde(other)]
     Unknown,
 }
@@ -89,13 +98,84 @@ impl RunLine {
     }
 }
 
+/// A `run_end` line: how run `index` finished, for a run that changed no record (its
+/// close appends this instead of rewriting `M`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub(crate) struct RunEnd {
+    pub index: usize,
+    pub finished_at: String,
+    #[serde(default)]
+    pub counts: Option<RunCounts>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+impl RunEnd {
+    /// Apply to a manifest header (idempotent: it only sets fields of run `index`).
+    pub fn apply(&self, m: &mut super::model::Manifest) {
+        if let Some(run) = m.runs.get_mut(self.index) {
+            run.finished_at = Some(self.finished_at.clone());
+            run.counts = self.counts;
+            run.outcome.clone_from(&self.outcome);
+        }
+    }
+}
+
+/// A run line of the journal: a run started, or one finished.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunEvent {
+    Start(RunLine),
+    End(RunEnd),
+}
+
+impl RunEvent {
+    pub fn apply(&self, m: &mut super::model::Manifest) {
+        match self {
+            RunEvent::Start(s) => s.apply(m),
+            RunEvent::End(e) => e.apply(m),
+        }
+    }
+}
+
 /// What replay found: the records in order, run lines, and notes for the user (torn tail,
 /// skipped lines).
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub records: Vec<LinkRecord>,
-    pub runs: Vec<RunLine>,
+    pub runs: Vec<RunEvent>,
     pub notes: Vec<String>,
+    /// The last line was torn, or a line was of an unknown type: the journal must be
+    /// compacted away before anything is appended after it.
+    pub unclean: bool,
+}
+
+impl Replay {
+    /// Only runs that started and finished: nothing a compaction would need to fold into
+    /// `M` except run records, so the journal can be kept and appended to.
+    pub fn only_finished_runs(&self) -> bool {
+        if self.unclean || !self.records.is_empty() {
+            return false;
+        }
+        let mut open: Option<usize> = None;
+        for ev in &self.runs {
+            match ev {
+                RunEvent::Start(s) => {
+                    if open.is_some() {
+                        return false;
+                    }
+                    open = Some(s.index);
+                }
+                // No start before it: the run's start was compacted into `M`.
+                RunEvent::End(e) => {
+                    if open.is_some_and(|i| i != e.index) {
+                        return false;
+                    }
+                    open = None;
+                }
+            }
+        }
+        open.is_none()
+    }
 }
 
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
@@ -111,17 +191,24 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
     for (n, (line_no, line)) in lines.into_iter().enumerate() {
         match serde_json::from_slice::<LineIn>(line) {
             Ok(LineIn::Link(rec)) => replay.records.push(*rec),
-            Ok(LineIn::Run(run)) => replay.runs.push(*run),
-            Ok(LineIn::Unknown) => replay.notes.push(format!(
-                "{}: skipped line {line_no}, a record type this version does not know \
-                 (written by a newer nimriz-matrix?)",
-                path.display()
-            )),
-            Err(_) if n + 1 == last => replay.notes.push(format!(
-                "{}: ignored an incomplete last line ({line_no}), left by an interrupted \
-                 write; the records in it were never reported as saved",
-                path.display()
-            )),
+            Ok(LineIn::Run(run)) => replay.runs.push(RunEvent::Start(*run)),
+            Ok(LineIn::RunEnd(end)) => replay.runs.push(RunEvent::End(*end)),
+            Ok(LineIn::Unknown) => {
+                replay.unclean = true;
+                replay.notes.push(format!(
+                    "{}: skipped line {line_no}, a record type this version does not know \
+                     (written by a newer nimriz-matrix?)",
+                    path.display()
+                ));
+            }
+            Err(_) if n + 1 == last => {
+                replay.unclean = true;
+                replay.notes.push(format!(
+                    "{}: ignored an incomplete last line ({line_no}), left by an interrupted \
+                     write; the records in it were never reported as saved",
+                    path.display()
+                ));
+            }
             Err(e) => {
                 return Err(Error::io(
                     "replay the journal",
@@ -184,6 +271,11 @@ impl Writer {
         })
     }
 
+    /// An append failed and could not be undone.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// Bytes in the journal after the last complete append.
     pub fn len(&self) -> u64 {
         self.len
@@ -200,6 +292,17 @@ impl Writer {
             .map_err(|e| Error::io("encode a journal record for", &self.path, e.into()))?;
         buf.push(b'\n');
         self.append_bytes(&buf)
+    }
+
+    /// Append a `run_end` line WITHOUT fsync: it is written only by a run that changed
+    /// nothing, and losing it to a power cut leaves that run looking interrupted
+    /// (`finished_at: null`), never a record lost. A torn write is caught by the next
+    /// open's replay (`Replay::unclean`), which then compacts.
+    pub fn append_run_end(&mut self, end: &RunEnd) -> Result<()> {
+        let mut buf = serde_json::to_vec(&LineOut::RunEnd(end))
+            .map_err(|e| Error::io("encode a journal record for", &self.path, e.into()))?;
+        buf.push(b'\n');
+        self.append_with(&buf, false)
     }
 
     /// Append `records` as lines, then fsync. On error nothing is considered written.
@@ -219,6 +322,10 @@ impl Writer {
     }
 
     fn append_bytes(&mut self, buf: &[u8]) -> Result<()> {
+        self.append_with(buf, true)
+    }
+
+    fn append_with(&mut self, buf: &[u8], sync: bool) -> Result<()> {
         if self.poisoned {
             return Err(Error::io(
                 "append to the journal",
@@ -232,7 +339,7 @@ impl Writer {
         let written = self
             .file
             .write_all(buf)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         match written {
             Ok(()) => {
                 self.len += buf.len() as u64;

@@ -193,6 +193,32 @@ pub struct Retirement {
     pub value: Option<String>,
 }
 
+/// [`LinkRecord::planned_fingerprint`] from the fields themselves, so a summary read from
+/// borrowed fields (`store.rs`) digests exactly as one of a parsed record.
+pub(crate) fn planned_digest<S: AsRef<str>>(
+    destination: &str,
+    expires_at: Option<&str>,
+    redirect: Option<u16>,
+    tags: &[S],
+    space: Option<&str>,
+) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |seed: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        seed.hash(&mut h);
+        destination.hash(&mut h);
+        expires_at.hash(&mut h);
+        redirect.hash(&mut h);
+        tags.len().hash(&mut h);
+        for t in tags {
+            t.as_ref().hash(&mut h);
+        }
+        space.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
 /// What a build needs to know of a record without parsing it: enough to skip a link that
 /// is done and unchanged (see [`LinkRecord::planned_fingerprint`]), and to count results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,18 +249,13 @@ impl LinkRecord {
     /// expiry, redirect, tags, space): equal digests mean `field_changes` finds nothing.
     /// Only compared within one process (std's SipHash with fixed keys).
     pub fn planned_fingerprint(&self) -> u128 {
-        use std::hash::{Hash, Hasher};
-        let half = |seed: u8| {
-            let mut h = std::hash::DefaultHasher::new();
-            seed.hash(&mut h);
-            self.destination.hash(&mut h);
-            self.expires_at.hash(&mut h);
-            self.redirect.hash(&mut h);
-            self.tags.hash(&mut h);
-            self.space.hash(&mut h);
-            h.finish()
-        };
-        (u128::from(half(1)) << 64) | u128::from(half(2))
+        planned_digest(
+            &self.destination,
+            self.expires_at.as_deref(),
+            self.redirect,
+            &self.tags,
+            self.space.as_deref(),
+        )
     }
 
     /// The record key for a link: `"{domain.key()}/{slug}"`.

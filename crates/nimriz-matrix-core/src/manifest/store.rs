@@ -40,9 +40,43 @@ pub struct ManifestStore {
     /// ever copied from it while it is unchanged (see [`ManifestStore::check_backing`]).
     backing_stamp: Option<Stamp>,
     journal: Writer,
+    /// The journal holds link lines that `M` does not: closing must rewrite `M`.
+    journal_links: bool,
+    /// What `M` on disk says in its header, to tell whether a run that changed no record
+    /// can leave `M` as it is (see [`ManifestStore::close`]).
+    disk: Option<DiskHeader>,
     lock: Lock,
     notes: Vec<String>,
 }
+
+/// The header fields of `M` as last read or written, but `runs` (journaled runs are
+/// replayed over it).
+#[derive(Debug)]
+struct DiskHeader {
+    /// Written by this version in this format (so its records are too, unless edited).
+    current: bool,
+    source: PlanSource,
+    api_host: Option<String>,
+    workspace: Option<super::model::WorkspaceRecord>,
+}
+
+impl DiskHeader {
+    fn of(m: &Manifest) -> Self {
+        DiskHeader {
+            current: m.tool == TOOL_NAME
+                && m.schema_version == SCHEMA_VERSION
+                && m.tool_version == env!("CARGO_PKG_VERSION"),
+            source: m.source.clone(),
+            api_host: m.api_host.clone(),
+            workspace: m.workspace.clone(),
+        }
+    }
+}
+
+/// A journal of nothing but finished runs is kept (and appended to) while it is smaller
+/// than this or 1/16 of `M`: compacting it rewrites all of `M`, so that costs at most 16
+/// bytes written per byte of run lines.
+const RUN_LINES_FLOOR: u64 = 64 * 1024;
 
 #[derive(Debug)]
 struct Slot {
@@ -125,16 +159,22 @@ impl ManifestStore {
             }
             Err(e) => return Err(Error::io("read the manifest", path, e)),
         };
-        let journal_bytes = read_opt(&jpath, "read the journal")?.unwrap_or_default();
-        let replay = journal::parse(&jpath, &journal_bytes)?;
-        notes.extend(replay.notes);
+        let disk = backing.as_ref().map(|_| DiskHeader::of(&header));
+        let journal_bytes = read_opt(&jpath, "read the journal")?;
+        let journal_existed = journal_bytes.is_some();
+        let journal_bytes = journal_bytes.unwrap_or_default();
+        let mut replay = journal::parse(&jpath, &journal_bytes)?;
+        // Only finished runs, and not many of them: keep the journal, leave M alone.
+        let keep_journal = replay.only_finished_runs()
+            && (journal_bytes.len() as u64) <= RUN_LINES_FLOOR.max(backing_len / 16);
+        let compact = backing.is_none() || (!journal_bytes.is_empty() && !keep_journal);
+        notes.extend(std::mem::take(&mut replay.notes));
         for run in &replay.runs {
             run.apply(&mut header);
         }
-        for rec in replay.records {
+        for rec in std::mem::take(&mut replay.records) {
             put(&mut slots, &mut index, Loc::Memory, rec, true);
         }
-        let compact = backing.is_none() || !journal_bytes.is_empty();
         drop(journal_bytes);
 
         // From here on M is written in this version's format.
@@ -162,6 +202,8 @@ impl ManifestStore {
             backing_len,
             backing_stamp,
             journal,
+            journal_links: false,
+            disk,
             lock,
             notes,
         };
@@ -171,9 +213,11 @@ impl ManifestStore {
             store.journal = Writer::open_empty(&jpath)?;
         } else {
             store.journal.append_run(&line)?;
-            // The journal may have just been created: make its name durable too.
-            atomic::sync_dir(&atomic::parent_dir(&jpath))
-                .map_err(|e| Error::io("sync the folder of", &jpath, e))?;
+            if !journal_existed {
+                // The journal was just created: make its name durable too.
+                atomic::sync_dir(&atomic::parent_dir(&jpath))
+                    .map_err(|e| Error::io("sync the folder of", &jpath, e))?;
+            }
         }
         Ok(store)
     }
@@ -291,6 +335,7 @@ impl ManifestStore {
             return Ok(());
         }
         let spans = self.journal.append(records)?;
+        self.journal_links = true;
         for (rec, (at, len)) in records.iter().zip(spans) {
             let loc = Loc::Journal { at, len };
             let summary = LinkSummary::of(rec);
@@ -368,7 +413,9 @@ impl ManifestStore {
     /// Compaction for long runs: atomic rewrite of `M` (streamed), then truncate the journal.
     pub fn checkpoint(&mut self) -> Result<()> {
         self.write_manifest()?;
-        self.journal.reset()
+        self.journal.reset()?;
+        self.journal_links = false;
+        Ok(())
     }
 
     /// Is the journal large enough that a checkpoint is worth its cost? (Bigger than the
@@ -389,11 +436,28 @@ impl ManifestStore {
     }
 
     /// [`ManifestStore::finish`] without reading the result back.
+    ///
+    /// A run that changed no record (a no-op re-run) does not rewrite `M`: its finish is
+    /// appended to the journal as a `run_end` line, which readers replay like every other
+    /// line, and the journal is kept (see `journal.rs`).
     pub fn close(mut self, counts: RunCounts, outcome: &str) -> Result<()> {
+        let finished_at = now_rfc3339();
         if let Some(run) = self.header.runs.last_mut() {
-            run.finished_at = Some(now_rfc3339());
+            run.finished_at = Some(finished_at.clone());
             run.counts = Some(counts);
             run.outcome = Some(outcome.to_string());
+        }
+        if self.m_holds_all_but_runs() {
+            let end = journal::RunEnd {
+                index: self.header.runs.len().saturating_sub(1),
+                finished_at,
+                counts: Some(counts),
+                outcome: Some(outcome.to_string()),
+            };
+            self.journal.append_run_end(&end)?;
+            let ManifestStore { lock, .. } = self;
+            lock.release();
+            return Ok(());
         }
         self.write_manifest()?;
         let ManifestStore {
@@ -418,6 +482,22 @@ impl ManifestStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `M` plus the journal's run lines is the whole record: every record is in `M` as
+    /// this version wrote it, and `M`'s header is what this run would write but `runs`.
+    fn m_holds_all_but_runs(&self) -> bool {
+        let Some(disk) = &self.disk else {
+            return false;
+        };
+        !self.journal_links
+            && !self.journal.is_poisoned()
+            && disk.current
+            && disk.source == self.header.source
+            && disk.api_host == self.header.api_host
+            && disk.workspace == self.header.workspace
+            && self.backing.is_some()
+            && !self.slots.iter().any(|s| matches!(s.loc, Loc::Memory))
     }
 
     /// Record the workspace the links live in (`apply/workspace.rs` checked it). Written at
@@ -541,6 +621,7 @@ impl ManifestStore {
             w.write_all(b"\n  ]\n}\n")?;
             Ok(())
         })?;
+        self.disk = Some(DiskHeader::of(&self.header));
         // M is replaced: read records from the new file from now on.
         let file =
             File::open(&self.path).map_err(|e| Error::io("read the manifest", &self.path, e))?;
@@ -642,35 +723,115 @@ fn put(
     }
 }
 
-/// Stream `M` (from `file`) into `slots`/`index` (each record parsed once to check it and
-/// summarize it, then dropped) and return the header.
+/// A JSON string, borrowed from the record's bytes unless it holds an escape.
+#[derive(serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The fields of a [`LinkRecord`] its [`LinkSummary`] needs, read from borrowed text (no
+/// allocation per field): the open of a 100,000-link manifest summarises every record,
+/// and a full parse of each was most of a no-op re-run. The fields a record must have are
+/// still required (and the whole record is still checked to be JSON); the rest is parsed
+/// when the record is first asked for.
+#[derive(serde::Deserialize)]
+struct Brief<'a> {
+    #[serde(borrow)]
+    key: Text<'a>,
+    status: super::model::LinkStatus,
+    #[serde(borrow)]
+    destination: Text<'a>,
+    #[serde(default, borrow)]
+    expires_at: Option<Text<'a>>,
+    #[serde(default)]
+    redirect: Option<u16>,
+    #[serde(default, borrow)]
+    tags: Vec<Text<'a>>,
+    #[serde(default, borrow)]
+    space: Option<Text<'a>>,
+    #[serde(default)]
+    printed_at: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    retired: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    outside: Option<serde::de::IgnoredAny>,
+    // Required by `LinkRecord`: present, whatever they hold.
+    #[allow(dead_code)]
+    cell: serde::de::IgnoredAny,
+    #[allow(dead_code)]
+    slug: serde::de::IgnoredAny,
+    #[allow(dead_code)]
+    domain: serde::de::IgnoredAny,
+    #[allow(dead_code)]
+    idempotency_key: serde::de::IgnoredAny,
+}
+
+impl Brief<'_> {
+    fn summary(&self) -> LinkSummary {
+        LinkSummary {
+            status: self.status,
+            retired: self.retired.is_some(),
+            outside: self.outside.is_some(),
+            printed: self.printed_at.is_some(),
+            planned: super::model::planned_digest(
+                self.destination.as_ref(),
+                self.expires_at.as_ref().map(AsRef::as_ref),
+                self.redirect,
+                &self.tags,
+                self.space.as_ref().map(AsRef::as_ref),
+            ),
+        }
+    }
+}
+
+/// Insert or replace (later wins, first position kept) a record known by its summary.
+fn put_summary(
+    slots: &mut Vec<Slot>,
+    index: &mut HashMap<Box<str>, usize>,
+    key: &str,
+    loc: Loc,
+    summary: LinkSummary,
+) {
+    let slot = Slot {
+        loc,
+        summary,
+        parsed: OnceCell::new(),
+    };
+    match index.get(key) {
+        Some(&i) => slots[i] = slot,
+        None => {
+            index.insert(key.into(), slots.len());
+            slots.push(slot);
+        }
+    }
+}
+
+/// Stream `M` (from `file`) into `slots`/`index` (each record read for its summary, not
+/// kept) and return the header. Records are not re-encoded here to see whether they are
+/// in this version's exact form: that is only needed when `M` is rewritten, which then
+/// re-encodes them (`canonical: false`), and a no-op run does not rewrite `M`.
 fn scan_manifest(
     path: &Path,
     file: &File,
     slots: &mut Vec<Slot>,
     index: &mut HashMap<Box<str>, usize>,
 ) -> Result<Manifest> {
-    let mut canon = Vec::with_capacity(4096);
-    let mut n = 0usize;
-    let scanned = super::scan::Scanner::new(file).scan(|at, bytes| {
-        n += 1;
-        let rec: LinkRecord = serde_json::from_slice(bytes)
-            .map_err(|e| format!("link record {n} is damaged ({e})"))?;
-        canon.clear();
-        pretty_record(&rec, &mut canon).map_err(|e| e.to_string())?;
-        let len = u32::try_from(bytes.len()).map_err(|_| format!("link record {n} is too long"))?;
-        let loc = Loc::Manifest {
-            at,
-            len,
-            canonical: canon == bytes,
-        };
-        put(slots, index, loc, rec, false);
-        Ok::<(), String>(())
-    });
-    let header = match scanned {
-        Ok(Ok(Ok(header))) => header,
-        Ok(Ok(Err(why)) | Err(why)) => return Err(invalid_manifest(path, &why)),
-        Err(e) => return Err(Error::io("read the manifest", path, e)),
+    let header = match take_stash(path, file) {
+        // `peek_header` indexed this very file moments ago (a build's workspace check).
+        Some(stash) => {
+            *slots = stash.slots;
+            *index = stash.index;
+            stash.header
+        }
+        None => match index_records(file, slots, index) {
+            Ok(Ok((header, _))) => header,
+            Ok(Err(why)) => return Err(invalid_manifest(path, &why)),
+            Err(e) => return Err(Error::io("read the manifest", path, e)),
+        },
     };
     let mut header = parse_manifest(path, &header)?;
     // A `links` the scanner did not see as such (e.g. a key spelled with escapes).
@@ -680,16 +841,115 @@ fn scan_manifest(
     Ok(header)
 }
 
+/// Stream `M` into `slots`/`index` (each record read for its summary, not kept): the
+/// header's JSON text and the number of records, or why `M` is not a manifest.
+fn index_records(
+    file: &File,
+    slots: &mut Vec<Slot>,
+    index: &mut HashMap<Box<str>, usize>,
+) -> io::Result<std::result::Result<(Vec<u8>, usize), String>> {
+    let mut n = 0usize;
+    let scanned = super::scan::Scanner::new(file).scan(|at, bytes, eof| {
+        let damaged = |e: serde_json::Error| format!("link record {} is damaged ({e})", n + 1);
+        let Some((brief, len)) =
+            super::scan::parse_one::<Brief<'_>>(bytes, eof).map_err(damaged)?
+        else {
+            return Ok(super::scan::Step::More);
+        };
+        n += 1;
+        let len32 = u32::try_from(len).map_err(|_| format!("link record {n} is too long"))?;
+        let loc = Loc::Manifest {
+            at,
+            len: len32,
+            canonical: false,
+        };
+        put_summary(slots, index, brief.key.as_ref(), loc, brief.summary());
+        Ok::<_, String>(super::scan::Step::Took(len))
+    })?;
+    Ok(match scanned {
+        Ok(Ok(header)) => Ok((header, n)),
+        Ok(Err(why)) | Err(why) => Err(why),
+    })
+}
+
+/// Which file, with which content (as far as its metadata tells): device, inode, length,
+/// modification time.
+type FileId = (u64, u64, Stamp);
+
+fn file_id(f: &File) -> io::Result<FileId> {
+    let meta = f.metadata()?;
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Ok((dev, ino, (meta.len(), meta.modified().ok())))
+}
+
+/// The index [`peek_header`] built, for the [`ManifestStore::open`] of the same file that a
+/// build does right after it: reading a 100,000-link manifest twice was a fifth of a
+/// no-op re-run. Used only while the file is unchanged (same inode, length and mtime).
+struct Stash {
+    path: PathBuf,
+    id: FileId,
+    header: Vec<u8>,
+    slots: Vec<Slot>,
+    index: HashMap<Box<str>, usize>,
+}
+
+static STASH: std::sync::Mutex<Option<Stash>> = std::sync::Mutex::new(None);
+
+fn take_stash(path: &Path, file: &File) -> Option<Stash> {
+    let stash = STASH.lock().ok()?.take()?;
+    let id = file_id(file).ok()?;
+    (stash.path == path && stash.id == id).then_some(stash)
+}
+
 /// The manifest's header as JSON text (every field but `links`, which reads `[]`) and its
-/// number of link records, streamed (the records are not kept). `None` when there is no
-/// manifest or it cannot be read as one.
+/// number of link records, streamed (the records are not kept: their index is, for the
+/// store a build opens next). `None` when there is no manifest or it cannot be read as one.
 pub fn peek_header(path: &Path) -> Option<(Vec<u8>, usize)> {
     let file = File::open(path).ok()?;
+    let id = file_id(&file).ok()?;
+    let mut slots = Vec::new();
+    let mut index = HashMap::new();
+    let (header, n) = match index_records(&file, &mut slots, &mut index).ok()? {
+        Ok(indexed) => indexed,
+        // Not all records: `open` will say what is wrong; the header may still be read.
+        Err(_) => return count_elements(path),
+    };
+    // The file is unchanged since it was opened: else the index may mix two versions.
+    if file_id(&file).ok()? == id
+        && let Ok(mut stash) = STASH.lock()
+    {
+        *stash = Some(Stash {
+            path: path.to_path_buf(),
+            id,
+            header: header.clone(),
+            slots,
+            index,
+        });
+    }
+    Some((header, n))
+}
+
+/// The header and the number of elements of `links`, whatever they hold.
+fn count_elements(path: &Path) -> Option<(Vec<u8>, usize)> {
+    let file = File::open(path).ok()?;
     let mut n = 0usize;
-    let scanned = super::scan::Scanner::new(&file).scan(|_, _| {
-        n += 1;
-        Ok::<(), ()>(())
-    });
+    let scanned =
+        super::scan::Scanner::new(&file).scan(|_, bytes, eof| {
+            match super::scan::parse_one::<serde::de::IgnoredAny>(bytes, eof) {
+                Ok(Some((_, len))) => {
+                    n += 1;
+                    Ok(super::scan::Step::Took(len))
+                }
+                Ok(None) => Ok(super::scan::Step::More),
+                Err(_) => Err(()),
+            }
+        });
     match scanned {
         Ok(Ok(Ok(header))) => Some((header, n)),
         _ => None,
@@ -922,6 +1182,80 @@ fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::model::{LinkStatus, Retirement};
+    use crate::model::{Cell, DomainRef};
+
+    fn tricky() -> LinkRecord {
+        let domain = DomainRef {
+            id: Some("d1".into()),
+            host: Some("go.example".into()),
+        };
+        LinkRecord {
+            key: LinkRecord::key_for(&domain, "caf\u{e9}"),
+            cell: Cell(vec![("brand".into(), "caf\u{e9}".into())]),
+            slug: "caf\u{e9}".into(),
+            domain,
+            destination: "https://x.example/?q=\"caf\u{e9}\"&t=a\\b\n".into(),
+            utm: Default::default(),
+            idempotency_key: "k".into(),
+            status: LinkStatus::Created,
+            short_url: Some("https://go.example/x".into()),
+            url_id: Some("u1".into()),
+            existing_destination: None,
+            tags: vec!["spring \"26\"".into(), "caf\u{e9}".into()],
+            printed_at: Some("2026-01-01T00:00:00Z".into()),
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
+            redirect: Some(301),
+            space: Some("s\\1".into()),
+            origin: None,
+            outside: None,
+            retired: Some(Retirement {
+                at: "2026-01-02T00:00:00Z".into(),
+                how: "expire".into(),
+                value: None,
+            }),
+            history: Vec::new(),
+            error: None,
+            attempts: 1,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// The summary read from borrowed fields is the one of the parsed record, escapes and
+    /// all, in the pretty form this version writes and in a compact one with `\u` escapes.
+    #[test]
+    fn a_brief_summarises_as_the_parsed_record_does() {
+        let rec = tricky();
+        let mut pretty = Vec::new();
+        pretty_record(&rec, &mut pretty).unwrap();
+        let compact = serde_json::to_string(&rec)
+            .unwrap()
+            .replace('\u{e9}', "\\u00e9");
+        assert!(compact.contains("\\u00e9"));
+        for bytes in [pretty.as_slice(), compact.as_bytes()] {
+            let brief: Brief<'_> = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(brief.key.as_ref(), rec.key);
+            assert_eq!(brief.summary(), LinkSummary::of(&rec));
+        }
+        let mut plain = rec.clone();
+        plain.printed_at = None;
+        plain.retired = None;
+        plain.expires_at = None;
+        plain.tags.clear();
+        let brief_text = serde_json::to_vec(&plain).unwrap();
+        let brief: Brief<'_> = serde_json::from_slice(&brief_text).unwrap();
+        assert_eq!(brief.summary(), LinkSummary::of(&plain));
+        assert_ne!(brief.summary().planned, LinkSummary::of(&rec).planned);
+    }
+
+    #[test]
+    fn a_brief_requires_what_a_record_requires() {
+        let mut v = serde_json::to_value(tricky()).unwrap();
+        v.as_object_mut().unwrap().remove("idempotency_key");
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert!(serde_json::from_slice::<Brief<'_>>(&bytes).is_err());
+        assert!(serde_json::from_slice::<LinkRecord>(&bytes).is_err());
+    }
 
     #[test]
     fn default_path_sits_beside_the_spec() {

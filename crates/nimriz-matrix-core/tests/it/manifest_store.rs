@@ -712,3 +712,175 @@ fn a_manifest_changed_in_place_during_a_build_is_not_overwritten() {
     let j = fs::read_to_string(journal_path(&path)).unwrap();
     assert!(j.contains("\"slug\":\"b\""), "{j}");
 }
+
+// ---- no-op re-runs (issue 11): M is left alone, the run is journaled ------------------
+
+#[test]
+fn a_no_op_run_leaves_the_manifest_byte_identical_and_records_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let a = record("a", LinkStatus::Created);
+    let mut store = open(&path).unwrap();
+    store
+        .record(&[a.clone(), record("b", LinkStatus::Failed)])
+        .unwrap();
+    store.close(RunCounts::default(), "completed").unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let text_a = record_text(&path, "a");
+    for round in 1..=3 {
+        let store = open(&path).unwrap();
+        assert_eq!(store.summary(&a.key).map(|s| s.status), Some(a.status));
+        assert_eq!(
+            store.summary(&a.key).map(|s| s.planned),
+            Some(a.planned_fingerprint())
+        );
+        let counts = RunCounts {
+            planned: 2,
+            skipped_done: 1,
+            failed: 1,
+            ..RunCounts::default()
+        };
+        store.close(counts, "partial").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), bytes, "a no-op run rewrote M");
+        // Readers see the run, finished.
+        let m = manifest::load(&path).unwrap();
+        assert_eq!(m.runs.len(), 1 + round, "{:?}", m.runs);
+        let run = m.runs.last().unwrap();
+        assert!(run.finished_at.is_some());
+        assert_eq!(run.counts, Some(counts));
+        assert_eq!(run.outcome.as_deref(), Some("partial"));
+        assert_eq!(m.links.len(), 2);
+        assert_eq!(fs::read_to_string(lock_path(&path)).unwrap(), "");
+    }
+    let j = fs::read_to_string(journal_path(&path)).unwrap();
+    assert_eq!(j.lines().count(), 6, "{j}");
+    assert_eq!(
+        j.lines()
+            .filter(|l| l.starts_with(r#"{"t":"run_end","index":"#))
+            .count(),
+        3,
+        "{j}"
+    );
+    // A run that records something folds every run into M and removes the journal; the
+    // record it did not touch is still byte for byte what it was.
+    let mut store = open(&path).unwrap();
+    store.record(&[record("c", LinkStatus::Created)]).unwrap();
+    store.close(RunCounts::default(), "completed").unwrap();
+    assert!(!journal_path(&path).exists());
+    assert_eq!(record_text(&path, "a"), text_a);
+    let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let runs = on_disk["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 5);
+    assert!(
+        runs.iter().all(|r| r["finished_at"].is_string()),
+        "{runs:?}"
+    );
+    assert_eq!(runs[2]["outcome"], "partial");
+    assert_eq!(runs[2]["counts"]["skipped_done"], 1);
+    let full = serde_json::to_string_pretty(&manifest::load(&path).unwrap()).unwrap() + "\n";
+    assert_eq!(fs::read_to_string(&path).unwrap(), full);
+}
+
+#[test]
+fn a_torn_run_end_line_is_ignored_and_compacted_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store.record(&[record("a", LinkStatus::Created)]).unwrap();
+    store.close(RunCounts::default(), "completed").unwrap();
+    open(&path)
+        .unwrap()
+        .close(RunCounts::default(), "completed")
+        .unwrap();
+    // Cut the run_end line in half, as a power cut before it reached the disk might.
+    let jpath = journal_path(&path);
+    let j = fs::read_to_string(&jpath).unwrap();
+    let end_at = j.find(r#"{"t":"run_end""#).unwrap();
+    fs::write(&jpath, &j[..end_at + 20]).unwrap();
+    let store = open(&path).unwrap();
+    assert!(
+        store
+            .notes()
+            .iter()
+            .any(|n| n.contains("incomplete last line")),
+        "{:?}",
+        store.notes()
+    );
+    // Compacted at open: nothing is appended after a torn line.
+    assert_eq!(fs::metadata(&jpath).unwrap().len(), 0);
+    assert_eq!(store.header().runs.len(), 3);
+    assert_eq!(store.header().runs[1].finished_at, None);
+    store.close(RunCounts::default(), "completed").unwrap();
+    let m = manifest::load(&path).unwrap();
+    assert_eq!(m.runs.len(), 3);
+    assert!(m.runs[2].finished_at.is_some());
+    assert_eq!(
+        statuses(&path),
+        vec![("a".to_string(), LinkStatus::Created)]
+    );
+}
+
+#[test]
+fn a_no_op_run_over_a_manifest_of_another_version_rewrites_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store.record(&[record("a", LinkStatus::Created)]).unwrap();
+    store.close(RunCounts::default(), "completed").unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let version = format!("\"tool_version\": \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(text.contains(&version), "{text}");
+    fs::write(&path, text.replace(&version, "\"tool_version\": \"0.0.1\"")).unwrap();
+    open(&path)
+        .unwrap()
+        .close(RunCounts::default(), "completed")
+        .unwrap();
+    assert!(
+        !journal_path(&path).exists(),
+        "written in this version's form"
+    );
+    let rewritten = fs::read(&path).unwrap();
+    assert!(String::from_utf8_lossy(&rewritten).contains(&version));
+    open(&path)
+        .unwrap()
+        .close(RunCounts::default(), "completed")
+        .unwrap();
+    assert_eq!(fs::read(&path).unwrap(), rewritten);
+    assert_eq!(manifest::load(&path).unwrap().runs.len(), 3);
+}
+
+#[test]
+fn the_index_a_peek_keeps_is_used_only_for_the_file_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest_in(&dir);
+    let mut store = open(&path).unwrap();
+    store
+        .record(&[
+            record("a", LinkStatus::Created),
+            record("b", LinkStatus::Failed),
+        ])
+        .unwrap();
+    store.close(RunCounts::default(), "completed").unwrap();
+    let b = record("b", LinkStatus::Failed).key;
+    // Unchanged between the peek and the open: the open sees what the file says.
+    assert_eq!(manifest::peek_header(&path).unwrap().1, 2);
+    let store = open(&path).unwrap();
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        store.summary(&b).map(|s| s.status),
+        Some(LinkStatus::Failed)
+    );
+    store.close(RunCounts::default(), "completed").unwrap();
+    // Replaced between the peek and the open (another writer): the open reads it anew.
+    assert_eq!(manifest::peek_header(&path).unwrap().1, 2);
+    let text = fs::read_to_string(&path).unwrap();
+    let changed = text.replace("\"status\": \"failed\"", "\"status\": \"created\"");
+    assert_ne!(changed, text);
+    fs::write(&path, changed).unwrap();
+    let store = open(&path).unwrap();
+    assert_eq!(
+        store.summary(&b).map(|s| s.status),
+        Some(LinkStatus::Created)
+    );
+    assert_eq!(store.get(&b).unwrap().unwrap().status, LinkStatus::Created);
+}
