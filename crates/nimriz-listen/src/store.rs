@@ -1945,6 +1945,72 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routing_rides_in_a_waiting_acknowledgements_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        let (writer, thread) = start_writer(&path, Duration::from_secs(60));
+        let bounded = Duration::from_secs(30);
+        assert_eq!(writer.ingest(event("a", 1)).await, Ok(Ingest::Stored));
+        let seq: i64 = Connection::open(&path)
+            .expect("open")
+            .query_row(
+                "SELECT seq FROM events WHERE event_id = 'click:a'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("seq");
+        // Hold the write lock so that an acknowledgement and the routing queue up together.
+        let other = Connection::open(&path).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let first = tokio::spawn({
+            let w = writer.clone();
+            async move { w.ingest(event("first", 1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = tokio::spawn({
+            let w = writer.clone();
+            async move { w.ingest(event("second", 1)).await }
+        });
+        let route = tokio::spawn({
+            let w = writer.clone();
+            async move {
+                w.run_as("route", move |c| {
+                    let jobs = vec![("crm".to_string(), "http:t".to_string())];
+                    record_routes(c, &[(seq, "click:a".to_string(), jobs)], 5)
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let op_commits = writer.stats.op_commits.load(Ordering::Relaxed);
+        other.execute_batch("ROLLBACK").expect("release");
+        for a in [first, second] {
+            let got = tokio::time::timeout(bounded, a).await.expect("bounded");
+            assert_eq!(got.expect("task"), Ok(Ingest::Stored));
+        }
+        let got = tokio::time::timeout(bounded, route).await.expect("bounded");
+        assert_eq!(got.expect("task"), Ok(()));
+        assert_eq!(
+            writer.stats.op_commits.load(Ordering::Relaxed),
+            op_commits,
+            "the routing got no transaction (and fsync) of its own"
+        );
+        assert!(writer.stats.folded.load(Ordering::Relaxed) >= 1);
+        let (routed, jobs): (i64, i64) = Connection::open(&path)
+            .expect("open")
+            .query_row(
+                "SELECT (SELECT routed FROM events WHERE event_id = 'click:a'),
+                        (SELECT count(*) FROM jobs WHERE event_id = 'click:a')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("read");
+        assert_eq!((routed, jobs), (1, 1), "the routing was committed");
+        drop(writer);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cheap_worker_changes_commit_with_waiting_acks_and_fail_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f.db");
