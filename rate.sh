@@ -29,13 +29,12 @@ one() {
     t0=$(date +%s.%N)
     NIMRIZ_API_BASE="$url" "$bin" build "$W/spec.toml" --concurrency "$C" -q --manifest "$W/m.json" || rc=$?
     t1=$(date +%s.%N)
-    local stats
-    stats="$(curl -s "$url/__sandbox/stats")"
+    curl -s "$url/__sandbox/stats" >"$W/stats.json"
     kill "$SB"; wait "$SB" 2>/dev/null || true; SB=""
-    python3 - "$side" "$i" "$t0" "$t1" "$rc" "$stats" "$HEADERS" "$C" <<'PY'
+    python3 - "$side" "$i" "$t0" "$t1" "$rc" "$W/stats.json" "$HEADERS" "$C" <<'PY'
 import json, sys
 side, i, t0, t1, rc, stats, h, c = sys.argv[1:]
-s = json.loads(stats)
+s = json.load(open(stats))
 req = sum(s["requests"].values()) if isinstance(s["requests"], dict) else s["requests"]
 rl = s["faults"]["rate_limited"]
 wall = float(t1) - float(t0)
