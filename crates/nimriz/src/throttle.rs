@@ -441,7 +441,8 @@ impl Throttle {
     /// An answer (429 or not) carried budget headers.
     ///
     /// Answers lower the mirror, and raise it only when they are the newest news (their
-    /// request was let go after every one answered so far): concurrent requests are
+    /// request was let go after every one answered so far) and no window is published:
+    /// concurrent requests are
     /// counted by the server in an order we cannot see, so an answer arriving later may
     /// carry an older, higher `remaining` (measured: 2 of 53 requests answered 429 when
     /// each answer reset the mirror).
@@ -460,6 +461,12 @@ impl Throttle {
         if newest {
             s.newest_heard = Some(started);
         }
+        // Raising is for a mirror paced by a learnt (low) rate; with a published window the
+        // mirror's own refill is right, and a raise cost a 429 at zero latency, where the
+        // order of starts says little about the order the server counted them in.
+        let may_raise = newest
+            && h.rate().is_none()
+            && previous.is_none_or(|b| b.rate.is_none() || s.rate_from_growth);
         let growth = match (h.rate(), h.remaining) {
             (None, Some(remaining)) if !s.growth_off && !rate_limited => {
                 let at = s.samples.partition_point(|x| x.started <= started);
@@ -487,7 +494,7 @@ impl Throttle {
         let capacity = h.limit.or(previous.and_then(|b| b.capacity));
         let heard = h.remaining.map(|r| r - others);
         let tokens = match (heard, previous) {
-            (Some(heard), Some(b)) if !newest => heard.min(b.tokens),
+            (Some(heard), Some(b)) if !may_raise => heard.min(b.tokens),
             (Some(heard), _) => heard,
             (None, Some(b)) => b.tokens,
             (None, None) => capacity.unwrap_or(1.0) - others,
