@@ -271,6 +271,8 @@ struct State {
     /// Budget headers without a window, in the order their requests were let go: how
     /// `remaining` grows between them tells a refilling bucket from a fixed window.
     samples: VecDeque<Sample>,
+    /// The latest start among answers heard; an answer to a later one is the newest news.
+    newest_heard: Option<Instant>,
     /// The rate in `budget` came from `samples`.
     rate_from_growth: bool,
     /// A 429 came while the budget was published: the server does not refill the way
@@ -438,12 +440,12 @@ impl Throttle {
 
     /// An answer (429 or not) carried budget headers.
     ///
-    /// Answers only ever lower the mirror (it rises by its own refill, or at the reset):
+    /// Answers lower the mirror, and raise it only when they are the newest news (their
+    /// request was let go after every one answered so far) and no window is published:
     /// concurrent requests are
     /// counted by the server in an order we cannot see, so an answer arriving later may
     /// carry an older, higher `remaining` (measured: 2 of 53 requests answered 429 when
-    /// each answer reset the mirror; raising it from answers to the latest-started request
-    /// still cost 2–3 429s in one run of three with `X-RateLimit-*`).
+    /// each answer reset the mirror).
     fn on_headers(&self, h: &RateHeaders, started: Instant, rate_limited: bool) {
         let Ok(mut s) = self.state.lock() else {
             return;
@@ -455,6 +457,16 @@ impl Throttle {
             b.refill(now);
             b
         });
+        let newest = s.newest_heard.is_none_or(|n| started > n);
+        if newest {
+            s.newest_heard = Some(started);
+        }
+        // Raising is for a mirror paced by a learnt (low) rate; with a published window the
+        // mirror's own refill is right, and a raise cost a 429 at zero latency, where the
+        // order of starts says little about the order the server counted them in.
+        let may_raise = newest
+            && h.rate().is_none()
+            && previous.is_none_or(|b| b.rate.is_none() || s.rate_from_growth);
         let growth = match (h.rate(), h.remaining) {
             (None, Some(remaining)) if !s.growth_off && !rate_limited => {
                 let at = s.samples.partition_point(|x| x.started <= started);
@@ -482,8 +494,8 @@ impl Throttle {
         let capacity = h.limit.or(previous.and_then(|b| b.capacity));
         let heard = h.remaining.map(|r| r - others);
         let tokens = match (heard, previous) {
-            (Some(heard), Some(b)) => heard.min(b.tokens),
-            (Some(heard), None) => heard,
+            (Some(heard), Some(b)) if !may_raise => heard.min(b.tokens),
+            (Some(heard), _) => heard,
             (None, Some(b)) => b.tokens,
             (None, None) => capacity.unwrap_or(1.0) - others,
         };
