@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Rate-limited 10k-link builds, this branch's binary against main's, alternating.
-# usage: rate.sh HEADERS C REPS   (HEADERS: none|ietf|x; prints one line per run)
+# Rate-limited 10k-link builds, NEW_BIN against OLD_BIN (defaults: this checkout's release binary, /work/main's), alternating.
+# usage: benches/rate_ab.sh HEADERS C REPS   (HEADERS: none|ietf|x; prints one line per run)
 set -euo pipefail
 HEADERS="${1:-x}"; C="${2:-4}"; REPS="${3:-3}"
-HERE="$(cd "$(dirname "$0")" && pwd)"
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
 NEW="${NEW_BIN:-$HERE/target/release/nimriz-matrix}"
 OLD="${OLD_BIN:-/work/main/target/release/nimriz-matrix}"
 W="$(mktemp -d /tmp/rate-throttle.XXXXXX)"
