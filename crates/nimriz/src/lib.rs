@@ -977,7 +977,7 @@ impl Client {
                     if let Some(budget) = throttle::RateHeaders::read(|name| {
                         headers.get(name).and_then(|v| v.to_str().ok())
                     }) {
-                        permit.on_headers(&budget, status == 429);
+                        permit.on_headers(&budget);
                     }
                     let retry_after = resp
                         .headers()
