@@ -136,12 +136,13 @@ fn run_command(cli: Cli, printer: Printer) -> Result<u8> {
                 lifecycle::check_fresh(saved, path, &now)?;
                 build.update |= saved.needs_update();
             }
-            let report = runtime()?.block_on(apply::run_build(
-                plan,
-                &build,
-                &shared,
-                signals::interrupted(),
-            ))?;
+            let rt = runtime()?;
+            // Signal handlers first, before any work of the build.
+            let interrupted = {
+                let _in_runtime = rt.enter();
+                signals::interrupted()
+            };
+            let report = rt.block_on(apply::run_build(plan, &build, &shared, interrupted))?;
             output::print_build_report(&report, &printer);
             // Stopped by a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
             Ok(match report.exit_code() {

@@ -61,34 +61,42 @@ pub async fn stop_requested() {
 
 /// `build`'s stop: the first of SIGINT, SIGTERM, SIGHUP (recorded for [`stop_code`]); a
 /// second one of them exits the process at once with the same code.
-pub async fn interrupted() {
+///
+/// The handlers are installed when this is called (inside the runtime), not when the future
+/// is first polled: a build may do seconds of work before it first polls it, and a signal
+/// in that gap would otherwise kill the process with the default action.
+pub fn interrupted() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut int = signal(SignalKind::interrupt()).ok();
         let mut term = signal(SignalKind::terminate()).ok();
         let mut hup = signal(SignalKind::hangup()).ok();
-        if int.is_none() && term.is_none() && hup.is_none() {
-            // No handler could be installed: never interrupt rather than interrupt at once.
-            std::future::pending::<()>().await;
+        async move {
+            if int.is_none() && term.is_none() && hup.is_none() {
+                // No handler could be installed: never interrupt rather than interrupt at once.
+                std::future::pending::<()>().await;
+            }
+            let (code, _) = next_signal(&mut int, &mut term, &mut hup).await;
+            STOPPED_BY.store(code, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (_, name) = next_signal(&mut int, &mut term, &mut hup).await;
+                eprintln!(
+                    "{name} again: exiting now. The manifest and its journal are readable; the \
+                     next build finishes the job (same keys and slugs, no duplicate)"
+                );
+                std::process::exit(i32::from(code));
+            });
         }
-        let (code, _) = next_signal(&mut int, &mut term, &mut hup).await;
-        STOPPED_BY.store(code, Ordering::SeqCst);
-        tokio::spawn(async move {
-            let (_, name) = next_signal(&mut int, &mut term, &mut hup).await;
-            eprintln!(
-                "{name} again: exiting now. The manifest and its journal are readable; the next \
-                 build finishes the job (same keys and slugs, no duplicate)"
-            );
-            std::process::exit(i32::from(code));
-        });
     }
     #[cfg(not(unix))]
     {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+        async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            STOPPED_BY.store(130, Ordering::SeqCst);
         }
-        STOPPED_BY.store(130, Ordering::SeqCst);
     }
 }
 
