@@ -44,7 +44,13 @@ pub struct Throttle {
 /// - `RateLimit: limit=10, remaining=3, reset=2` (draft -07) or
 ///   `RateLimit: "default";r=3;t=2` with `RateLimit-Policy: "default";q=10;w=1` (-08 on);
 /// - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (delta seconds, or
-///   a Unix time when it is that large, as GitHub sends).
+///   a Unix time when it is that large, as GitHub sends), `X-RateLimit-Reset-After`.
+///
+/// A reset may be spelt as delta seconds, a Unix time in seconds or milliseconds, a
+/// duration with units (`250ms`, `6m0s`) or an HTTP-date ([`parse_reset`]). Garbage
+/// (negative, not a number, absurdly large) is no budget, and every wait a header can ask
+/// for is capped at [`MAX_WAIT`], so no header value can panic the client or overflow a
+/// clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RateHeaders {
     pub limit: Option<f64>,
@@ -69,7 +75,14 @@ impl RateHeaders {
             };
             h.limit = h.limit.or_else(|| num("limit"));
             h.remaining = h.remaining.or_else(|| num("remaining"));
-            h.reset = h.reset.or_else(|| num("reset").and_then(reset_delay));
+            h.reset = h.reset.or_else(|| {
+                // An HTTP-date has a comma of its own; a list's first item otherwise.
+                get(&format!("{prefix}reset")).and_then(|v| {
+                    parse_reset(v).or_else(|| parse_reset(v.split(',').next().unwrap_or(v)))
+                })
+            });
+            // Discord-style: the reset as a delay next to (or instead of) a Unix time.
+            h.reset = h.reset.or_else(|| num("reset-after").and_then(secs));
         }
         if let Some(v) = get("ratelimit") {
             // The first (most specific) item of a list; keys of -07 and -08 alike.
@@ -78,11 +91,12 @@ impl RateHeaders {
                 let Some((k, val)) = part.split_once('=') else {
                     continue;
                 };
+                let reset = parse_reset(val);
                 let val = first_number(val);
                 match k.trim() {
                     "limit" => h.limit = h.limit.or(val),
                     "remaining" | "r" => h.remaining = h.remaining.or(val),
-                    "reset" | "t" => h.reset = h.reset.or_else(|| val.and_then(reset_delay)),
+                    "reset" | "t" => h.reset = h.reset.or(reset),
                     _ => {}
                 }
             }
@@ -95,9 +109,7 @@ impl RateHeaders {
             for p in parts {
                 match p.split_once('=') {
                     Some((k, val)) if k.trim() == "w" => {
-                        h.window = first_number(val)
-                            .filter(|w| *w > 0.0 && w.is_finite())
-                            .map(Duration::from_secs_f64);
+                        h.window = first_number(val).filter(|w| *w > 0.0).and_then(secs);
                     }
                     Some((k, val)) if k.trim() == "q" => quota = first_number(val),
                     _ => {}
@@ -116,20 +128,85 @@ impl RateHeaders {
     }
 }
 
+/// A reset above this is a Unix time in milliseconds (1e12 ms is 2001; 1e12 s is year 33,000).
+const EPOCH_MS_RESET_ABOVE: f64 = 1.0e12;
+
+/// The longest wait a header may ask for; a larger (or garbage) value is read as this, so a
+/// run re-reads the budget at least daily and no `Instant` arithmetic can overflow.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
+/// Counts above this are garbage (and would make the bucket arithmetic lose precision).
+const MAX_COUNT: f64 = 1.0e15;
+
 fn first_number(v: &str) -> Option<f64> {
-    let v = v.trim().trim_matches('"');
-    v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+    let v = v.trim().trim_matches('"').trim();
+    v.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0 && *n <= MAX_COUNT)
 }
 
-fn reset_delay(secs: f64) -> Option<Duration> {
-    if secs > EPOCH_RESET_ABOVE {
+/// Seconds as a `Duration`, capped at [`MAX_WAIT`]; `None` for negative or not a number.
+fn secs(s: f64) -> Option<Duration> {
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64())))
+}
+
+/// A reset, however a server spells it: delta seconds (`2`, `0.5`), a Unix time in seconds
+/// (`1733340000`, as GitHub sends) or milliseconds (`1733340000123`), a duration with a unit
+/// (`250ms`, `1s`, `6m0s`, as OpenAI sends), or an HTTP-date.
+fn parse_reset(v: &str) -> Option<Duration> {
+    let v = v.trim().trim_matches('"').trim();
+    if let Some(n) = first_number(v) {
+        return reset_delay(n);
+    }
+    parse_unit_duration(v).or_else(|| {
+        let when = httpdate::parse_http_date(v).ok()?;
+        Some(
+            when.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_WAIT),
+        )
+    })
+}
+
+/// `250ms`, `1.5s`, `6m0s`, `1h2m3s`: numbers each followed by `ms`, `s`, `m` or `h`.
+fn parse_unit_duration(v: &str) -> Option<Duration> {
+    let mut total = 0.0;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&i| i > 0)?;
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        total += match &rest[..unit_len] {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+    }
+    secs(total)
+}
+
+fn reset_delay(n: f64) -> Option<Duration> {
+    if n > EPOCH_RESET_ABOVE {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .ok()?
             .as_secs_f64();
-        return Some(Duration::from_secs_f64((secs - now).max(0.0)));
+        let at = if n > EPOCH_MS_RESET_ABOVE {
+            n / 1000.0
+        } else {
+            n
+        };
+        return secs((at - now).max(0.0));
     }
-    Some(Duration::from_secs_f64(secs))
+    secs(n)
 }
 
 /// A local mirror of the server's bucket, from its headers.
@@ -166,7 +243,7 @@ impl Budget {
             return None;
         }
         match (self.rate, self.reset_at) {
-            (Some(r), _) => Some(Duration::from_secs_f64((1.0 - self.tokens) / r)),
+            (Some(r), _) => Some(secs((1.0 - self.tokens) / r).unwrap_or(MAX_WAIT)),
             (None, Some(t)) => Some(t.saturating_duration_since(self.at)),
             // Spent, and no word on when it comes back: probe once a second.
             (None, None) => Some(Duration::from_secs(1)),
@@ -377,7 +454,7 @@ impl Throttle {
                 let window = now.duration_since(prev).as_secs_f64();
                 if s.answered_since_429 > 0 && window > 0.0 {
                     let rate = s.answered_since_429 as f64 / window * PACE_MARGIN;
-                    s.interval = Some(Duration::from_secs_f64(1.0 / rate));
+                    s.interval = Some(secs(1.0 / rate).unwrap_or(MAX_WAIT));
                     s.one_at_a_time = false;
                     if s.budget.is_none() {
                         // The burst: answered before the first 429, less what `rate`
@@ -564,6 +641,129 @@ mod tests {
         let b = t.state.lock().unwrap().budget.expect("still learnt");
         assert_eq!(b.capacity, Some(7.0), "9 × 0.8, rounded down, once");
         assert!(b.rate.unwrap() < 7.7, "{:?}", b.rate);
+    }
+
+    #[test]
+    fn resets_in_every_unit() {
+        let x = |reset: &str| {
+            read(&[("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", reset)])
+                .unwrap()
+                .reset
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let near = |d: Option<Duration>, secs: u64| {
+            let d = d.expect("a reset");
+            let want = Duration::from_secs(secs);
+            assert!(
+                d <= want && d + Duration::from_secs(2) >= want,
+                "{d:?} vs {want:?}"
+            );
+        };
+        near(x("30"), 30);
+        assert_eq!(x("0.25"), Some(Duration::from_millis(250)));
+        near(x(&(now.as_secs() + 30).to_string()), 30);
+        near(x(&(now.as_millis() + 30_000).to_string()), 30);
+        assert_eq!(x(&(now.as_secs() - 30).to_string()), Some(Duration::ZERO));
+        assert_eq!(x("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(x("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(x("1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+        let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        near(x(&date), 30);
+        let after = read(&[
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset-After", "1.5"),
+        ])
+        .unwrap();
+        assert_eq!(after.reset, Some(Duration::from_millis(1500)));
+        let structured = read(&[
+            ("RateLimit", "\"default\";r=0;t=250ms"),
+            ("RateLimit-Policy", "\"default\";q=100;w=60"),
+        ])
+        .unwrap();
+        assert_eq!(structured.reset, Some(Duration::from_millis(250)));
+        assert_eq!(structured.rate(), Some(100.0 / 60.0));
+    }
+
+    /// Garbage is not a budget, and nothing in it can panic or overflow an `Instant`.
+    #[tokio::test(start_paused = true)]
+    async fn garbage_budget_values_neither_panic_nor_stall() {
+        let garbage = [
+            "",
+            " ",
+            "-5",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e400",
+            "1e300",
+            "99999999999999999999999",
+            "\"",
+            "10;w=0",
+            "10;w=-1",
+            "10;w=1e300",
+            "10;w=NaN",
+            ";;;",
+            "=,=",
+            "1h2x",
+            "5m-3s",
+            "Mon, 99 Foo 2026",
+            "18446744073709551616ms",
+            "1e308s",
+            "ms",
+            "..s",
+        ];
+        for g in garbage {
+            for name in [
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+                "RateLimit",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "X-RateLimit-Reset-After",
+            ] {
+                // Something readable beside the garbage, so the throttle sees it.
+                let other = if name.ends_with("Limit") {
+                    ("X-RateLimit-Remaining", "0")
+                } else {
+                    ("RateLimit-Limit", "5")
+                };
+                let h = read(&[(name, g), other]).unwrap();
+                assert!(h.reset.is_none_or(|r| r <= MAX_WAIT), "{name}: {g}");
+                assert!(h.window.is_none_or(|w| w <= MAX_WAIT), "{name}: {g}");
+                let t = Throttle::default();
+                let p = t.acquire().await;
+                p.on_headers(&h);
+                drop(p);
+                // Bounded: the wait is at most a day, and a day is not waited here.
+                let waited = tokio::time::timeout(Duration::from_secs(1), t.acquire()).await;
+                drop(waited);
+            }
+        }
+        // A window of a nanosecond or a limit of 10^12 per day are numbers, not garbage.
+        let t = Throttle::default();
+        hear(
+            &t,
+            RateHeaders {
+                limit: Some(MAX_COUNT),
+                remaining: Some(0.0),
+                reset: Some(MAX_WAIT),
+                window: Some(Duration::from_nanos(1)),
+            },
+        );
+        hear(
+            &t,
+            RateHeaders {
+                limit: Some(1.0),
+                remaining: Some(0.0),
+                reset: None,
+                window: Some(MAX_WAIT),
+            },
+        );
+        let waited = tokio::time::timeout(Duration::from_secs(1), t.acquire()).await;
+        assert!(waited.is_err(), "one a day: the next waits");
     }
 
     fn read(pairs: &[(&str, &str)]) -> Option<RateHeaders> {
